@@ -1,0 +1,72 @@
+// jevons inspect: what is in a model file, and what it will cost to run.
+#include <cstdio>
+#include <map>
+
+#include "cli/common.h"
+#include "core/error.h"
+
+namespace jevons::cli {
+namespace {
+
+std::string human_bytes(double b) {
+  const char* unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int k = 0;
+  while (b >= 1024.0 && k < 4) { b /= 1024.0; ++k; }
+  return fmt::format("{:.2f} {}", b, unit[k]);
+}
+
+void inspect(const std::string& path, bool all_tensors) {
+  auto file = GgufFile::open(path);
+  std::printf("file: %s\nGGUF version %u, %zu metadata keys, %zu tensors, alignment %u, data at offset %zu, %s\n\n",
+              path.c_str(), file->version(), file->metadata().size(), file->tensors().size(), file->alignment(),
+              file->data_offset(), human_bytes(double(file->file_size())).c_str());
+  std::printf("metadata:\n");
+  for (const auto& [key, value] : file->metadata())
+    std::printf("  %-44s %s\n", key.c_str(), value.to_string().c_str());
+
+  std::printf("\ntensors:\n  %-40s %-6s %-22s %12s\n", "name", "type", "shape", "bytes");
+  int64_t params = 0;
+  size_t bytes = 0;
+  std::map<std::string, int> per_type;
+  size_t shown = 0;
+  for (const GgufTensor& t : file->tensors()) {
+    params += t.n_elements;
+    bytes += t.nbytes;
+    ++per_type[type_name(t.type)];
+    if (all_tensors || shown < 64) {
+      std::printf("  %-40s %-6s %-22s %12zu\n", t.name.c_str(), type_name(t.type), t.shape_string().c_str(), t.nbytes);
+      ++shown;
+    }
+  }
+  if (shown < file->tensors().size()) std::printf("  ... %zu more (--all to list them)\n", file->tensors().size() - shown);
+  std::string types;
+  for (auto& [n, c] : per_type) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", n, c);
+  std::printf("\nparameters: %lld (%.3f B), weights %s, types: %s\n", (long long)params, double(params) / 1e9,
+              human_bytes(double(bytes)).c_str(), types.c_str());
+
+  // The architecture summary needs a model jevons can build; a vocab-only file has none.
+  if (file->find_tensor("token_embd.weight")) {
+    auto model = load_model(*file);
+    const ModelConfig& c = model->config();
+    std::printf("architecture: %s, %d layers, embedding %d, %d heads (%d kv, head dim %d), FFN %d, vocab %d, trained context %d\n",
+                c.arch.c_str(), c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim_k, c.n_ff, c.n_vocab, c.n_ctx_train);
+    std::printf("KV cache: %zu bytes per token (f32), %s at the default context of %d\n", c.kv_bytes_per_token(),
+                human_bytes(double(c.kv_bytes_per_token()) * default_context(c)).c_str(), default_context(c));
+  }
+}
+
+}  // namespace
+
+void add_inspect_command(CLI::App& app) {
+  struct Options {
+    std::string model;
+    bool all = false;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* c = app.add_subcommand("inspect", "Show a model file's metadata, tensor table, parameter count and KV cache bytes per token");
+  c->add_option("model", o->model, "Model file (GGUF)")->required();
+  c->add_flag("--all", o->all, "List every tensor (default: the first 64)");
+  c->callback([o] { inspect(o->model, o->all); });
+}
+
+}  // namespace jevons::cli

@@ -1,0 +1,112 @@
+// jevons run: prompt in, streamed continuation out.
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "runtime/sampler.h"
+
+namespace jevons::cli {
+namespace {
+
+struct RunOptions {
+  std::string model, prompt;
+  int n_predict = 256;
+  int threads = 0;
+  int ctx = 0;
+  bool no_bos = false;
+  bool seed_given = false;
+  SamplerParams sampling;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void run(RunOptions o) {
+  LoadedModel m = load(o.model, true);
+  const ModelConfig& cfg = m.model->config();
+  const int n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
+  if (!o.seed_given) o.sampling.seed = std::random_device{}();
+
+  const bool add_bos = m.tokenizer->add_bos_default() && !o.no_bos;
+  std::vector<int32_t> prompt = m.tokenizer->encode(o.prompt, add_bos);
+  if (prompt.empty()) fail("the prompt is empty and the model adds no BOS token: give a prompt with -p");
+  if (int(prompt.size()) > n_ctx)
+    fail("the prompt is {} tokens but the context is {} (raise -c, up to the trained context {})", prompt.size(), n_ctx,
+         cfg.n_ctx_train);
+
+  ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
+  m.model->set_thread_pool(&pool);
+  KvCache cache = m.model->new_cache(n_ctx);
+  Sampler sampler(o.sampling);
+  for (int32_t id : prompt) sampler.accept(id);
+
+  std::fwrite(o.prompt.data(), 1, o.prompt.size(), stdout);
+  std::fflush(stdout);
+
+  std::vector<float> logits(size_t(cfg.n_vocab));
+  const auto t_prompt = std::chrono::steady_clock::now();
+  m.model->forward(cache, prompt.data(), int64_t(prompt.size()), logits.data(), false);
+  const double prompt_s = seconds_since(t_prompt);
+
+  StreamDecoder decoder(*m.tokenizer);
+  int n_generated = 0;
+  const char* stop_reason = "token limit";
+  const auto t_gen = std::chrono::steady_clock::now();
+  while (n_generated < o.n_predict) {
+    const int32_t id = sampler.sample(logits.data(), cfg.n_vocab);
+    ++n_generated;
+    if (m.tokenizer->is_eog(id)) {
+      stop_reason = "end of text";
+      break;
+    }
+    sampler.accept(id);
+    const std::string text = decoder.push(id);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    if (n_generated == o.n_predict) break;
+    if (cache.n_past() >= n_ctx) {
+      stop_reason = "context full (raise -c)";
+      break;
+    }
+    m.model->forward(cache, &id, 1, logits.data(), false);
+  }
+  const std::string tail = decoder.finish();
+  std::fwrite(tail.data(), 1, tail.size(), stdout);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  const double gen_s = seconds_since(t_gen);
+
+  std::fprintf(stderr, "\n[jevons] stopped: %s | prompt %zu tokens in %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | %d threads, ctx %d, seed %llu\n",
+               stop_reason, prompt.size(), prompt_s, double(prompt.size()) / std::max(prompt_s, 1e-9), n_generated, gen_s,
+               double(n_generated) / std::max(gen_s, 1e-9), pool.size(), n_ctx, (unsigned long long)o.sampling.seed);
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* c = app.add_subcommand("run", "Generate text from a prompt; the prompt and the continuation stream to stdout, timing to stderr");
+  c->add_option("-m,--model", o->model, "Model file (GGUF)")->required();
+  c->add_option("-p,--prompt", o->prompt, "Prompt text");
+  c->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most (stops earlier at end of text)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
+  c->add_option("--temp", o->sampling.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  c->add_option("--top-k", o->sampling.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
+  c->add_option("--top-p", o->sampling.top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
+  c->add_option("--min-p", o->sampling.min_p, "Drop tokens below min-p x the top probability (0 = off)")->capture_default_str();
+  c->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Penalize recently seen tokens (1 = off)")->capture_default_str();
+  c->add_option("--repeat-last-n", o->sampling.repeat_last_n, "How many recent tokens the penalties consider")->capture_default_str();
+  c->add_option("--presence-penalty", o->sampling.presence_penalty, "Subtract from logits of tokens already seen")->capture_default_str();
+  c->add_option("--frequency-penalty", o->sampling.frequency_penalty, "Subtract per occurrence of a seen token")->capture_default_str();
+  c->add_option("--seed", o->sampling.seed, "Random seed (same seed, same output; default: random, printed at the end)")
+      ->each([o](const std::string&) { o->seed_given = true; });
+  c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
+  c->add_option("-c,--ctx-size", o->ctx, "Context length in tokens (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
+  c->add_flag("--no-bos", o->no_bos, "Do not add the BOS token even if the model asks for it");
+  c->callback([o] { run(*o); });
+}
+
+}  // namespace jevons::cli

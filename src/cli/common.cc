@@ -1,0 +1,44 @@
+#include "cli/common.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "core/error.h"
+
+namespace jevons::cli {
+
+LoadedModel load(const std::string& path, bool with_model) {
+  LoadedModel m;
+  m.file = GgufFile::open(path);
+  m.tokenizer = Tokenizer::from_gguf(*m.file);
+  if (with_model) {
+    m.model = load_model(*m.file);
+    if (m.tokenizer->n_vocab() > m.model->config().n_vocab)
+      fail("{}: the tokenizer has {} tokens but the model's vocabulary has only {}", path, m.tokenizer->n_vocab(),
+           m.model->config().n_vocab);
+  }
+  return m;
+}
+
+std::vector<int32_t> parse_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  const char* p = text.data();
+  const char* end = p + text.size();
+  while (p < end) {
+    if (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n') {
+      ++p;
+      continue;
+    }
+    int32_t v = 0;
+    auto [next, ec] = std::from_chars(p, end, v);
+    if (ec != std::errc() || v < 0)
+      fail("cannot parse token ids '{}': expected non-negative integers separated by commas or spaces", text);
+    ids.push_back(v);
+    p = next;
+  }
+  return ids;
+}
+
+int default_context(const ModelConfig& c) { return std::min(4096, c.n_ctx_train); }
+
+}  // namespace jevons::cli

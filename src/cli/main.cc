@@ -1,0 +1,33 @@
+// jevons: the command-line front end. Each subcommand lives in its own cmd_*.cc.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/common.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"jevons: an LLM inference engine that counts every joule.\n"
+               "Runs Llama-family and Qwen2/Qwen3 models from GGUF files on the CPU."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "jevons 0.1.0");
+  jevons::cli::add_run_command(app);
+  jevons::cli::add_logits_command(app);
+  jevons::cli::add_tokenize_commands(app);
+  jevons::cli::add_inspect_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 1;
+  } catch (const jevons::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

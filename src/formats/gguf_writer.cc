@@ -1,0 +1,137 @@
+#include "formats/gguf_writer.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace jevons {
+namespace {
+
+template <typename T>
+void put(std::vector<uint8_t>& out, T v) {
+  const size_t n = out.size();
+  out.resize(n + sizeof(T));
+  std::memcpy(out.data() + n, &v, sizeof(T));
+}
+
+void put_string(std::vector<uint8_t>& out, const std::string& s) {
+  put<uint64_t>(out, s.size());
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+template <typename T>
+std::vector<uint8_t> scalar(GgufType t, T v) {
+  std::vector<uint8_t> e;
+  put<uint32_t>(e, uint32_t(t));
+  put<T>(e, v);
+  return e;
+}
+
+template <typename T>
+std::vector<uint8_t> array(GgufType elem, const std::vector<T>& v) {
+  std::vector<uint8_t> e;
+  put<uint32_t>(e, uint32_t(GgufType::ARRAY));
+  put<uint32_t>(e, uint32_t(elem));
+  put<uint64_t>(e, v.size());
+  for (const T& x : v) put<T>(e, x);
+  return e;
+}
+
+}  // namespace
+
+void GgufWriter::set_raw(const std::string& key, std::vector<uint8_t> encoded) {
+  for (Entry& e : kv_)
+    if (e.key == key) {
+      e.encoded = std::move(encoded);
+      return;
+    }
+  kv_.push_back({key, std::move(encoded)});
+}
+
+void GgufWriter::set_u32(const std::string& k, uint32_t v) { set_raw(k, scalar(GgufType::UINT32, v)); }
+void GgufWriter::set_i32(const std::string& k, int32_t v) { set_raw(k, scalar(GgufType::INT32, v)); }
+void GgufWriter::set_u64(const std::string& k, uint64_t v) { set_raw(k, scalar(GgufType::UINT64, v)); }
+void GgufWriter::set_f32(const std::string& k, float v) { set_raw(k, scalar(GgufType::FLOAT32, v)); }
+void GgufWriter::set_bool(const std::string& k, bool v) { set_raw(k, scalar(GgufType::BOOL, uint8_t(v))); }
+void GgufWriter::set_f32s(const std::string& k, const std::vector<float>& v) { set_raw(k, array(GgufType::FLOAT32, v)); }
+void GgufWriter::set_i32s(const std::string& k, const std::vector<int32_t>& v) { set_raw(k, array(GgufType::INT32, v)); }
+
+void GgufWriter::set_string(const std::string& k, const std::string& v) {
+  std::vector<uint8_t> e;
+  put<uint32_t>(e, uint32_t(GgufType::STRING));
+  put_string(e, v);
+  set_raw(k, std::move(e));
+}
+
+void GgufWriter::set_strings(const std::string& k, const std::vector<std::string>& v) {
+  std::vector<uint8_t> e;
+  put<uint32_t>(e, uint32_t(GgufType::ARRAY));
+  put<uint32_t>(e, uint32_t(GgufType::STRING));
+  put<uint64_t>(e, v.size());
+  for (const std::string& s : v) put_string(e, s);
+  set_raw(k, std::move(e));
+}
+
+void GgufWriter::add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& dims, std::vector<uint8_t> data) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  const TypeTraits& tr = type_traits(type);
+  if (dims.empty() || dims[0] % tr.block_size != 0) fail("tensor {}: row length must be a multiple of {}", name, tr.block_size);
+  if (data.size() != size_t(n / tr.block_size) * tr.type_size)
+    fail("tensor {}: {} bytes given, {} expected", name, data.size(), size_t(n / tr.block_size) * tr.type_size);
+  tensors_.push_back({name, type, dims, std::move(data)});
+}
+
+void GgufWriter::add_tensor_f32(const std::string& name, TensorType type, const std::vector<int64_t>& dims,
+                                const std::vector<float>& values) {
+  const TypeTraits& tr = type_traits(type);
+  std::vector<uint8_t> data(size_t(int64_t(values.size()) / tr.block_size) * tr.type_size);
+  if (int64_t(values.size()) % tr.block_size != 0) fail("tensor {}: {} values do not fill whole {} blocks", name, values.size(), tr.name);
+  tr.from_float(values.data(), data.data(), int64_t(values.size()));
+  add_tensor(name, type, dims, std::move(data));
+}
+
+std::vector<uint8_t> GgufWriter::bytes(uint32_t alignment) const {
+  std::vector<uint8_t> out;
+  out.insert(out.end(), {'G', 'G', 'U', 'F'});
+  put<uint32_t>(out, 3);
+  put<uint64_t>(out, tensors_.size());
+  const bool write_alignment = alignment != 32;
+  put<uint64_t>(out, kv_.size() + (write_alignment ? 1 : 0));
+  for (const Entry& e : kv_) {
+    put_string(out, e.key);
+    out.insert(out.end(), e.encoded.begin(), e.encoded.end());
+  }
+  if (write_alignment) {
+    put_string(out, "general.alignment");
+    put<uint32_t>(out, uint32_t(GgufType::UINT32));
+    put<uint32_t>(out, alignment);
+  }
+  auto padded = [&](uint64_t n) { return (n + alignment - 1) / alignment * alignment; };
+  uint64_t offset = 0;
+  for (const PendingTensor& t : tensors_) {
+    put_string(out, t.name);
+    put<uint32_t>(out, uint32_t(t.dims.size()));
+    for (int64_t d : t.dims) put<uint64_t>(out, uint64_t(d));
+    put<uint32_t>(out, uint32_t(t.type));
+    put<uint64_t>(out, offset);
+    offset = padded(offset + t.data.size());
+  }
+  out.resize(padded(out.size()), 0);
+  for (const PendingTensor& t : tensors_) {
+    out.insert(out.end(), t.data.begin(), t.data.end());
+    out.resize(padded(out.size()), 0);
+  }
+  return out;
+}
+
+void GgufWriter::write(const std::string& path, uint32_t alignment) const {
+  const std::vector<uint8_t> b = bytes(alignment);
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) fail("cannot create {}", path);
+  const size_t n = std::fwrite(b.data(), 1, b.size(), f);
+  if (std::fclose(f) != 0 || n != b.size()) fail("error writing {} (disk full?)", path);
+}
+
+}  // namespace jevons

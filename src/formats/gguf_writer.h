@@ -1,0 +1,49 @@
+// Writes GGUF v3 files: metadata, tensor infos, aligned tensor data. Used by
+// synth/convert and by tests that need small or deliberately broken files.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+
+namespace jevons {
+
+class GgufWriter {
+ public:
+  void set_u32(const std::string& key, uint32_t v);
+  void set_i32(const std::string& key, int32_t v);
+  void set_u64(const std::string& key, uint64_t v);
+  void set_f32(const std::string& key, float v);
+  void set_bool(const std::string& key, bool v);
+  void set_string(const std::string& key, const std::string& v);
+  void set_strings(const std::string& key, const std::vector<std::string>& v);
+  void set_f32s(const std::string& key, const std::vector<float>& v);
+  void set_i32s(const std::string& key, const std::vector<int32_t>& v);
+
+  // dims[0] is the row length. data must hold exactly the tensor's bytes.
+  void add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& dims, std::vector<uint8_t> data);
+  // Convenience: an f32 tensor from floats, converted to `type` with its reference quantizer.
+  void add_tensor_f32(const std::string& name, TensorType type, const std::vector<int64_t>& dims, const std::vector<float>& values);
+
+  // The whole file as bytes (tests corrupt these), or written to path.
+  std::vector<uint8_t> bytes(uint32_t alignment = 32) const;
+  void write(const std::string& path, uint32_t alignment = 32) const;
+
+ private:
+  struct Entry {
+    std::string key;
+    std::vector<uint8_t> encoded;  // type tag + value, as in the file
+  };
+  struct PendingTensor {
+    std::string name;
+    TensorType type;
+    std::vector<int64_t> dims;
+    std::vector<uint8_t> data;
+  };
+  void set_raw(const std::string& key, std::vector<uint8_t> encoded);
+  std::vector<Entry> kv_;
+  std::vector<PendingTensor> tensors_;
+};
+
+}  // namespace jevons

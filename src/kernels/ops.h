@@ -1,0 +1,40 @@
+// The math primitives a forward pass is written in. This is the reference
+// implementation: plain scalar code, exact dequantization, double accumulation.
+// It is the oracle every fast kernel is tested against.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "model/config.h"
+
+namespace jevons {
+
+class ThreadPool;
+
+// Row r of w as floats (exact dequantization). out has w.cols elements.
+void dequantize_row(const Tensor& w, int64_t r, float* out);
+
+// y[t, r] = sum_c w[r, c] * x[t, c] for every token t < n_tokens.
+// x is [n_tokens, w.cols], y is [n_tokens, w.rows], both row-major. pool may be null.
+void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
+
+// out = x / sqrt(mean(x^2) + eps) * weight   (weight may be null: no scale)
+void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);
+
+// Rotates the first rope.n_rot dims of each of n_heads heads (head_dim apart) for
+// position pos. freq_factors (n_rot/2 values, llama3-style scaling) may be null.
+void rope(float* x, int n_heads, int head_dim, int64_t pos, const RopeConfig& rope, const float* freq_factors);
+
+// In-place softmax over n values.
+void softmax(float* x, int64_t n);
+
+// gate[i] = silu(gate[i]) * up[i]  (SwiGLU)
+void silu_mul(float* gate, const float* up, int64_t n);
+
+// One query head attending causally over n_kv cached positions:
+// out[d] = sum_j softmax_j(scale * q.k_j) * v_j[d]. k_j is at k + j * k_stride,
+// v_j at v + j * v_stride.
+void attention_head(const float* q, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
+                    int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out);
+
+}  // namespace jevons

@@ -1,0 +1,79 @@
+#include "model/config.h"
+
+#include "core/error.h"
+#include "formats/gguf.h"
+
+namespace jevons {
+namespace {
+
+int checked_int(const GgufFile& f, const std::string& key, uint64_t v, uint64_t lo, uint64_t hi) {
+  if (v < lo || v > hi) fail("{}: metadata key {} = {} is out of range [{}, {}]", f.path(), key, v, lo, hi);
+  return int(v);
+}
+
+}  // namespace
+
+ModelConfig read_config(const GgufFile& f) {
+  ModelConfig c;
+  c.arch = f.get_string("general.architecture");
+  c.name = f.get_string_or("general.name", "");
+  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3")
+    fail("{}: unknown architecture '{}' (jevons supports llama, qwen2, qwen3)", f.path(), c.arch);
+  const std::string a = c.arch + ".";
+  auto req = [&](const std::string& key, uint64_t lo, uint64_t hi) { return checked_int(f, a + key, f.get_uint(a + key), lo, hi); };
+  auto opt = [&](const std::string& key, uint64_t def, uint64_t lo, uint64_t hi) {
+    return checked_int(f, a + key, f.get_uint_or(a + key, def), lo, hi);
+  };
+
+  c.n_layer = req("block_count", 1, 4096);
+  c.n_embd = req("embedding_length", 1, 1 << 20);
+  c.n_ff = req("feed_forward_length", 1, 1 << 22);
+  c.n_head = req("attention.head_count", 1, 1 << 14);
+  c.n_head_kv = opt("attention.head_count_kv", uint64_t(c.n_head), 1, uint64_t(c.n_head));
+  if (c.n_head % c.n_head_kv != 0)
+    fail("{}: attention.head_count {} is not a multiple of head_count_kv {}", f.path(), c.n_head, c.n_head_kv);
+  if (c.n_embd % c.n_head != 0 && !f.find(a + "attention.key_length"))
+    fail("{}: embedding_length {} is not divisible by head_count {} and attention.key_length is missing", f.path(), c.n_embd, c.n_head);
+  c.head_dim_k = opt("attention.key_length", uint64_t(c.n_embd / c.n_head), 1, 1 << 16);
+  c.head_dim_v = opt("attention.value_length", uint64_t(c.head_dim_k), 1, 1 << 16);
+  c.n_ctx_train = opt("context_length", 2048, 1, uint64_t(1) << 31);
+  c.rms_eps = float(f.get_float_or(a + "attention.layer_norm_rms_epsilon", 1e-5));
+  if (!(c.rms_eps > 0.0f && c.rms_eps < 1.0f)) fail("{}: layer_norm_rms_epsilon {} is not in (0, 1)", f.path(), c.rms_eps);
+
+  RopeConfig& r = c.rope;
+  r.style = c.arch == "llama" ? RopeStyle::kAdjacentPairs : RopeStyle::kHalves;
+  r.n_rot = opt("rope.dimension_count", uint64_t(c.head_dim_k), 2, uint64_t(c.head_dim_k));
+  if (r.n_rot % 2 != 0) fail("{}: rope.dimension_count {} is odd", f.path(), r.n_rot);
+  r.freq_base = float(f.get_float_or(a + "rope.freq_base", 10000.0));
+  if (!(r.freq_base > 1.0f)) fail("{}: rope.freq_base {} must be > 1", f.path(), r.freq_base);
+
+  std::string scaling = f.get_string_or(a + "rope.scaling.type", "none");
+  double factor = f.get_float_or(a + "rope.scaling.factor", 0.0);
+  if (const double lin = f.get_float_or(a + "rope.scale_linear", 0.0); lin > 0.0 && scaling == "none") {
+    scaling = "linear";  // older files
+    factor = lin;
+  }
+  if (scaling == "none" || factor == 0.0 || factor == 1.0) {
+    r.scaling = RopeScaling::kNone;
+  } else if (!(factor > 0.0 && factor < 1e6)) {
+    fail("{}: rope.scaling.factor {} is not a positive number", f.path(), factor);
+  } else if (scaling == "linear") {
+    r.scaling = RopeScaling::kLinear;
+    r.freq_scale = float(1.0 / factor);
+  } else if (scaling == "yarn") {
+    r.scaling = RopeScaling::kYarn;
+    r.freq_scale = float(1.0 / factor);
+    r.n_ctx_orig = opt("rope.scaling.original_context_length", uint64_t(c.n_ctx_train), 1, uint64_t(1) << 31);
+    r.yarn_beta_fast = float(f.get_float_or(a + "rope.scaling.yarn_beta_fast", 32.0));
+    r.yarn_beta_slow = float(f.get_float_or(a + "rope.scaling.yarn_beta_slow", 1.0));
+    r.yarn_ext_factor = 1.0f;
+  } else {
+    fail("{}: unsupported rope.scaling.type '{}' (supported: none, linear, yarn)", f.path(), scaling);
+  }
+
+  c.has_qkv_bias = c.arch == "qwen2";
+  c.has_qk_norm = c.arch == "qwen3";
+  return c;
+}
+
+}  // namespace jevons

@@ -1,0 +1,175 @@
+// The decoder-only transformer of the Llama family, as used by llama, qwen2 and
+// qwen3 files. Read top to bottom: embed -> n_layer x (attention, SwiGLU MLP) ->
+// norm -> logits. Kernel details live in kernels/; this file is only the math.
+//
+//   qwen2 = llama + biases on q, k, v;  qwen3 = llama + RMSNorm on each q and k head.
+#include <cmath>
+#include <deque>
+#include <vector>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "formats/gguf.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "model/weights.h"
+
+namespace jevons {
+namespace {
+
+struct LayerWeights {
+  const float* attn_norm;
+  Tensor wq, wk, wv, wo;
+  const float* bq = nullptr;  // qwen2 biases (optional for llama)
+  const float* bk = nullptr;
+  const float* bv = nullptr;
+  const float* q_norm = nullptr;  // qwen3 per-head norms
+  const float* k_norm = nullptr;
+  const float* ffn_norm;
+  Tensor ffn_gate, ffn_up, ffn_down;
+};
+
+class Transformer : public Model {
+ public:
+  explicit Transformer(const GgufFile& file) : cfg_(read_config(file)) {
+    const WeightLoader w(file);
+    const GgufTensor* emb = file.find_tensor("token_embd.weight");
+    if (!emb) fail("{}: tensor token_embd.weight is missing", file.path());
+    if (emb->dims.size() != 2 || emb->dims[0] != cfg_.n_embd)
+      fail("{}: tensor token_embd.weight: expected {}x<n_vocab>, file has {}", file.path(), cfg_.n_embd, emb->shape_string());
+    cfg_.n_vocab = int(emb->dims[1]);
+    const int64_t E = cfg_.n_embd, V = cfg_.n_vocab;
+    tok_embd_ = w.matrix("token_embd.weight", E, V);
+    output_norm_ = w.vector("output_norm.weight", E, owned_);
+    output_ = w.optional_matrix("output.weight", E, V);
+    cfg_.tied_output = !output_;
+    if (cfg_.tied_output) output_ = tok_embd_;
+    rope_freqs_ = w.optional_vector("rope_freqs.weight", cfg_.rope.n_rot / 2, owned_);
+
+    for (int l = 0; l < cfg_.n_layer; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      LayerWeights L;
+      L.attn_norm = w.vector(p + "attn_norm.weight", E, owned_);
+      L.wq = w.matrix(p + "attn_q.weight", E, cfg_.q_dim());
+      L.wk = w.matrix(p + "attn_k.weight", E, cfg_.k_dim());
+      L.wv = w.matrix(p + "attn_v.weight", E, cfg_.v_dim());
+      L.wo = w.matrix(p + "attn_output.weight", int64_t(cfg_.n_head) * cfg_.head_dim_v, E);
+      if (cfg_.has_qkv_bias) {
+        L.bq = w.vector(p + "attn_q.bias", cfg_.q_dim(), owned_);
+        L.bk = w.vector(p + "attn_k.bias", cfg_.k_dim(), owned_);
+        L.bv = w.vector(p + "attn_v.bias", cfg_.v_dim(), owned_);
+      } else {
+        L.bq = w.optional_vector(p + "attn_q.bias", cfg_.q_dim(), owned_);
+        L.bk = w.optional_vector(p + "attn_k.bias", cfg_.k_dim(), owned_);
+        L.bv = w.optional_vector(p + "attn_v.bias", cfg_.v_dim(), owned_);
+      }
+      if (cfg_.has_qk_norm) {
+        L.q_norm = w.vector(p + "attn_q_norm.weight", cfg_.head_dim_k, owned_);
+        L.k_norm = w.vector(p + "attn_k_norm.weight", cfg_.head_dim_k, owned_);
+      }
+      L.ffn_norm = w.vector(p + "ffn_norm.weight", E, owned_);
+      L.ffn_gate = w.matrix(p + "ffn_gate.weight", E, cfg_.n_ff);
+      L.ffn_up = w.matrix(p + "ffn_up.weight", E, cfg_.n_ff);
+      L.ffn_down = w.matrix(p + "ffn_down.weight", cfg_.n_ff, E);
+      layers_.push_back(L);
+    }
+  }
+
+  const ModelConfig& config() const override { return cfg_; }
+
+  void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) override {
+    const ModelConfig& c = cfg_;
+    const int64_t E = c.n_embd, pos0 = cache.n_past();
+    if (n <= 0) fail("forward: no tokens to evaluate");
+    if (pos0 + n > cache.n_ctx())
+      fail("the sequence needs {} positions but the context holds {} (use a larger -c)", pos0 + n, cache.n_ctx());
+    for (int64_t t = 0; t < n; ++t)
+      if (tokens[t] < 0 || tokens[t] >= c.n_vocab) fail("token id {} is outside the vocabulary (0..{})", tokens[t], c.n_vocab - 1);
+
+    // Activations for all n tokens, row-major [n, dim].
+    std::vector<float> x(size_t(n * E)), xn(size_t(n * E));
+    std::vector<float> q(size_t(n * c.q_dim())), k(size_t(n * c.k_dim())), v(size_t(n * c.v_dim()));
+    std::vector<float> attn(size_t(n) * c.n_head * c.head_dim_v), proj(size_t(n * E));
+    std::vector<float> gate(size_t(n * c.n_ff)), up(size_t(n * c.n_ff));
+
+    for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_, tokens[t], &x[size_t(t * E)]);
+
+    const float kq_scale = 1.0f / std::sqrt(float(c.head_dim_k));
+    const int group = c.n_head / c.n_head_kv;  // query heads sharing one kv head (GQA)
+
+    for (int l = 0; l < c.n_layer; ++l) {
+      const LayerWeights& L = layers_[size_t(l)];
+
+      // --- attention ---
+      for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.attn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
+      matmul(L.wq, xn.data(), n, q.data(), pool_);
+      matmul(L.wk, xn.data(), n, k.data(), pool_);
+      matmul(L.wv, xn.data(), n, v.data(), pool_);
+      for (int64_t t = 0; t < n; ++t) {
+        float* qt = &q[size_t(t * c.q_dim())];
+        float* kt = &k[size_t(t * c.k_dim())];
+        float* vt = &v[size_t(t * c.v_dim())];
+        add_bias(qt, L.bq, c.q_dim());
+        add_bias(kt, L.bk, c.k_dim());
+        add_bias(vt, L.bv, c.v_dim());
+        if (L.q_norm) {
+          for (int h = 0; h < c.n_head; ++h) rms_norm(qt + h * c.head_dim_k, L.q_norm, c.head_dim_k, c.rms_eps, qt + h * c.head_dim_k);
+          for (int h = 0; h < c.n_head_kv; ++h) rms_norm(kt + h * c.head_dim_k, L.k_norm, c.head_dim_k, c.rms_eps, kt + h * c.head_dim_k);
+        }
+        rope(qt, c.n_head, c.head_dim_k, pos0 + t, c.rope, rope_freqs_);
+        rope(kt, c.n_head_kv, c.head_dim_k, pos0 + t, c.rope, rope_freqs_);
+        std::copy(kt, kt + c.k_dim(), cache.k(l, int(pos0 + t)));
+        std::copy(vt, vt + c.v_dim(), cache.v(l, int(pos0 + t)));
+      }
+      // Each (token, head) attends over the cache up to its own position (causal).
+      auto heads = [&](int64_t begin, int64_t end) {
+        for (int64_t th = begin; th < end; ++th) {
+          const int64_t t = th / c.n_head;
+          const int h = int(th % c.n_head), kvh = h / group;
+          attention_head(&q[size_t(t * c.q_dim() + h * c.head_dim_k)],
+                         cache.k(l, 0) + kvh * c.head_dim_k, c.k_dim(),
+                         cache.v(l, 0) + kvh * c.head_dim_v, c.v_dim(),
+                         pos0 + t + 1, c.head_dim_k, c.head_dim_v, kq_scale,
+                         &attn[size_t((t * c.n_head + h) * c.head_dim_v)]);
+        }
+      };
+      if (pool_) pool_->parallel_for(n * c.n_head, heads);
+      else heads(0, n * c.n_head);
+      matmul(L.wo, attn.data(), n, proj.data(), pool_);
+      for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+
+      // --- SwiGLU MLP ---
+      for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.ffn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
+      matmul(L.ffn_gate, xn.data(), n, gate.data(), pool_);
+      matmul(L.ffn_up, xn.data(), n, up.data(), pool_);
+      silu_mul(gate.data(), up.data(), n * c.n_ff);
+      matmul(L.ffn_down, gate.data(), n, proj.data(), pool_);
+      for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+    }
+
+    // --- output: final norm and the vocabulary projection, only for rows asked for ---
+    const int64_t first = all_logits ? 0 : n - 1;
+    for (int64_t t = first; t < n; ++t) rms_norm(&x[size_t(t * E)], output_norm_, E, c.rms_eps, &xn[size_t(t * E)]);
+    matmul(output_, &xn[size_t(first * E)], n - first, logits, pool_);
+    cache.set_n_past(int(pos0 + n));
+  }
+
+ private:
+  static void add_bias(float* x, const float* bias, int64_t n) {
+    if (bias)
+      for (int64_t i = 0; i < n; ++i) x[i] += bias[i];
+  }
+
+  ModelConfig cfg_;
+  std::deque<std::vector<float>> owned_;  // small vectors converted from non-f32 storage
+  Tensor tok_embd_, output_;
+  const float* output_norm_ = nullptr;
+  const float* rope_freqs_ = nullptr;
+  std::vector<LayerWeights> layers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> load_model(const GgufFile& file) { return std::make_unique<Transformer>(file); }
+
+}  // namespace jevons

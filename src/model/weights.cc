@@ -1,0 +1,51 @@
+#include "model/weights.h"
+
+#include "core/error.h"
+#include "formats/gguf.h"
+
+namespace jevons {
+namespace {
+
+std::string shape_of(const std::vector<int64_t>& dims) {
+  std::string s;
+  for (size_t k = 0; k < dims.size(); ++k) s += (k ? "x" : "") + std::to_string(dims[k]);
+  return s;
+}
+
+void check_shape(const GgufFile& f, const GgufTensor& t, const std::vector<int64_t>& want) {
+  if (t.dims != want)
+    fail("{}: tensor {}: expected {}, file has {}", f.path(), t.name, shape_of(want), t.shape_string());
+}
+
+}  // namespace
+
+Tensor WeightLoader::optional_matrix(const std::string& name, int64_t cols, int64_t rows) const {
+  const GgufTensor* t = file_.find_tensor(name);
+  if (!t) return {};
+  check_shape(file_, *t, rows == 1 ? std::vector<int64_t>{cols} : std::vector<int64_t>{cols, rows});
+  return Tensor{t->name, t->type, cols, rows, t->data};
+}
+
+Tensor WeightLoader::matrix(const std::string& name, int64_t cols, int64_t rows) const {
+  Tensor t = optional_matrix(name, cols, rows);
+  if (!t) fail("{}: tensor {} is missing (expected {}x{})", file_.path(), name, cols, rows);
+  return t;
+}
+
+const float* WeightLoader::optional_vector(const std::string& name, int64_t n, std::deque<std::vector<float>>& owned) const {
+  const GgufTensor* t = file_.find_tensor(name);
+  if (!t) return nullptr;
+  check_shape(file_, *t, {n});
+  if (t->type == TensorType::F32) return reinterpret_cast<const float*>(t->data);  // 32-byte aligned in the map
+  std::vector<float>& v = owned.emplace_back(size_t(n));
+  type_traits(t->type).to_float(t->data, v.data(), n);
+  return v.data();
+}
+
+const float* WeightLoader::vector(const std::string& name, int64_t n, std::deque<std::vector<float>>& owned) const {
+  const float* p = optional_vector(name, n, owned);
+  if (!p) fail("{}: tensor {} is missing (expected {} elements)", file_.path(), name, n);
+  return p;
+}
+
+}  // namespace jevons

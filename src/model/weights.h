@@ -1,0 +1,34 @@
+// Looks up a model's tensors by name and checks their shapes, so a bad file fails
+// with "tensor blk.3.attn_q.weight: expected 4096x4096, file has 4096x1024" at
+// load instead of misbehaving later. Matrices are views into the file's map.
+#pragma once
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace jevons {
+
+class GgufFile;
+
+class WeightLoader {
+ public:
+  explicit WeightLoader(const GgufFile& file) : file_(file) {}
+
+  // A [rows x cols] matrix (GGUF dims {cols, rows}); throws if missing or mis-shaped.
+  Tensor matrix(const std::string& name, int64_t cols, int64_t rows) const;
+  // Same, or an empty Tensor when absent.
+  Tensor optional_matrix(const std::string& name, int64_t cols, int64_t rows) const;
+  // A vector of n floats (norm weights, biases). F32 tensors are used in place;
+  // other types are converted once into storage owned by `owned`.
+  const float* vector(const std::string& name, int64_t n, std::deque<std::vector<float>>& owned) const;
+  const float* optional_vector(const std::string& name, int64_t n, std::deque<std::vector<float>>& owned) const;
+
+  const GgufFile& file() const { return file_; }
+
+ private:
+  const GgufFile& file_;
+};
+
+}  // namespace jevons

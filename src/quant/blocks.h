@@ -1,0 +1,236 @@
+// ggml's quantized block layouts, byte for byte as GGUF files store them.
+//
+// Every struct is packed (alignment 1) so that a block can be read straight out of a
+// mapped file at any offset. fp16 fields are raw IEEE half bits (uint16_t): convert
+// with fp16_to_float() from core/float16.h. Multi-byte fields are little-endian, as in
+// every GGUF file jevons reads (and as on every host it runs on).
+//
+// Notation in the comments: element e of a block is output float number e (0-based);
+// "q" is the unsigned integer stored for an element; fp16(d) is d converted to float.
+// Every formula below is exactly what ggml's dequantize_row_* computes, including the
+// order of the float operations (so results match bit for bit).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace jevons {
+
+inline constexpr int QK4_0 = 32;
+inline constexpr int QK4_1 = 32;
+inline constexpr int QK5_0 = 32;
+inline constexpr int QK5_1 = 32;
+inline constexpr int QK8_0 = 32;
+inline constexpr int QK8_1 = 32;
+inline constexpr int QK_K = 256;         // elements per K-quant super-block
+inline constexpr int K_SCALE_SIZE = 12;  // bytes of packed 6-bit scales in Q4_K/Q5_K
+
+#pragma pack(push, 1)
+
+// ---------------------------------------------------------------------------------
+// Q4_0: 32 elements, 4.5 bits each.
+//   bytes 0-1   d      fp16 scale
+//   bytes 2-17  qs[16] nibbles: qs[j] low nibble is element j, high nibble is j+16
+//   x[e] = (q[e] - 8) * fp16(d)                        (int times float)
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[QK4_0 / 2];
+};
+
+// Q4_1: 32 elements, 5 bits each.
+//   bytes 0-1 d, bytes 2-3 m (both fp16), bytes 4-19 qs[16] nibbles as in Q4_0
+//   x[e] = q[e] * fp16(d) + fp16(m)
+struct BlockQ4_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qs[QK4_1 / 2];
+};
+
+// Q5_0: 32 elements, 5.5 bits each.
+//   bytes 0-1  d      fp16 scale
+//   bytes 2-5  qh[4]  32 fifth bits: read as a little-endian uint32 h, bit e of h is
+//                     the high bit (value 16) of element e
+//   bytes 6-21 qs[16] low nibbles, laid out as in Q4_0 (qs[j]: elements j and j+16)
+//   q[e] = low4[e] | (((h >> e) & 1) << 4);  x[e] = (q[e] - 16) * fp16(d)
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[QK5_0 / 2];
+};
+
+// Q5_1: 32 elements, 6 bits each.
+//   bytes 0-1 d, 2-3 m (fp16), 4-7 qh[4], 8-23 qs[16]; q[e] as in Q5_0
+//   x[e] = q[e] * fp16(d) + fp16(m)
+struct BlockQ5_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qh[4];
+  uint8_t qs[QK5_1 / 2];
+};
+
+// Q8_0: 32 elements, 8.5 bits each.
+//   bytes 0-1 d (fp16), bytes 2-33 qs[32] signed int8, element e is qs[e]
+//   x[e] = qs[e] * fp16(d)
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[QK8_0];
+};
+
+// Q8_1: 32 elements, 9 bits each (used by ggml for activations).
+//   bytes 0-1 d (fp16), bytes 2-3 s (fp16, = d * sum(qs), a cache for dot products),
+//   bytes 4-35 qs[32] signed int8
+//   x[e] = qs[e] * fp16(d)         (s plays no part in the values)
+struct BlockQ8_1 {
+  uint16_t d;
+  uint16_t s;
+  int8_t qs[QK8_1];
+};
+
+// ---------------------------------------------------------------------------------
+// K-quants: super-blocks of 256 elements split into sub-blocks of 16 or 32, each with
+// its own small integer scale (and min), themselves scaled by fp16 super-scales.
+//
+// A recurring 2-bit packing ("crumbs", Q2_K's qs and Q3_K's qs): a 64-byte array holds
+// 256 2-bit values. For element e, with half h = e / 128, r = e % 128:
+//   byte  qs[32*h + r % 32],  bits  2*(r / 32) .. 2*(r / 32) + 1
+// i.e. each byte carries the elements r, r+32, r+64, r+96 of its half, lowest bits first.
+
+// Q2_K: 256 elements in 16 sub-blocks of 16, 2.625 bits each.
+//   bytes  0-15 scales[16]  one byte per sub-block s = e / 16:
+//                           low nibble = scale sc[s], high nibble = min m[s]
+//   bytes 16-79 qs[64]      2-bit q[e], crumb layout above
+//   bytes 80-81 d           fp16 super-scale of the scales
+//   bytes 82-83 dmin        fp16 super-scale of the mins
+//   x[e] = (fp16(d) * sc[s]) * q[e] - (fp16(dmin) * m[s])
+struct BlockQ2_K {
+  uint8_t scales[QK_K / 16];
+  uint8_t qs[QK_K / 4];
+  uint16_t d;
+  uint16_t dmin;
+};
+
+// Q3_K: 256 elements in 16 sub-blocks of 16, 3.4375 bits each.
+//   bytes  0-31  hmask[32]  third bit of each element: element e, with h = e / 128,
+//                           r = e % 128, uses byte hmask[r % 32], bit 4*h + r / 32
+//                           (that is: bit b of hmask[l] is element 32*b + l)
+//   bytes 32-95  qs[64]     low 2 bits of each element, crumb layout above
+//   bytes 96-107 scales[12] sixteen 6-bit scales, stored with an offset of 32:
+//                           for sub-block s = e / 16
+//                             low4  = s < 8 ? scales[s] & 0xF : scales[s - 8] >> 4
+//                             high2 = (scales[8 + s % 4] >> (2 * (s / 4))) & 3
+//                             sc[s] = (low4 | high2 << 4) - 32      (-32 .. 31)
+//   bytes 108-109 d         fp16 super-scale
+//   q[e] = low2[e] - (third bit set ? 0 : 4)                         (-4 .. 3)
+//   x[e] = (fp16(d) * sc[s]) * q[e]
+struct BlockQ3_K {
+  uint8_t hmask[QK_K / 8];
+  uint8_t qs[QK_K / 4];
+  uint8_t scales[12];
+  uint16_t d;
+};
+
+// The 12-byte scale packing shared by Q4_K and Q5_K: eight 6-bit scales sc[0..7] and
+// eight 6-bit mins m[0..7], one pair per 32-element sub-block.
+//   for j < 4:  sc[j] = scales[j] & 63            m[j] = scales[j + 4] & 63
+//   for j >= 4: sc[j] = (scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4)
+//               m[j]  = (scales[j + 4] >> 4)  | ((scales[j]     >> 6) << 4)
+// i.e. bytes 0-3 hold sc[0..3] plus the top 2 bits of sc[4..7], bytes 4-7 hold m[0..3]
+// plus the top 2 bits of m[4..7], bytes 8-11 hold the low nibbles of sc[4..7] (low
+// half) and m[4..7] (high half).
+//
+// Q4_K: 256 elements in 8 sub-blocks of 32, 4.5 bits each.
+//   bytes 0-1 d, bytes 2-3 dmin (fp16), bytes 4-15 scales[12] (above),
+//   bytes 16-143 qs[128]: element e, with g = e / 64, r = e % 64, is in byte
+//                qs[32*g + r % 32], low nibble if r < 32 else high nibble
+//   sub-block s = e / 32:  x[e] = (fp16(d) * sc[s]) * q[e] - (fp16(dmin) * m[s])
+struct BlockQ4_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[K_SCALE_SIZE];
+  uint8_t qs[QK_K / 2];
+};
+
+// Q5_K: 256 elements in 8 sub-blocks of 32, 5.5 bits each.
+//   bytes 0-1 d, 2-3 dmin (fp16), 4-15 scales[12] (as Q4_K), 16-47 qh[32], 48-175 qs[128]
+//   low 4 bits of element e exactly as Q4_K's qs; fifth bit (value 16) of element e is
+//   bit s of qh[e % 32], where s = e / 32 is its sub-block
+//   x[e] = (fp16(d) * sc[s]) * q[e] - (fp16(dmin) * m[s])
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[K_SCALE_SIZE];
+  uint8_t qh[QK_K / 8];
+  uint8_t qs[QK_K / 2];
+};
+
+// Q6_K: 256 elements in 16 sub-blocks of 16, 6.5625 bits each.
+//   bytes   0-127 ql[128]   low 4 bits. Element e, with h = e / 128, r = e % 128,
+//                           k = r / 32 (quarter), l = r % 32:
+//                           byte ql[64*h + 32*(k & 1) + l], low nibble if k < 2 else high
+//   bytes 128-191 qh[64]    high 2 bits: bits 2k..2k+1 of qh[32*h + l]
+//   bytes 192-207 scales[16] signed int8 scale per sub-block s = e / 16
+//   bytes 208-209 d         fp16 super-scale
+//   q[e] = (low4 | high2 << 4) - 32                                  (-32 .. 31)
+//   x[e] = (fp16(d) * scales[s]) * q[e]
+struct BlockQ6_K {
+  uint8_t ql[QK_K / 2];
+  uint8_t qh[QK_K / 4];
+  int8_t scales[QK_K / 16];
+  uint16_t d;
+};
+
+// Q8_K: 256 elements, used by ggml for activations in K-quant dot products.
+//   bytes 0-3 d (fp32!), 4-259 qs[256] signed int8, 260-291 bsums[16] int16: sum of
+//   qs over each group of 16 (a cache for dot products)
+//   x[e] = d * qs[e]
+struct BlockQ8_K {
+  float d;
+  int8_t qs[QK_K];
+  int16_t bsums[QK_K / 16];
+};
+
+#pragma pack(pop)
+
+static_assert(sizeof(BlockQ4_0) == 18);
+static_assert(sizeof(BlockQ4_1) == 20);
+static_assert(sizeof(BlockQ5_0) == 22);
+static_assert(sizeof(BlockQ5_1) == 24);
+static_assert(sizeof(BlockQ8_0) == 34);
+static_assert(sizeof(BlockQ8_1) == 36);
+static_assert(sizeof(BlockQ2_K) == 84);
+static_assert(sizeof(BlockQ3_K) == 110);
+static_assert(sizeof(BlockQ4_K) == 144);
+static_assert(sizeof(BlockQ5_K) == 176);
+static_assert(sizeof(BlockQ6_K) == 210);
+static_assert(sizeof(BlockQ8_K) == 292);
+
+// Field offsets that the layout comments above promise.
+static_assert(offsetof(BlockQ5_0, qs) == 6 && offsetof(BlockQ5_1, qs) == 8);
+static_assert(offsetof(BlockQ2_K, d) == 80 && offsetof(BlockQ2_K, dmin) == 82);
+static_assert(offsetof(BlockQ3_K, scales) == 96 && offsetof(BlockQ3_K, d) == 108);
+static_assert(offsetof(BlockQ4_K, qs) == 16);
+static_assert(offsetof(BlockQ5_K, qh) == 16 && offsetof(BlockQ5_K, qs) == 48);
+static_assert(offsetof(BlockQ6_K, scales) == 192 && offsetof(BlockQ6_K, d) == 208);
+static_assert(offsetof(BlockQ8_K, bsums) == 260);
+
+// ---------------------------------------------------------------------------------
+// Scale unpacking shared by the reference code and any kernel that wants it.
+
+// Q4_K / Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
+inline void unpack_scale_min_k4(const uint8_t* scales, int j, uint8_t& sc, uint8_t& m) {
+  if (j < 4) {
+    sc = scales[j] & 63;
+    m = scales[j + 4] & 63;
+  } else {
+    sc = uint8_t((scales[j + 4] & 0xF) | ((scales[j - 4] >> 6) << 4));
+    m = uint8_t((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+  }
+}
+
+// Q3_K: signed scale (-32..31) of sub-block s (0..15) from the 12 packed bytes.
+inline int unpack_scale_q3_k(const uint8_t* scales, int s) {
+  const int low4 = s < 8 ? (scales[s] & 0xF) : (scales[s - 8] >> 4);
+  const int high2 = (scales[8 + s % 4] >> (2 * (s / 4))) & 3;
+  return (low4 | (high2 << 4)) - 32;
+}
+
+}  // namespace jevons
