@@ -38,7 +38,7 @@ GgufWriter sample_writer() {
   std::vector<float> v(64);
   for (size_t i = 0; i < v.size(); ++i) v[i] = float(i) * 0.5f;
   w.add_tensor_f32("a.weight", TensorType::F32, {32, 2}, v);
-  w.add_tensor_f32("b.weight", TensorType::F32, {7}, std::vector<float>(7, 1.0f));
+  w.add_tensor_f32("b.weight", TensorType::F32, {8}, std::vector<float>(8, 1.0f));  // ends the file exactly
   return w;
 }
 
@@ -82,7 +82,7 @@ TEST(Gguf, RoundTripAllValueTypes) {
   float x;
   std::memcpy(&x, a->data + 4 * 5, 4);
   EXPECT_EQ(x, 2.5f);
-  EXPECT_EQ(f->find_tensor("b.weight")->shape_string(), "7");
+  EXPECT_EQ(f->find_tensor("b.weight")->shape_string(), "8");
   // Missing and mistyped keys name the key.
   EXPECT_THROW(f->get_uint("nope"), Error);
   try {
@@ -261,10 +261,10 @@ TEST(Gguf, SpecificLiesAreNamed) {
   }
   {
     auto b = good;
-    const uint32_t q4_0 = 2;  // row length 32 is fine for Q4_0, but b.weight (7) would not be
+    const uint32_t q4_0 = 2;  // row length 32 is fine for Q4_0, but b.weight (8) is not
     const size_t b_info = find_bytes(good, "b.weight") + 8;
     std::memcpy(b.data() + b_info + 12, &q4_0, 4);
-    EXPECT_NE(open_error(b).find("b.weight: row length 7 is not a multiple"), std::string::npos);
+    EXPECT_NE(open_error(b).find("b.weight: row length 8 is not a multiple"), std::string::npos);
   }
   {
     auto b = good;
@@ -314,6 +314,30 @@ TEST(Gguf, LoadsSharedModelsWithoutCopying) {
   // Tensor data points into the file's mapping (data section + offset), not into a copy.
   EXPECT_EQ(size_t(t->data - (f->tensors()[0].data - f->tensors()[0].offset)), t->offset);
   EXPECT_GT(f->tensors().size(), 30u);
+}
+
+}  // namespace
+}  // namespace jevons
+
+namespace jevons {
+namespace {
+
+TEST(Gguf, WriterCopiesAnyValue) {
+  // Copy every key of a real vocab file through set_value; the copy must read back equal.
+  const std::string src = test::shared_dir() + "/tokenizers/vocab/ggml-vocab-gpt-2.gguf";
+  auto in = GgufFile::open(src);
+  GgufWriter w;
+  for (const auto& [key, value] : in->metadata()) w.set_value(key, value);
+  const std::string path = temp_path("copy.gguf");
+  w.write(path);
+  auto out = GgufFile::open(path);
+  ASSERT_EQ(out->metadata().size(), in->metadata().size());
+  for (const auto& [key, value] : in->metadata()) {
+    const GgufValue* v = out->find(key);
+    ASSERT_NE(v, nullptr) << key;
+    EXPECT_EQ(v->to_string(1000000), value.to_string(1000000)) << key;
+  }
+  std::filesystem::remove(path);
 }
 
 }  // namespace

@@ -10,9 +10,9 @@ namespace jevons::cli {
 LoadedModel load(const std::string& path, bool with_model) {
   LoadedModel m;
   m.file = GgufFile::open(path);
+  if (with_model) m.model = load_model(*m.file);
   m.tokenizer = Tokenizer::from_gguf(*m.file);
   if (with_model) {
-    m.model = load_model(*m.file);
     if (m.tokenizer->n_vocab() > m.model->config().n_vocab)
       fail("{}: the tokenizer has {} tokens but the model's vocabulary has only {}", path, m.tokenizer->n_vocab(),
            m.model->config().n_vocab);

@@ -148,7 +148,7 @@ std::string GgufValue::to_string(size_t max_items) const {
     case GgufType::BOOL: return u ? "true" : "false";
     case GgufType::FLOAT32: case GgufType::FLOAT64: return fmt::format("{:g}", f);
     case GgufType::ARRAY: {
-      std::string s = fmt::format("[{} x {}: ", items.size(), gguf_type_name(elem_type));
+      std::string s = fmt::format("[{} x {}: ", size(), gguf_type_name(elem_type));
       for (size_t k = 0; k < size() && k < max_items; ++k) {
         s += k ? ", " : "";
         if (!items.empty()) s += items[k].to_string(max_items);

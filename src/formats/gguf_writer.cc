@@ -38,7 +38,53 @@ std::vector<uint8_t> array(GgufType elem, const std::vector<T>& v) {
   return e;
 }
 
+size_t scalar_bytes(GgufType t) {
+  switch (t) {
+    case GgufType::UINT8: case GgufType::INT8: case GgufType::BOOL: return 1;
+    case GgufType::UINT16: case GgufType::INT16: return 2;
+    case GgufType::UINT32: case GgufType::INT32: case GgufType::FLOAT32: return 4;
+    default: return 8;
+  }
+}
+
+// Encodes a value without its type tag.
+void encode_payload(std::vector<uint8_t>& e, const GgufValue& v) {
+  switch (v.type) {
+    case GgufType::STRING: put<uint64_t>(e, v.str.size()); e.insert(e.end(), v.str.begin(), v.str.end()); return;
+    case GgufType::FLOAT32: put<float>(e, float(v.f)); return;
+    case GgufType::FLOAT64: put<double>(e, v.f); return;
+    case GgufType::ARRAY:
+      put<uint32_t>(e, uint32_t(v.elem_type));
+      put<uint64_t>(e, v.count);
+      if (v.raw) {
+        e.insert(e.end(), v.raw, v.raw + v.count * scalar_bytes(v.elem_type));
+      } else {
+        for (const GgufValue& item : v.items) {
+          encode_payload(e, item);
+        }
+      }
+      return;
+    default: {  // integers and bool: little-endian, width of the type
+      const uint64_t u = v.u;
+      const size_t n = e.size(), w = scalar_bytes(v.type);
+      e.resize(n + w);
+      std::memcpy(e.data() + n, &u, w);
+    }
+  }
+}
+
 }  // namespace
+
+void GgufWriter::set_value(const std::string& key, const GgufValue& v) {
+  std::vector<uint8_t> e;
+  put<uint32_t>(e, uint32_t(v.type));
+  encode_payload(e, v);
+  set_raw(key, std::move(e));
+}
+
+void GgufWriter::remove(const std::string& key) {
+  std::erase_if(kv_, [&](const Entry& e) { return e.key == key; });
+}
 
 void GgufWriter::set_raw(const std::string& key, std::vector<uint8_t> encoded) {
   for (Entry& e : kv_)

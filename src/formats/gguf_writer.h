@@ -20,6 +20,9 @@ class GgufWriter {
   void set_strings(const std::string& key, const std::vector<std::string>& v);
   void set_f32s(const std::string& key, const std::vector<float>& v);
   void set_i32s(const std::string& key, const std::vector<int32_t>& v);
+  // Any value read from another file (e.g. copying a vocabulary's metadata).
+  void set_value(const std::string& key, const GgufValue& v);
+  void remove(const std::string& key);
 
   // dims[0] is the row length. data must hold exactly the tensor's bytes.
   void add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& dims, std::vector<uint8_t> data);

@@ -1,0 +1,188 @@
+// The jevons binary end to end: real processes, real exit codes. Bad input must
+// give a clear message and exit code 1, never a crash or a hang.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sys/wait.h>
+
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
+#include "test_util.h"
+
+namespace jevons {
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string tmp(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("jevons_cli_" + std::to_string(::getpid()) + "_" + name)).string();
+}
+
+// Runs `jevons ARGS` under a 120 s timeout (a hang fails the test instead of CI).
+Result jevons(const std::string& args) {
+  const std::string err_path = tmp("stderr.txt");
+  const std::string cmd = "timeout 120 " + std::string(JEVONS_CLI_PATH) + " " + args + " 2>" + err_path;
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.err = test::read_file(err_path);
+  std::filesystem::remove(err_path);
+  return r;
+}
+
+std::string stories() { return test::shared_dir() + "/models/stories260K/stories260K-f32.gguf"; }
+
+// Re-writes stories260K with an edit applied to its metadata and tensors.
+std::string edited_stories(const std::string& name, const std::function<void(GgufWriter&, const GgufTensor&, bool&)>& edit_tensor,
+                           const std::function<void(GgufWriter&)>& edit_meta = nullptr) {
+  auto in = GgufFile::open(stories());
+  GgufWriter w;
+  for (const auto& [key, value] : in->metadata()) w.set_value(key, value);
+  if (edit_meta) edit_meta(w);
+  for (const GgufTensor& t : in->tensors()) {
+    bool keep = true;
+    edit_tensor(w, t, keep);
+    if (keep) w.add_tensor(t.name, t.type, t.dims, std::vector<uint8_t>(t.data, t.data + t.nbytes));
+  }
+  const std::string path = tmp(name);
+  w.write(path);
+  return path;
+}
+
+void expect_error(const Result& r, const std::string& fragment) {
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << "stderr: " << r.err;
+}
+
+TEST(Cli, StoriesGreedyMatchesLlama2c) {
+  // llama2.c ran 256 steps counting BOS and the 4 prompt tokens, and printed the
+  // prompt pieces plus 256 - 5 + 1 = 252 sampled tokens; jevons' -n counts only
+  // generated tokens, so the same output is -n 252.
+  const Result r = jevons("run -m " + stories() + " -p \"Once upon a time\" -n 252 --temp 0 -t 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, test::read_file(test::shared_dir() + "/models/stories260K/greedy-256-once-upon-a-time.txt"));
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos);
+}
+
+TEST(Cli, SameSeedSameOutput) {
+  const std::string args = "run -m " + stories() + " -p \"Once upon a time\" -n 40 --temp 1.0 --seed 42";
+  const Result a = jevons(args), b = jevons(args), c = jevons(args + "1");
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);  // another seed takes another path (40 tokens at temp 1)
+}
+
+TEST(Cli, LogitsWritesEveryPosition) {
+  const std::string dir = test::shared_dir() + "/golden/qwen2";
+  const std::string out = tmp("logits.f32");
+  const Result r = jevons("logits -m " + dir + "/gguf/model-bf16.gguf --tokens 100,200,300,400 --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(std::filesystem::file_size(out), 4u * 4096 * 4);
+  std::filesystem::remove(out);
+}
+
+TEST(Cli, TokenizeAndDetokenize) {
+  Result r = jevons("tokenize -m " + stories() + " \"Once upon a time\"");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "1 403 407 261 378\n");
+  r = jevons("tokenize --no-bos -m " + stories() + " \"Once upon a time\"");
+  EXPECT_EQ(r.out, "403 407 261 378\n");
+  r = jevons("detokenize -m " + stories() + " 403,407,261,378");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("Once upon a time"), std::string::npos) << r.out;
+}
+
+TEST(Cli, InspectShowsTensorsAndKvBytes) {
+  const Result r = jevons("inspect " + stories());
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("blk.0.attn_q.weight"), std::string::npos);
+  // stories260K: 5 layers x (4 kv heads x 8 dims) x (K + V) x 4 bytes = 1280
+  EXPECT_NE(r.out.find("KV cache: 1280 bytes per token"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("parameters:"), std::string::npos);
+}
+
+TEST(Cli, HelpForEverySubcommand) {
+  for (const char* sub : {"run", "logits", "tokenize", "detokenize", "inspect"}) {
+    const Result r = jevons(std::string(sub) + " --help");
+    EXPECT_EQ(r.code, 0) << sub;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << sub << ": " << r.out;
+  }
+  EXPECT_EQ(jevons("").code, 1);  // no subcommand
+  EXPECT_EQ(jevons("run").code, 1);  // -m missing
+}
+
+TEST(Cli, MissingFile) { expect_error(jevons("run -m /nonexistent/model.gguf -p hi"), "cannot open /nonexistent/model.gguf"); }
+
+TEST(Cli, TruncatedFile) {
+  const std::string data = test::read_file(stories());
+  for (size_t keep : {size_t(10), size_t(5000), data.size() - 1000}) {
+    const std::string path = tmp("truncated.gguf");
+    std::ofstream(path, std::ios::binary).write(data.data(), std::streamsize(keep));
+    expect_error(jevons("run -m " + path + " -p hi -n 1"), "trunc");
+    std::filesystem::remove(path);
+  }
+}
+
+TEST(Cli, CorruptHeader) {
+  std::string data = test::read_file(stories());
+  data[1] = 'X';
+  const std::string path = tmp("corrupt.gguf");
+  std::ofstream(path, std::ios::binary).write(data.data(), std::streamsize(data.size()));
+  expect_error(jevons("run -m " + path + " -p hi -n 1"), "not a GGUF file");
+  std::filesystem::remove(path);
+}
+
+TEST(Cli, UnknownArchitecture) {
+  const std::string path = edited_stories("arch.gguf", [](GgufWriter&, const GgufTensor&, bool&) {},
+                                          [](GgufWriter& w) { w.set_string("general.architecture", "mamba"); });
+  expect_error(jevons("run -m " + path + " -p hi -n 1"), "unknown architecture 'mamba'");
+  std::filesystem::remove(path);
+}
+
+TEST(Cli, MissingTensor) {
+  const std::string path = edited_stories("missing.gguf", [](GgufWriter&, const GgufTensor& t, bool& keep) {
+    keep = t.name != "blk.3.attn_q.weight";
+  });
+  expect_error(jevons("run -m " + path + " -p hi -n 1"), "tensor blk.3.attn_q.weight is missing");
+  std::filesystem::remove(path);
+}
+
+TEST(Cli, MisShapedTensor) {
+  const std::string path = edited_stories("shape.gguf", [](GgufWriter& w, const GgufTensor& t, bool& keep) {
+    if (t.name != "blk.2.ffn_up.weight") return;
+    keep = false;  // 64x172 in the file; write it as 172x64 (same bytes, wrong shape)
+    w.add_tensor(t.name, t.type, {t.dims[1], t.dims[0]}, std::vector<uint8_t>(t.data, t.data + t.nbytes));
+  });
+  expect_error(jevons("run -m " + path + " -p hi -n 1"), "tensor blk.2.ffn_up.weight: expected 64x172, file has 172x64");
+  std::filesystem::remove(path);
+}
+
+TEST(Cli, PromptLongerThanContext) {
+  expect_error(jevons("run -m " + stories() + " -p \"Once upon a time there was a cat\" -c 4 -n 1"),
+               "but the context is 4");
+}
+
+TEST(Cli, GenerationStopsAtFullContextWithANotice) {
+  const Result r = jevons("run -m " + stories() + " -p \"Once upon a time\" -c 16 -n 100 --temp 0");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("context full"), std::string::npos) << r.err;
+}
+
+TEST(Cli, BadTokenIds) {
+  expect_error(jevons("logits -m " + stories() + " --tokens 1,x,3 --out /dev/null"), "cannot parse token ids");
+  expect_error(jevons("logits -m " + stories() + " --tokens 1,99999 --out /dev/null"), "outside the vocabulary");
+}
+
+}  // namespace
+}  // namespace jevons
