@@ -119,14 +119,26 @@ void GgufWriter::set_strings(const std::string& k, const std::vector<std::string
   set_raw(k, std::move(e));
 }
 
-void GgufWriter::add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& dims, std::vector<uint8_t> data) {
+namespace {
+size_t tensor_bytes(const std::string& name, TensorType type, const std::vector<int64_t>& dims) {
   int64_t n = 1;
   for (int64_t d : dims) n *= d;
   const TypeTraits& tr = type_traits(type);
-  if (dims.empty() || dims[0] % tr.block_size != 0) fail("tensor {}: row length must be a multiple of {}", name, tr.block_size);
-  if (data.size() != size_t(n / tr.block_size) * tr.type_size)
-    fail("tensor {}: {} bytes given, {} expected", name, data.size(), size_t(n / tr.block_size) * tr.type_size);
-  tensors_.push_back({name, type, dims, std::move(data)});
+  if (dims.empty() || dims[0] % tr.block_size != 0)
+    fail("tensor {}: row length {} is not a multiple of the {} block size {}", name, dims.empty() ? 0 : dims[0], tr.name, tr.block_size);
+  return size_t(n / tr.block_size) * tr.type_size;
+}
+}  // namespace
+
+void GgufWriter::add_tensor(const std::string& name, TensorType type, const std::vector<int64_t>& dims, std::vector<uint8_t> data) {
+  const size_t nbytes = tensor_bytes(name, type, dims);
+  if (data.size() != nbytes) fail("tensor {}: {} bytes given, {} expected", name, data.size(), nbytes);
+  tensors_.push_back({name, type, dims, std::move(data), nbytes, nullptr});
+}
+
+void GgufWriter::add_tensor_generated(const std::string& name, TensorType type, const std::vector<int64_t>& dims,
+                                      std::function<void(uint8_t*, size_t)> fill) {
+  tensors_.push_back({name, type, dims, {}, tensor_bytes(name, type, dims), std::move(fill)});
 }
 
 void GgufWriter::add_tensor_f32(const std::string& name, TensorType type, const std::vector<int64_t>& dims,
@@ -138,7 +150,7 @@ void GgufWriter::add_tensor_f32(const std::string& name, TensorType type, const 
   add_tensor(name, type, dims, std::move(data));
 }
 
-std::vector<uint8_t> GgufWriter::bytes(uint32_t alignment) const {
+std::vector<uint8_t> GgufWriter::header(uint32_t alignment) const {
   std::vector<uint8_t> out;
   out.insert(out.end(), {'G', 'G', 'U', 'F'});
   put<uint32_t>(out, 3);
@@ -162,22 +174,44 @@ std::vector<uint8_t> GgufWriter::bytes(uint32_t alignment) const {
     for (int64_t d : t.dims) put<uint64_t>(out, uint64_t(d));
     put<uint32_t>(out, uint32_t(t.type));
     put<uint64_t>(out, offset);
-    offset = padded(offset + t.data.size());
+    offset = padded(offset + t.nbytes);
   }
   out.resize(padded(out.size()), 0);
+  return out;
+}
+
+void GgufWriter::write_to(const std::function<void(const uint8_t*, size_t)>& sink, uint32_t alignment) const {
+  const std::vector<uint8_t> head = header(alignment);
+  sink(head.data(), head.size());
+  std::vector<uint8_t> buffer;
+  const std::vector<uint8_t> zeros(alignment, 0);
   for (const PendingTensor& t : tensors_) {
-    out.insert(out.end(), t.data.begin(), t.data.end());
-    out.resize(padded(out.size()), 0);
+    const uint8_t* data = t.data.data();
+    if (t.fill) {
+      buffer.assign(t.nbytes, 0);
+      t.fill(buffer.data(), t.nbytes);
+      data = buffer.data();
+    }
+    sink(data, t.nbytes);
+    if (const size_t pad = (alignment - t.nbytes % alignment) % alignment) sink(zeros.data(), pad);
   }
+}
+
+std::vector<uint8_t> GgufWriter::bytes(uint32_t alignment) const {
+  std::vector<uint8_t> out;
+  write_to([&](const uint8_t* p, size_t n) { out.insert(out.end(), p, p + n); }, alignment);
   return out;
 }
 
 void GgufWriter::write(const std::string& path, uint32_t alignment) const {
-  const std::vector<uint8_t> b = bytes(alignment);
   std::FILE* f = std::fopen(path.c_str(), "wb");
   if (!f) fail("cannot create {}", path);
-  const size_t n = std::fwrite(b.data(), 1, b.size(), f);
-  if (std::fclose(f) != 0 || n != b.size()) fail("error writing {} (disk full?)", path);
+  bool ok = true;
+  write_to([&](const uint8_t* p, size_t n) { ok = ok && std::fwrite(p, 1, n, f) == n; }, alignment);
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(path.c_str());
+    fail("error writing {} (disk full?); the partial file was removed", path);
+  }
 }
 
 }  // namespace jevons

@@ -23,6 +23,14 @@ class Model {
   // Throws Error if the tokens do not fit in the cache or an id is out of range.
   virtual void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) = 0;
 
+  // Weight bytes one decoded token reads (every matrix once, one embedding row):
+  // the numerator of the decode roofline.
+  virtual uint64_t weight_bytes_per_token() const = 0;
+  // Multiply-add FLOPs of the weight matmuls for one token (2 per weight), and of
+  // attention at a given context length.
+  virtual double matmul_flops_per_token() const = 0;
+  virtual double attention_flops(int64_t n_past) const = 0;
+
   KvCache new_cache(int n_ctx) const {
     const ModelConfig& c = config();
     return KvCache(c.n_layer, n_ctx, c.k_dim(), c.v_dim());

@@ -77,6 +77,26 @@ class Transformer : public Model {
 
   const ModelConfig& config() const override { return cfg_; }
 
+  uint64_t weight_bytes_per_token() const override {
+    uint64_t b = tok_embd_.row_bytes() + output_.nbytes();
+    for (const LayerWeights& L : layers_)
+      for (const Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) b += t->nbytes();
+    return b;
+  }
+
+  double matmul_flops_per_token() const override {
+    double weights = double(output_.rows) * double(output_.cols);
+    for (const LayerWeights& L : layers_)
+      for (const Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+        weights += double(t->rows) * double(t->cols);
+    return 2.0 * weights;
+  }
+
+  double attention_flops(int64_t n_past) const override {
+    // q.k and p.v over n_past + 1 positions, per head and layer.
+    return 2.0 * double(cfg_.n_layer) * cfg_.n_head * double(cfg_.head_dim_k + cfg_.head_dim_v) * double(n_past + 1);
+  }
+
   void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) override {
     const ModelConfig& c = cfg_;
     const int64_t E = c.n_embd, pos0 = cache.n_past();

@@ -1,0 +1,75 @@
+// jevons synth: a GGUF with a real model's shapes, random weights, real vocab.
+#include <chrono>
+#include <cstdio>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "model/synth.h"
+
+namespace jevons::cli {
+namespace {
+
+struct SynthCliOptions {
+  std::string preset, type = "q4_0", vocab, out;
+  uint64_t seed = 1;
+  int threads = 0;
+  bool list = false;
+};
+
+void run_synth(const SynthCliOptions& c) {
+  if (c.list || c.preset.empty()) {
+    std::printf("presets:\n");
+    for (const Preset& p : presets())
+      std::printf("  %-16s %s: %d layers, embedding %d, %d/%d heads, FFN %d, vocab %d\n", p.name, p.description, p.n_layer,
+                  p.n_embd, p.n_head, p.n_head_kv, p.n_ff, p.n_vocab);
+    if (c.preset.empty() && !c.list) fail("--preset is required (see the list above)");
+    return;
+  }
+  SynthOptions o;
+  o.preset = find_preset(c.preset);
+  if (!o.preset) fail("unknown preset '{}' (jevons synth --list shows them)", c.preset);
+  const TypeTraits* t = type_traits_by_name(c.type);
+  if (!t) fail("unknown --type '{}' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)", c.type);
+  if (c.out.empty()) fail("-o FILE.gguf is required");
+  if (c.vocab.empty())
+    fail("--vocab VOCAB.gguf is required: the tokenizer is copied from it (e.g. ../shared/tokenizers/vocab/ggml-vocab-llama-spm.gguf "
+         "for Llama-2-style models, ggml-vocab-deepseek-llm.gguf or ggml-vocab-gpt-2.gguf for byte-level BPE ones)");
+  o.type = t->type;
+  o.vocab_path = c.vocab;
+  o.out_path = c.out;
+  o.seed = c.seed;
+  o.threads = c.threads > 0 ? c.threads : physical_core_count();
+  const auto t0 = std::chrono::steady_clock::now();
+  int last_pct = -1;
+  o.progress = [&](size_t done, size_t total, uint64_t bytes) {
+    const int pct = int(100 * done / total);
+    if (pct != last_pct && (pct % 5 == 0 || done == total)) {
+      std::fprintf(stderr, "\r[synth] %3d%%  %zu/%zu tensors, %.2f GB written", pct, done, total, double(bytes) / 1e9);
+      last_pct = pct;
+    }
+  };
+  const SynthResult r = synthesize(o);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "\n");
+  std::printf("wrote %s: %s, %s weights, %.3f B parameters, %.2f GB, in %.1f s\n", c.out.c_str(), o.preset->name, t->name,
+              double(r.parameters) / 1e9, double(r.file_bytes) / 1e9, s);
+  if (!r.notes.empty()) std::printf("type fallbacks (k-quants need rows that are multiples of 256): %s\n", r.notes.c_str());
+}
+
+}  // namespace
+
+void add_synth_command(CLI::App& app) {
+  auto o = std::make_shared<SynthCliOptions>();
+  CLI::App* c = app.add_subcommand("synth", "Write a GGUF with a real model's exact shapes, seeded random weights and a real vocabulary (for benchmarks)");
+  c->add_option("--preset", o->preset, "Model shape (--list shows them)");
+  c->add_option("--type", o->type, "Weight type of the matrices: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k")->capture_default_str();
+  c->add_option("--vocab", o->vocab, "GGUF to take the tokenizer from (padded with unused tokens up to the preset's vocabulary size)");
+  c->add_option("-o,--out", o->out, "Output GGUF file");
+  c->add_option("--seed", o->seed, "Seed of the random weights")->capture_default_str();
+  c->add_option("-t,--threads", o->threads, "Threads for quantization (default: physical cores)")->check(CLI::Range(1, 1024));
+  c->add_flag("--list", o->list, "List the presets");
+  c->callback([o] { run_synth(*o); });
+}
+
+}  // namespace jevons::cli

@@ -1,0 +1,233 @@
+#include "model/synth.h"
+
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "formats/gguf.h"
+#include "formats/gguf_writer.h"
+
+namespace jevons {
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t hash_name(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// llama.cpp's file_type ids (llama_ftype) for a file whose matrices are all `t`.
+uint32_t file_type_id(TensorType t) {
+  switch (t) {
+    case TensorType::F32: return 0;
+    case TensorType::F16: return 1;
+    case TensorType::Q4_0: return 2;
+    case TensorType::Q4_1: return 3;
+    case TensorType::Q8_0: return 7;
+    case TensorType::Q5_0: return 8;
+    case TensorType::Q5_1: return 9;
+    case TensorType::Q2_K: return 10;
+    case TensorType::Q3_K: return 11;  // Q3_K_S
+    case TensorType::Q4_K: return 14;  // Q4_K_S
+    case TensorType::Q5_K: return 16;  // Q5_K_S
+    case TensorType::Q6_K: return 18;
+    case TensorType::BF16: return 32;
+    default: fail("synth: type {} cannot be the weight type of a model file", type_name(t));
+  }
+}
+
+// Copies the vocabulary, padding it with unused tokens up to the model's n_vocab
+// (as converters do for models whose embedding is larger than the tokenizer).
+void copy_vocab(GgufWriter& w, const GgufFile& v, int n_vocab) {
+  bool has_tokens = false;
+  for (const auto& [key, value] : v.metadata()) {
+    if (key.rfind("tokenizer.", 0) != 0) continue;
+    if (key == "tokenizer.ggml.tokens" || key == "tokenizer.ggml.scores" || key == "tokenizer.ggml.token_type") continue;
+    w.set_value(key, value);
+  }
+  const GgufValue& tokens = v.get_array("tokenizer.ggml.tokens");
+  has_tokens = tokens.size() > 0;
+  if (!has_tokens) fail("{}: tokenizer.ggml.tokens is empty", v.path());
+  if (int64_t(tokens.size()) > n_vocab)
+    fail("{}: the vocabulary has {} tokens, more than the preset's {} embedding rows; choose a smaller vocab", v.path(),
+         tokens.size(), n_vocab);
+  std::vector<std::string> text;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+  const GgufValue* sc = v.find("tokenizer.ggml.scores");
+  const GgufValue* ty = v.find("tokenizer.ggml.token_type");
+  for (size_t k = 0; k < tokens.size(); ++k) {
+    text.emplace_back(tokens.string_at(k));
+    scores.push_back(sc ? float(sc->number_at(k)) : 0.0f);
+    types.push_back(ty ? int32_t(ty->int_at(k)) : 1);
+  }
+  for (int k = int(tokens.size()); k < n_vocab; ++k) {
+    text.push_back("[PAD" + std::to_string(k) + "]");
+    scores.push_back(-1e9f);
+    types.push_back(5);  // UNUSED
+  }
+  w.set_strings("tokenizer.ggml.tokens", text);
+  w.set_f32s("tokenizer.ggml.scores", scores);
+  w.set_i32s("tokenizer.ggml.token_type", types);
+}
+
+// llama3 RoPE frequency factors (Meta's llama3 scaling), one per rotated pair.
+std::vector<float> llama3_rope_freqs(const Preset& p) {
+  std::vector<float> f;
+  const float low_wavelen = float(p.llama3_orig_ctx) / p.llama3_low_freq;
+  const float high_wavelen = float(p.llama3_orig_ctx) / p.llama3_high_freq;
+  for (int i = 0; i < p.head_dim / 2; ++i) {
+    const float freq = std::pow(p.rope_base, -2.0f * float(i) / float(p.head_dim));
+    const float wavelen = 2.0f * float(M_PI) / freq;
+    if (wavelen < high_wavelen) {
+      f.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      f.push_back(p.llama3_factor);
+    } else {
+      const float smooth = (float(p.llama3_orig_ctx) / wavelen - p.llama3_low_freq) / (p.llama3_high_freq - p.llama3_low_freq);
+      f.push_back(1.0f / ((1.0f - smooth) / p.llama3_factor + smooth));
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
+TensorType fallback_type(TensorType t) {
+  switch (t) {
+    case TensorType::Q2_K: case TensorType::Q3_K: return TensorType::Q4_0;
+    case TensorType::Q4_K: return TensorType::Q5_0;
+    case TensorType::Q5_K: return TensorType::Q5_1;
+    case TensorType::Q6_K: return TensorType::Q8_0;
+    default: return t;
+  }
+}
+
+SynthResult synthesize(const SynthOptions& o) {
+  if (!o.preset) fail("synth: no preset given");
+  const Preset& p = *o.preset;
+  const uint32_t ftype = file_type_id(o.type);
+  auto vocab = GgufFile::open(o.vocab_path);
+
+  GgufWriter w;
+  const std::string a = std::string(p.arch) + ".";
+  w.set_string("general.architecture", p.arch);
+  w.set_string("general.name", std::string(p.name) + " (jevons synth: random weights)");
+  w.set_u32("general.file_type", ftype);
+  w.set_u32("general.quantization_version", 2);
+  w.set_u32(a + "vocab_size", uint32_t(p.n_vocab));
+  w.set_u32(a + "context_length", uint32_t(p.n_ctx));
+  w.set_u32(a + "embedding_length", uint32_t(p.n_embd));
+  w.set_u32(a + "block_count", uint32_t(p.n_layer));
+  w.set_u32(a + "feed_forward_length", uint32_t(p.n_ff));
+  w.set_u32(a + "attention.head_count", uint32_t(p.n_head));
+  w.set_u32(a + "attention.head_count_kv", uint32_t(p.n_head_kv));
+  if (p.head_dim * p.n_head != p.n_embd) {
+    w.set_u32(a + "attention.key_length", uint32_t(p.head_dim));
+    w.set_u32(a + "attention.value_length", uint32_t(p.head_dim));
+  }
+  w.set_u32(a + "rope.dimension_count", uint32_t(p.head_dim));
+  w.set_f32(a + "rope.freq_base", p.rope_base);
+  w.set_f32(a + "attention.layer_norm_rms_epsilon", p.rms_eps);
+  copy_vocab(w, *vocab, p.n_vocab);
+
+  SynthResult result;
+  std::map<std::string, int> fallbacks;
+  ThreadPool pool(o.threads);
+  size_t n_tensors = 0, done = 0;
+  uint64_t written = 0;
+  // Each tensor's fill runs once, in file order, just before it is written.
+  auto report = [&] {
+    if (o.progress) o.progress(++done, n_tensors, written);
+  };
+
+  // Every value is a function of (seed, tensor name, row), so files are identical
+  // whatever the thread count.
+  auto add_matrix = [&](const std::string& name, int64_t cols, int64_t rows, float stddev) {
+    TensorType t = o.type;
+    if (cols % type_traits(t).block_size != 0) {
+      t = fallback_type(t);
+      ++fallbacks[fmt::format("{} -> {} (row length {})", type_name(o.type), type_name(t), cols)];
+    }
+    result.parameters += cols * rows;
+    ++n_tensors;
+    const uint64_t tensor_seed = splitmix64(o.seed ^ hash_name(name));
+    w.add_tensor_generated(name, t, {cols, rows}, [=, &pool](uint8_t* out, size_t) {
+      const TypeTraits& tr = type_traits(t);
+      const size_t row_bytes = jevons::row_bytes(t, cols);
+      const float scale = stddev * std::sqrt(3.0f);  // uniform(-scale, scale) has this stddev
+      pool.parallel_for(rows, [&](int64_t begin, int64_t end) {
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t r = begin; r < end; ++r) {
+          uint64_t s = splitmix64(tensor_seed + uint64_t(r));
+          for (float& v : row) {
+            s = splitmix64(s);
+            v = (float(s >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * scale;
+          }
+          tr.from_float(row.data(), out + size_t(r) * row_bytes, cols);
+        }
+      });
+      report();
+    });
+  };
+  auto add_vector = [&](const std::string& name, std::vector<float> v) {
+    result.parameters += int64_t(v.size());
+    ++n_tensors;
+    const int64_t n = int64_t(v.size());
+    w.add_tensor_generated(name, TensorType::F32, {n}, [v = std::move(v), &report](uint8_t* out, size_t nbytes) {
+      std::memcpy(out, v.data(), nbytes);
+      report();
+    });
+  };
+
+  const int64_t E = p.n_embd, q_dim = int64_t(p.n_head) * p.head_dim, kv_dim = int64_t(p.n_head_kv) * p.head_dim;
+  const bool qwen2 = std::string(p.arch) == "qwen2";
+  add_matrix("token_embd.weight", E, p.n_vocab, 0.02f);
+  if (p.llama3_factor > 0) add_vector("rope_freqs.weight", llama3_rope_freqs(p));
+  for (int l = 0; l < p.n_layer; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    add_vector(b + "attn_norm.weight", std::vector<float>(size_t(E), 1.0f));
+    add_matrix(b + "attn_q.weight", E, q_dim, 0.02f);
+    add_matrix(b + "attn_k.weight", E, kv_dim, 0.02f);
+    add_matrix(b + "attn_v.weight", E, kv_dim, 0.02f);
+    if (qwen2) {
+      add_vector(b + "attn_q.bias", std::vector<float>(size_t(q_dim), 0.01f));
+      add_vector(b + "attn_k.bias", std::vector<float>(size_t(kv_dim), 0.01f));
+      add_vector(b + "attn_v.bias", std::vector<float>(size_t(kv_dim), 0.01f));
+    }
+    add_matrix(b + "attn_output.weight", q_dim, E, 0.02f);
+    add_vector(b + "ffn_norm.weight", std::vector<float>(size_t(E), 1.0f));
+    add_matrix(b + "ffn_gate.weight", E, p.n_ff, 0.02f);
+    add_matrix(b + "ffn_up.weight", E, p.n_ff, 0.02f);
+    add_matrix(b + "ffn_down.weight", p.n_ff, E, 0.02f);
+  }
+  add_vector("output_norm.weight", std::vector<float>(size_t(E), 1.0f));
+  if (!p.tied_embeddings) add_matrix("output.weight", E, p.n_vocab, 0.02f);
+
+  for (const auto& [what, count] : fallbacks) result.notes += fmt::format("{} tensors {}; ", count, what);
+
+  std::FILE* f = std::fopen(o.out_path.c_str(), "wb");
+  if (!f) fail("cannot create {}", o.out_path);
+  bool ok = true;
+  w.write_to([&](const uint8_t* data, size_t n) {
+    ok = ok && std::fwrite(data, 1, n, f) == n;
+    written += n;
+  });
+  if (std::fclose(f) != 0 || !ok) {
+    std::remove(o.out_path.c_str());
+    fail("error writing {} (disk full?); the partial file was removed", o.out_path);
+  }
+  result.file_bytes = written;
+  return result;
+}
+
+}  // namespace jevons

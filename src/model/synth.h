@@ -1,0 +1,37 @@
+// Writes a GGUF with a real model's exact tensor shapes, seeded random weights
+// and a real tokenizer vocabulary. Speed does not depend on weight values, so
+// this is how benchmarks get realistic sizes where weights cannot be downloaded.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "model/presets.h"
+#include "quant/types.h"
+
+namespace jevons {
+
+struct SynthOptions {
+  const Preset* preset = nullptr;
+  TensorType type = TensorType::Q4_0;  // matrices; norms stay F32
+  std::string vocab_path;              // GGUF whose tokenizer.* metadata is copied
+  std::string out_path;
+  uint64_t seed = 1;
+  int threads = 1;
+  // Called after each tensor is written: (tensors done, tensors total, bytes written).
+  std::function<void(size_t, size_t, uint64_t)> progress;
+};
+
+struct SynthResult {
+  uint64_t file_bytes = 0;
+  int64_t parameters = 0;
+  std::string notes;  // e.g. which tensors fell back to another type and why
+};
+
+SynthResult synthesize(const SynthOptions& o);
+
+// The type llama.cpp's quantizer falls back to when a row length is not a
+// multiple of a k-quant's 256-element block.
+TensorType fallback_type(TensorType t);
+
+}  // namespace jevons
