@@ -123,6 +123,16 @@ INSTANTIATE_TEST_SUITE_P(
         GoldenCase{"qwen3", "model-q4_0.gguf", "q4_0-dequant", "q4_0", 0.4},
         // golden/stories260K/gguf/stories260K-f32.gguf is a 48-byte stub naming this file (a flattened symlink).
         GoldenCase{"stories260K", "../../../models/stories260K/stories260K-f32.gguf", "f32", "", 0},
+        // MoE: a tiny perturbation can flip which expert wins at one position (README); the
+        // f32-mode comparison below still holds at 1e-4 because jevons computes exactly.
+        GoldenCase{"deepseek-v2-lite", "model-bf16.gguf", "f32", "bf16", 2.0},
+        GoldenCase{"deepseek-v2-lite", "model-q8_0.gguf", "q8_0-dequant", "q8_0", 2.0},
+        GoldenCase{"deepseek-v2-lite", "model-q4_0.gguf", "q4_0-dequant", "q4_0", 2.0},
+        GoldenCase{"deepseek-v2-lite", "model-q4_k_m.gguf", "q4_k_m-dequant", "q4_k_m", 2.0},
+        GoldenCase{"deepseek-v3", "model-bf16.gguf", "f32", "bf16", 2.0},
+        GoldenCase{"deepseek-v3", "model-q8_0.gguf", "q8_0-dequant", "q8_0", 2.0},
+        GoldenCase{"deepseek-v3", "model-q4_0.gguf", "q4_0-dequant", "q4_0", 2.0},
+        GoldenCase{"deepseek-v3", "model-q4_k_m.gguf", "q4_k_m-dequant", "q4_k_m", 2.0},
         GoldenCase{"stories260K", "stories260K-f16.gguf", "f16-dequant", "f16", 0.15},
         GoldenCase{"stories260K", "stories260K-q8_0.gguf", "q8_0-dequant", "q8_0", 0.4},
         GoldenCase{"stories260K", "stories260K-q4_0.gguf", "q4_0-dequant", "q4_0", 0.4}),

@@ -308,16 +308,16 @@ const GgufTensor* GgufFile::find_tensor(std::string_view name) const {
 }
 
 namespace {
-[[noreturn]] void wrong_type(const GgufFile& g, std::string_view key, const GgufValue& v, const char* want) {
+[[noreturn]] void wrong_type(const ModelSource& g, std::string_view key, const GgufValue& v, const char* want) {
   fail("{}: metadata key {} has type {}, expected {}", g.path(), key, gguf_type_name(v.type), want);
 }
-uint64_t as_uint(const GgufFile& g, std::string_view key, const GgufValue& v) {
+uint64_t as_uint(const ModelSource& g, std::string_view key, const GgufValue& v) {
   if (!v.is_integer()) wrong_type(g, key, v, "an integer");
   const bool is_signed = v.type == GgufType::INT8 || v.type == GgufType::INT16 || v.type == GgufType::INT32 || v.type == GgufType::INT64;
   if (is_signed && v.i < 0) fail("{}: metadata key {} is negative ({})", g.path(), key, v.i);
   return v.u;
 }
-double as_float(const GgufFile& g, std::string_view key, const GgufValue& v) {
+double as_float(const ModelSource& g, std::string_view key, const GgufValue& v) {
   if (v.is_float()) return v.f;
   if (v.is_integer()) {
     const bool is_signed = v.type == GgufType::INT8 || v.type == GgufType::INT16 || v.type == GgufType::INT32 || v.type == GgufType::INT64;
@@ -331,30 +331,30 @@ double as_float(const GgufFile& g, std::string_view key, const GgufValue& v) {
   const GgufValue* v = find(key);                                           \
   if (!v) fail("{}: metadata key {} is missing", path(), key);
 
-uint64_t GgufFile::get_uint(std::string_view key) const { JEVONS_REQUIRE_KEY(key); return as_uint(*this, key, *v); }
-double GgufFile::get_float(std::string_view key) const { JEVONS_REQUIRE_KEY(key); return as_float(*this, key, *v); }
-std::string GgufFile::get_string(std::string_view key) const {
+uint64_t ModelSource::get_uint(std::string_view key) const { JEVONS_REQUIRE_KEY(key); return as_uint(*this, key, *v); }
+double ModelSource::get_float(std::string_view key) const { JEVONS_REQUIRE_KEY(key); return as_float(*this, key, *v); }
+std::string ModelSource::get_string(std::string_view key) const {
   JEVONS_REQUIRE_KEY(key);
   if (v->type != GgufType::STRING) wrong_type(*this, key, *v, "string");
   return std::string(v->str);
 }
-bool GgufFile::get_bool(std::string_view key) const {
+bool ModelSource::get_bool(std::string_view key) const {
   JEVONS_REQUIRE_KEY(key);
   if (v->type != GgufType::BOOL) wrong_type(*this, key, *v, "bool");
   return v->u != 0;
 }
-const GgufValue& GgufFile::get_array(std::string_view key) const {
+const GgufValue& ModelSource::get_array(std::string_view key) const {
   JEVONS_REQUIRE_KEY(key);
   if (v->type != GgufType::ARRAY) wrong_type(*this, key, *v, "array");
   return *v;
 }
 #undef JEVONS_REQUIRE_KEY
 
-uint64_t GgufFile::get_uint_or(std::string_view key, uint64_t def) const { return find(key) ? get_uint(key) : def; }
-double GgufFile::get_float_or(std::string_view key, double def) const { return find(key) ? get_float(key) : def; }
-std::string GgufFile::get_string_or(std::string_view key, std::string_view def) const {
+uint64_t ModelSource::get_uint_or(std::string_view key, uint64_t def) const { return find(key) ? get_uint(key) : def; }
+double ModelSource::get_float_or(std::string_view key, double def) const { return find(key) ? get_float(key) : def; }
+std::string ModelSource::get_string_or(std::string_view key, std::string_view def) const {
   return find(key) ? get_string(key) : std::string(def);
 }
-bool GgufFile::get_bool_or(std::string_view key, bool def) const { return find(key) ? get_bool(key) : def; }
+bool ModelSource::get_bool_or(std::string_view key, bool def) const { return find(key) ? get_bool(key) : def; }
 
 }  // namespace jevons

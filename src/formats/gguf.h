@@ -69,21 +69,16 @@ struct GgufTensor {
   std::string shape_string() const;  // e.g. "4096x1024"
 };
 
-class GgufFile {
+// Where a model's hyperparameters and tensors come from: a GGUF file, or a Hugging
+// Face directory presenting its config and tensors under GGUF names. The typed
+// getters throw Error("<path>: metadata key <key> ...") when missing or mistyped.
+class ModelSource {
  public:
-  // Opens and validates a file; throws Error naming the file and the bad key/tensor.
-  static std::unique_ptr<GgufFile> open(const std::string& path);
+  virtual ~ModelSource() = default;
+  virtual const std::string& path() const = 0;
+  virtual const GgufValue* find(std::string_view key) const = 0;
+  virtual const GgufTensor* find_tensor(std::string_view name) const = 0;
 
-  const std::string& path() const { return map_->path(); }
-  uint32_t version() const { return version_; }
-  uint32_t alignment() const { return alignment_; }
-  size_t file_size() const { return map_->size(); }
-  size_t data_offset() const { return data_offset_; }
-
-  // Metadata in file order.
-  const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }
-  const GgufValue* find(std::string_view key) const;
-  // Typed getters: throw Error("<file>: metadata key <key> ...") when missing or mistyped.
   uint64_t get_uint(std::string_view key) const;  // any non-negative integer type
   double get_float(std::string_view key) const;    // any float or integer type
   std::string get_string(std::string_view key) const;
@@ -94,9 +89,25 @@ class GgufFile {
   double get_float_or(std::string_view key, double def) const;
   std::string get_string_or(std::string_view key, std::string_view def) const;
   bool get_bool_or(std::string_view key, bool def) const;
+};
+
+class GgufFile : public ModelSource {
+ public:
+  // Opens and validates a file; throws Error naming the file and the bad key/tensor.
+  static std::unique_ptr<GgufFile> open(const std::string& path);
+
+  const std::string& path() const override { return map_->path(); }
+  uint32_t version() const { return version_; }
+  uint32_t alignment() const { return alignment_; }
+  size_t file_size() const { return map_->size(); }
+  size_t data_offset() const { return data_offset_; }
+
+  // Metadata in file order.
+  const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }
+  const GgufValue* find(std::string_view key) const override;
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
-  const GgufTensor* find_tensor(std::string_view name) const;
+  const GgufTensor* find_tensor(std::string_view name) const override;
 
  private:
   GgufFile() = default;

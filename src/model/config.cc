@@ -6,19 +6,65 @@
 namespace jevons {
 namespace {
 
-int checked_int(const GgufFile& f, const std::string& key, uint64_t v, uint64_t lo, uint64_t hi) {
+int checked_int(const ModelSource& f, const std::string& key, uint64_t v, uint64_t lo, uint64_t hi) {
   if (v < lo || v > hi) fail("{}: metadata key {} = {} is out of range [{}, {}]", f.path(), key, v, lo, hi);
   return int(v);
 }
 
+// MLA and MoE hyperparameters. llama.cpp writes two layouts: the current one
+// (attn_k_b / attn_v_b tensors, head_count_kv 1, key_length = kv_lora + rope,
+// key_length_mla = nope + rope) and the older one (attn_kv_b, key_length = nope + rope).
+void read_deepseek2(const ModelSource& f, ModelConfig& c) {
+  const std::string a = "deepseek2.";
+  auto req = [&](const std::string& key, uint64_t lo, uint64_t hi) { return checked_int(f, a + key, f.get_uint(a + key), lo, hi); };
+  auto opt = [&](const std::string& key, uint64_t def, uint64_t lo, uint64_t hi) {
+    return checked_int(f, a + key, f.get_uint_or(a + key, def), lo, hi);
+  };
+  MlaConfig& m = c.mla;
+  m.q_lora_rank = opt("attention.q_lora_rank", 0, 0, 1 << 16);
+  m.kv_lora_rank = req("attention.kv_lora_rank", 1, 1 << 16);
+  m.qk_rope_head_dim = c.rope.n_rot;
+  const bool new_layout = f.find(a + "attention.key_length_mla") != nullptr;
+  const int qk_head_dim = new_layout ? req("attention.key_length_mla", 2, 1 << 16) : c.head_dim_k;
+  m.v_head_dim = new_layout ? req("attention.value_length_mla", 1, 1 << 16) : c.head_dim_v;
+  if (qk_head_dim <= m.qk_rope_head_dim)
+    fail("{}: attention key length {} must exceed rope.dimension_count {}", f.path(), qk_head_dim, m.qk_rope_head_dim);
+  m.qk_nope_head_dim = qk_head_dim - m.qk_rope_head_dim;
+  m.yarn_log_multiplier = float(f.get_float_or(a + "rope.scaling.yarn_log_multiplier", 0.0));
+  // Attention runs over per-head q/k of qk_head_dim and values of v_head_dim.
+  c.head_dim_k = qk_head_dim;
+  c.head_dim_v = m.v_head_dim;
+  c.n_head_kv = c.n_head;
+  c.cache_k_dim = m.kv_lora_rank + m.qk_rope_head_dim;  // the latent c_kv and the shared k_pe
+  c.cache_v_dim = 0;                                    // values are read from the latent too
+
+  MoeConfig& e = c.moe;
+  e.n_expert = opt("expert_count", 0, 0, 1 << 16);
+  if (e.n_expert > 0) {
+    e.n_expert_used = req("expert_used_count", 1, uint64_t(e.n_expert));
+    e.n_shared = opt("expert_shared_count", 0, 0, 1 << 10);
+    e.n_ff_expert = req("expert_feed_forward_length", 1, 1 << 22);
+    e.first_dense = opt("leading_dense_block_count", 0, 0, uint64_t(c.n_layer));
+    e.n_group = opt("expert_group_count", 1, 1, uint64_t(e.n_expert));
+    e.topk_group = opt("expert_group_used_count", uint64_t(e.n_group), 1, uint64_t(e.n_group));
+    if (e.n_expert % e.n_group != 0) fail("{}: expert_count {} is not a multiple of expert_group_count {}", f.path(), e.n_expert, e.n_group);
+    if (e.n_group > 1 && e.n_expert_used > e.topk_group * (e.n_expert / e.n_group))
+      fail("{}: expert_used_count {} exceeds the experts in the {} groups kept", f.path(), e.n_expert_used, e.topk_group);
+    const int gating = opt("expert_gating_func", 1, 1, 2);
+    e.gating = MoeGating(gating);
+    e.norm_topk_prob = f.get_bool_or(a + "expert_weights_norm", false);
+    e.routed_scaling_factor = float(f.get_float_or(a + "expert_weights_scale", 1.0));
+  }
+}
+
 }  // namespace
 
-ModelConfig read_config(const GgufFile& f) {
+ModelConfig read_config(const ModelSource& f) {
   ModelConfig c;
   c.arch = f.get_string("general.architecture");
   c.name = f.get_string_or("general.name", "");
-  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3")
-    fail("{}: unknown architecture '{}' (jevons supports llama, qwen2, qwen3)", f.path(), c.arch);
+  if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3" && c.arch != "deepseek2")
+    fail("{}: unknown architecture '{}' (jevons supports llama, qwen2, qwen3, deepseek2)", f.path(), c.arch);
   const std::string a = c.arch + ".";
   auto req = [&](const std::string& key, uint64_t lo, uint64_t hi) { return checked_int(f, a + key, f.get_uint(a + key), lo, hi); };
   auto opt = [&](const std::string& key, uint64_t def, uint64_t lo, uint64_t hi) {
@@ -41,7 +87,9 @@ ModelConfig read_config(const GgufFile& f) {
   if (!(c.rms_eps > 0.0f && c.rms_eps < 1.0f)) fail("{}: layer_norm_rms_epsilon {} is not in (0, 1)", f.path(), c.rms_eps);
 
   RopeConfig& r = c.rope;
-  r.style = c.arch == "llama" ? RopeStyle::kAdjacentPairs : RopeStyle::kHalves;
+  // GGUF llama q/k are permuted at conversion for adjacent-pair RoPE; DeepSeek
+  // rotates interleaved pairs natively; Qwen uses HF's rotate_half.
+  r.style = c.arch == "llama" || c.arch == "deepseek2" ? RopeStyle::kAdjacentPairs : RopeStyle::kHalves;
   r.n_rot = opt("rope.dimension_count", uint64_t(c.head_dim_k), 2, uint64_t(c.head_dim_k));
   if (r.n_rot % 2 != 0) fail("{}: rope.dimension_count {} is odd", f.path(), r.n_rot);
   r.freq_base = float(f.get_float_or(a + "rope.freq_base", 10000.0));
@@ -73,6 +121,9 @@ ModelConfig read_config(const GgufFile& f) {
 
   c.has_qkv_bias = c.arch == "qwen2";
   c.has_qk_norm = c.arch == "qwen3";
+  c.cache_k_dim = c.k_dim();
+  c.cache_v_dim = c.v_dim();
+  if (c.arch == "deepseek2") read_deepseek2(f, c);
   return c;
 }
 

@@ -6,7 +6,7 @@
 
 namespace jevons {
 
-class GgufFile;
+class ModelSource;
 
 enum class RopeStyle {
   kAdjacentPairs,  // rotate (x[2i], x[2i+1]); ggml "NORM"; GGUF llama (q/k permuted at conversion)
@@ -28,6 +28,33 @@ struct RopeConfig {
   float attn_factor = 1.0f;     // multiplies cos/sin (YaRN magnitude correction)
 };
 
+// Multi-head Latent Attention (DeepSeek-V2/V3): keys and values are compressed to
+// a kv_lora_rank latent plus one shared RoPE key of qk_rope_head_dim per token.
+struct MlaConfig {
+  int q_lora_rank = 0;        // 0: plain q projection (V2-Lite); else q_a -> norm -> q_b (V3)
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
+  float yarn_log_multiplier = 0.0f;  // 0.1 * mscale_all_dim: YaRN's softmax-scale correction
+};
+
+enum class MoeGating { kSoftmax = 1, kSigmoid = 2 };  // GGUF expert_gating_func values
+
+// DeepSeekMoE: dense first layers, then shared experts plus top-k routed experts.
+struct MoeConfig {
+  int n_expert = 0;           // routed experts
+  int n_expert_used = 0;      // top-k
+  int n_shared = 0;           // shared experts (always on)
+  int n_ff_expert = 0;
+  int first_dense = 0;        // first_k_dense_replace
+  int n_group = 1;            // group-limited routing: n_group groups ...
+  int topk_group = 1;         // ... of which topk_group are kept
+  MoeGating gating = MoeGating::kSoftmax;
+  bool norm_topk_prob = false;
+  float routed_scaling_factor = 1.0f;
+};
+
 struct ModelConfig {
   std::string arch;   // general.architecture: llama, qwen2, qwen3
   std::string name;   // general.name, if any
@@ -45,15 +72,21 @@ struct ModelConfig {
   bool has_qkv_bias = false;  // qwen2
   bool has_qk_norm = false;   // qwen3
   bool tied_output = false;   // lm head shares token_embd
+  MlaConfig mla;              // deepseek2 only
+  MoeConfig moe;              // deepseek2 only
+  // Floats cached per token per layer (K and V); MLA caches only the latent + RoPE key.
+  int cache_k_dim = 0;
+  int cache_v_dim = 0;
 
   int q_dim() const { return n_head * head_dim_k; }
   int k_dim() const { return n_head_kv * head_dim_k; }
   int v_dim() const { return n_head_kv * head_dim_v; }
+  bool is_mla() const { return mla.kv_lora_rank > 0; }
   // KV cache bytes per token (f32 cache).
-  size_t kv_bytes_per_token() const { return size_t(n_layer) * size_t(k_dim() + v_dim()) * sizeof(float); }
+  size_t kv_bytes_per_token() const { return size_t(n_layer) * size_t(cache_k_dim + cache_v_dim) * sizeof(float); }
 };
 
 // Reads and validates the hyperparameters of a llama/qwen2/qwen3 GGUF.
-ModelConfig read_config(const GgufFile& file);
+ModelConfig read_config(const ModelSource& source);
 
 }  // namespace jevons

@@ -10,7 +10,7 @@
 
 namespace jevons {
 
-class GgufFile;
+class ModelSource;
 class ThreadPool;
 
 class Model {
@@ -33,7 +33,7 @@ class Model {
 
   KvCache new_cache(int n_ctx) const {
     const ModelConfig& c = config();
-    return KvCache(c.n_layer, n_ctx, c.k_dim(), c.v_dim());
+    return KvCache(c.n_layer, n_ctx, c.cache_k_dim, c.cache_v_dim);
   }
   void set_thread_pool(ThreadPool* pool) { pool_ = pool; }
 
@@ -44,6 +44,6 @@ class Model {
 // Builds the model a GGUF file describes (architecture from general.architecture),
 // checking that every tensor it needs is present and correctly shaped. The file
 // must outlive the model: weights are used in place from its map.
-std::unique_ptr<Model> load_model(const GgufFile& file);
+std::unique_ptr<Model> load_model(const ModelSource& source);
 
 }  // namespace jevons

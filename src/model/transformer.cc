@@ -11,6 +11,7 @@
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "kernels/ops.h"
+#include "model/architectures.h"
 #include "model/model.h"
 #include "model/weights.h"
 
@@ -31,7 +32,7 @@ struct LayerWeights {
 
 class Transformer : public Model {
  public:
-  explicit Transformer(const GgufFile& file) : cfg_(read_config(file)) {
+  explicit Transformer(const ModelSource& file) : cfg_(read_config(file)) {
     const WeightLoader w(file);
     const GgufTensor* emb = file.find_tensor("token_embd.weight");
     if (!emb) fail("{}: tensor token_embd.weight is missing", file.path());
@@ -190,6 +191,6 @@ class Transformer : public Model {
 
 }  // namespace
 
-std::unique_ptr<Model> load_model(const GgufFile& file) { return std::make_unique<Transformer>(file); }
+std::unique_ptr<Model> make_transformer(const ModelSource& source) { return std::make_unique<Transformer>(source); }
 
 }  // namespace jevons

@@ -12,7 +12,7 @@ std::string shape_of(const std::vector<int64_t>& dims) {
   return s;
 }
 
-void check_shape(const GgufFile& f, const GgufTensor& t, const std::vector<int64_t>& want) {
+void check_shape(const ModelSource& f, const GgufTensor& t, const std::vector<int64_t>& want) {
   if (t.dims != want)
     fail("{}: tensor {}: expected {}, file has {}", f.path(), t.name, shape_of(want), t.shape_string());
 }
@@ -30,6 +30,17 @@ Tensor WeightLoader::matrix(const std::string& name, int64_t cols, int64_t rows)
   Tensor t = optional_matrix(name, cols, rows);
   if (!t) fail("{}: tensor {} is missing (expected {}x{})", file_.path(), name, cols, rows);
   return t;
+}
+
+std::vector<Tensor> WeightLoader::stacked(const std::string& name, int64_t cols, int64_t rows, int64_t count) const {
+  const GgufTensor* t = file_.find_tensor(name);
+  if (!t) fail("{}: tensor {} is missing (expected {}x{}x{})", file_.path(), name, cols, rows, count);
+  check_shape(file_, *t, {cols, rows, count});
+  std::vector<Tensor> slices;
+  const size_t slice_bytes = size_t(rows) * row_bytes(t->type, cols);
+  for (int64_t k = 0; k < count; ++k)
+    slices.push_back(Tensor{t->name + "[" + std::to_string(k) + "]", t->type, cols, rows, t->data + size_t(k) * slice_bytes});
+  return slices;
 }
 
 const float* WeightLoader::optional_vector(const std::string& name, int64_t n, std::deque<std::vector<float>>& owned) const {

@@ -10,14 +10,17 @@
 
 namespace jevons {
 
-class GgufFile;
+class ModelSource;
 
 class WeightLoader {
  public:
-  explicit WeightLoader(const GgufFile& file) : file_(file) {}
+  explicit WeightLoader(const ModelSource& source) : file_(source) {}
 
   // A [rows x cols] matrix (GGUF dims {cols, rows}); throws if missing or mis-shaped.
   Tensor matrix(const std::string& name, int64_t cols, int64_t rows) const;
+  // A stack of `count` [rows x cols] matrices (GGUF dims {cols, rows, count}), e.g.
+  // the routed experts of a MoE layer, returned one Tensor per slice.
+  std::vector<Tensor> stacked(const std::string& name, int64_t cols, int64_t rows, int64_t count) const;
   // Same, or an empty Tensor when absent.
   Tensor optional_matrix(const std::string& name, int64_t cols, int64_t rows) const;
   // A vector of n floats (norm weights, biases). F32 tensors are used in place;
@@ -25,10 +28,10 @@ class WeightLoader {
   const float* vector(const std::string& name, int64_t n, std::deque<std::vector<float>>& owned) const;
   const float* optional_vector(const std::string& name, int64_t n, std::deque<std::vector<float>>& owned) const;
 
-  const GgufFile& file() const { return file_; }
+  const ModelSource& source() const { return file_; }
 
  private:
-  const GgufFile& file_;
+  const ModelSource& file_;
 };
 
 }  // namespace jevons

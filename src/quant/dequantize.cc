@@ -3,7 +3,8 @@
 // These must agree with ggml's dequantize_row_* bit for bit: golden tests compare our
 // logits with llama.cpp's. So each formula keeps ggml's order of float operations
 // (e.g. Q4_K computes (d * sc) first, then multiplies by q, then subtracts dmin * m),
-// and the build does not contract a*b+c into fma (ISO C++ mode: -ffp-contract=off).
+// and nothing here may be contracted into an fma: GCC in ISO C++ mode (-std=c++20)
+// defaults to -ffp-contract=off; clang defaults to "on", hence the pragma below.
 // Layouts are documented in blocks.h; the small "element e lives here" helpers below
 // mirror those comments one to one.
 #include <cstring>
@@ -11,6 +12,10 @@
 #include "core/float16.h"
 #include "quant/blocks.h"
 #include "quant/quants.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 namespace jevons::quant {
 namespace {

@@ -7,7 +7,8 @@
 //      least-squares scale (and min) that best reproduces the sub-block with the
 //      integers that candidate picked; keep the best by weighted squared error;
 //   2. quantize the sub-block scales (and mins) against one fp16 super-scale;
-//   3. re-pick every integer against the scale the decoder will actually see.
+//   3. re-pick every integer against the scale the decoder will actually see, also
+//      trying the neighbouring integer sub-block scales (and mins), keeping the best.
 // That yields valid blocks with small error; it is not bit-identical to ggml's output.
 // Layouts are documented in blocks.h.
 #include <algorithm>
@@ -207,24 +208,36 @@ float fit_symmetric(const float* x, const float* w, int n, int nmax) {
 
 // ---------------------------------------------------------------- K-quants with mins
 
+// Re-picks each integer (0..nmax) as the level nearest to x for the decoded step dl and
+// offset ml; returns the weighted squared error of the result.
+float requantize_affine(const float* x, const float* w, int n, int nmax, float dl, float ml,
+                        uint8_t* L) {
+  float err = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    L[i] = dl > 0.0f ? uint8_t(std::clamp(nearest_int((x[i] + ml) / dl), 0, nmax)) : 0;
+    const float diff = dl * float(L[i]) - ml - x[i];
+    err += w[i] * diff * diff;
+  }
+  return err;
+}
+
 // Q2_K, Q4_K and Q5_K share one recipe: affine fit per sub-block, then scales and mins
 // quantized to `scale_bits` against fp16 super-scales d and dmin, then integers re-picked.
 struct AffineSuperBlock {
-  float d = 0.0f, dmin = 0.0f;  // fp16-rounded super-scales (what the decoder sees)
-  uint16_t d_bits = 0, dmin_bits = 0;
-  uint8_t sc[16] = {}, m[16] = {};  // per sub-block quantized scale / min
-  uint8_t L[QK_K] = {};            // per element 0..nmax
+  uint16_t d_bits = 0, dmin_bits = 0;  // fp16 super-scales
+  uint8_t sc[16] = {}, m[16] = {};     // per sub-block quantized scale / min
+  uint8_t L[QK_K] = {};                // per element 0..nmax
 };
 
 AffineSuperBlock quantize_affine_superblock(const float* x, int sub_size, int nmax, int scale_bits) {
   const int n_sub = QK_K / sub_size;
   const int scale_max = (1 << scale_bits) - 1;
   AffineFit fits[16];
+  float w[QK_K];
   float max_scale = 0.0f, max_offset = 0.0f;
-  float w[32];
   for (int s = 0; s < n_sub; ++s) {
-    fit_weights(x + s * sub_size, sub_size, w);
-    fits[s] = fit_affine(x + s * sub_size, w, sub_size, nmax);
+    fit_weights(x + s * sub_size, sub_size, w + s * sub_size);
+    fits[s] = fit_affine(x + s * sub_size, w + s * sub_size, sub_size, nmax);
     max_scale = std::max(max_scale, fits[s].scale);
     max_offset = std::max(max_offset, fits[s].offset);
   }
@@ -232,18 +245,35 @@ AffineSuperBlock quantize_affine_superblock(const float* x, int sub_size, int nm
   AffineSuperBlock out;
   out.d_bits = float_to_fp16(max_scale / float(scale_max));
   out.dmin_bits = float_to_fp16(max_offset / float(scale_max));
-  out.d = fp16_to_float(out.d_bits);
-  out.dmin = fp16_to_float(out.dmin_bits);
+  const float d = fp16_to_float(out.d_bits);
+  const float dmin = fp16_to_float(out.dmin_bits);
   const float inv_scale = max_scale > 0.0f ? float(scale_max) / max_scale : 0.0f;
   const float inv_offset = max_offset > 0.0f ? float(scale_max) / max_offset : 0.0f;
+  uint8_t trial[32];
   for (int s = 0; s < n_sub; ++s) {
-    out.sc[s] = uint8_t(std::clamp(nearest_int(fits[s].scale * inv_scale), 0, scale_max));
-    out.m[s] = uint8_t(std::clamp(nearest_int(fits[s].offset * inv_offset), 0, scale_max));
-    // Re-pick the integers for the scale and min as they will be decoded.
-    const float dl = out.d * float(out.sc[s]);
-    const float ml = out.dmin * float(out.m[s]);
-    for (int i = s * sub_size; i < (s + 1) * sub_size; ++i) {
-      out.L[i] = dl > 0.0f ? uint8_t(std::clamp(nearest_int((x[i] + ml) / dl), 0, nmax)) : 0;
+    const float* xs = x + s * sub_size;
+    const float* ws = w + s * sub_size;
+    uint8_t* Ls = out.L + s * sub_size;
+    // Rounding the scale to a few bits can shrink it enough to clip the sub-block's top
+    // value, so also try the neighbouring integer scales and mins, and keep whichever
+    // decodes best (the rounded pair first: it wins ties).
+    const int sc0 = std::clamp(nearest_int(fits[s].scale * inv_scale), 0, scale_max);
+    const int m0 = std::clamp(nearest_int(fits[s].offset * inv_offset), 0, scale_max);
+    float best = requantize_affine(xs, ws, sub_size, nmax, d * float(sc0), dmin * float(m0), Ls);
+    out.sc[s] = uint8_t(sc0);
+    out.m[s] = uint8_t(m0);
+    for (int sc = std::max(sc0 - 1, 0); sc <= std::min(sc0 + 1, scale_max); ++sc) {
+      for (int m = std::max(m0 - 1, 0); m <= std::min(m0 + 1, scale_max); ++m) {
+        if (sc == sc0 && m == m0) continue;
+        const float err =
+            requantize_affine(xs, ws, sub_size, nmax, d * float(sc), dmin * float(m), trial);
+        if (err < best) {
+          best = err;
+          out.sc[s] = uint8_t(sc);
+          out.m[s] = uint8_t(m);
+          std::memcpy(Ls, trial, size_t(sub_size));
+        }
+      }
     }
   }
   return out;
@@ -251,23 +281,33 @@ AffineSuperBlock quantize_affine_superblock(const float* x, int sub_size, int nm
 
 // ---------------------------------------------------------------- symmetric K-quants
 
+// Re-picks each integer (-nmax..nmax-1) for the decoded step dl; returns the weighted
+// squared error of the result.
+float requantize_symmetric(const float* x, const float* w, int n, int nmax, float dl, int8_t* L) {
+  float err = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    L[i] = dl != 0.0f ? int8_t(std::clamp(nearest_int(x[i] / dl), -nmax, nmax - 1)) : 0;
+    const float diff = dl * float(L[i]) - x[i];
+    err += w[i] * diff * diff;
+  }
+  return err;
+}
+
 // Q3_K and Q6_K: symmetric fit per 16-element sub-block, signed sub-block scales
 // quantized against one fp16 super-scale, integers re-picked. An all-zero super-block
 // comes back all zero (d = 0, scales 0, L = 0).
 struct SymmetricSuperBlock {
   uint16_t d_bits = 0;
-  int sc[16] = {};   // signed sub-block scales, in [-scale_levels, scale_levels - 1]
+  int sc[16] = {};      // signed sub-block scales, in [-scale_levels, scale_levels - 1]
   int8_t L[QK_K] = {};  // signed, in [-nmax, nmax - 1]
 };
 
 SymmetricSuperBlock quantize_symmetric_superblock(const float* x, int nmax, int scale_levels) {
   float scales[16];
-  float w[16];
-  for (int s = 0; s < 16; ++s) {
-    // Squared magnitudes as weights (ggml's choice here): the big values get it right.
-    for (int i = 0; i < 16; ++i) w[i] = x[16 * s + i] * x[16 * s + i];
-    scales[s] = fit_symmetric(x + 16 * s, w, 16, nmax);
-  }
+  float w[QK_K];
+  // Squared magnitudes as weights (ggml's choice here): the big values get it right.
+  for (int i = 0; i < QK_K; ++i) w[i] = x[i] * x[i];
+  for (int s = 0; s < 16; ++s) scales[s] = fit_symmetric(x + 16 * s, w + 16 * s, 16, nmax);
   SymmetricSuperBlock out;
   const float max_scale = signed_max_abs(scales, 16);
   if (std::fabs(max_scale) < 1e-30f) return out;
@@ -276,11 +316,23 @@ SymmetricSuperBlock quantize_symmetric_superblock(const float* x, int nmax, int 
   const float iscale = -float(scale_levels) / max_scale;
   out.d_bits = float_to_fp16(1.0f / iscale);
   const float d = fp16_to_float(out.d_bits);
+  int8_t trial[16];
   for (int s = 0; s < 16; ++s) {
-    out.sc[s] = std::clamp(nearest_int(iscale * scales[s]), -scale_levels, scale_levels - 1);
-    const float dl = d * float(out.sc[s]);
-    for (int i = 16 * s; i < 16 * s + 16; ++i) {
-      out.L[i] = dl != 0.0f ? int8_t(std::clamp(nearest_int(x[i] / dl), -nmax, nmax - 1)) : 0;
+    const float* xs = x + 16 * s;
+    const float* ws = w + 16 * s;
+    int8_t* Ls = out.L + 16 * s;
+    // As for the affine types: also try the neighbouring integer scales.
+    const int sc0 = std::clamp(nearest_int(iscale * scales[s]), -scale_levels, scale_levels - 1);
+    float best = requantize_symmetric(xs, ws, 16, nmax, d * float(sc0), Ls);
+    out.sc[s] = sc0;
+    for (int sc = std::max(sc0 - 1, -scale_levels); sc <= std::min(sc0 + 1, scale_levels - 1); ++sc) {
+      if (sc == sc0) continue;
+      const float err = requantize_symmetric(xs, ws, 16, nmax, d * float(sc), trial);
+      if (err < best) {
+        best = err;
+        out.sc[s] = sc;
+        std::memcpy(Ls, trial, sizeof trial);
+      }
     }
   }
   return out;

@@ -1,0 +1,359 @@
+// DeepSeek-V2 / V3 / R1: Multi-head Latent Attention and DeepSeekMoE.
+//
+// MLA (DeepSeek-V2 paper, section 2.1). Per token the cache holds only
+//   c_kv = RMSNorm(W_kv_a x)[:kv_lora_rank]      the compressed latent, and
+//   k_pe = RoPE((W_kv_a x)[kv_lora_rank:])        one RoPE key shared by all heads.
+// Attention runs in latent space ("absorbed" form): each head's key up-projection
+// k_b is folded into its query, q_lat = k_b^T q_nope, so score_j = q_lat.c_j +
+// q_pe.k_pe_j; the output o_lat = sum_j p_j c_j is lifted by that head's value
+// up-projection v_b. Per-head K and V are never materialized.
+//
+// DeepSeekMoE: the first `first_dense` layers have a plain SwiGLU MLP; the others
+// route each token to top-k of n_expert small experts (softmax gating in V2,
+// sigmoid + a selection-only bias and group-limited routing in V3) and add
+// n_shared always-on shared experts.
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <numeric>
+#include <vector>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "formats/gguf.h"
+#include "kernels/latent.h"
+#include "kernels/ops.h"
+#include "model/architectures.h"
+#include "model/weights.h"
+
+namespace jevons {
+namespace {
+
+struct SwiGlu {
+  Tensor gate, up, down;
+  explicit operator bool() const { return bool(gate); }
+};
+
+struct DeepSeekLayer {
+  const float* attn_norm = nullptr;
+  Tensor wq;                            // plain query projection (q_lora_rank 0), or:
+  Tensor q_a, q_b;                      // low-rank query: x -> q_a -> RMSNorm -> q_b
+  const float* q_a_norm = nullptr;
+  Tensor kv_a;                          // x -> [c_kv (kv_lora_rank) | k_pe (rope dims)]
+  const float* kv_a_norm = nullptr;
+  std::vector<Tensor> k_b;              // per head [kv_lora x nope]: q_lat = k_b q_nope
+  std::vector<Tensor> k_b_transposed;   // or per head [nope x kv_lora]: q_lat = k_b^T q_nope
+  std::vector<Tensor> v_b;              // per head [v_head_dim x kv_lora]
+  Tensor wo;
+
+  const float* ffn_norm = nullptr;
+  SwiGlu dense;                         // first_dense layers
+  Tensor router;                        // MoE layers: x -> expert logits
+  const float* score_bias = nullptr;    // V3 e_score_correction_bias (selection only)
+  std::vector<SwiGlu> experts;
+  SwiGlu shared;
+};
+
+class DeepSeek : public Model {
+ public:
+  explicit DeepSeek(const ModelSource& src) : cfg_(read_config(src)) {
+    const WeightLoader w(src);
+    const MlaConfig& m = cfg_.mla;
+    const MoeConfig& e = cfg_.moe;
+    const GgufTensor* emb = src.find_tensor("token_embd.weight");
+    if (!emb) fail("{}: tensor token_embd.weight is missing", src.path());
+    if (emb->dims.size() != 2 || emb->dims[0] != cfg_.n_embd)
+      fail("{}: tensor token_embd.weight: expected {}x<n_vocab>, file has {}", src.path(), cfg_.n_embd, emb->shape_string());
+    cfg_.n_vocab = int(emb->dims[1]);
+    const int64_t E = cfg_.n_embd, V = cfg_.n_vocab, H = cfg_.n_head;
+    const int64_t qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
+    tok_embd_ = w.matrix("token_embd.weight", E, V);
+    output_norm_ = w.vector("output_norm.weight", E, owned_);
+    output_ = w.optional_matrix("output.weight", E, V);
+    cfg_.tied_output = !output_;
+    if (cfg_.tied_output) output_ = tok_embd_;
+
+    for (int l = 0; l < cfg_.n_layer; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      DeepSeekLayer L;
+      L.attn_norm = w.vector(p + "attn_norm.weight", E, owned_);
+      if (m.q_lora_rank > 0) {
+        L.q_a = w.matrix(p + "attn_q_a.weight", E, m.q_lora_rank);
+        L.q_a_norm = w.vector(p + "attn_q_a_norm.weight", m.q_lora_rank, owned_);
+        L.q_b = w.matrix(p + "attn_q_b.weight", m.q_lora_rank, H * qk);
+      } else {
+        L.wq = w.matrix(p + "attn_q.weight", E, H * qk);
+      }
+      L.kv_a = w.matrix(p + "attn_kv_a_mqa.weight", E, m.kv_lora_rank + m.qk_rope_head_dim);
+      L.kv_a_norm = w.vector(p + "attn_kv_a_norm.weight", m.kv_lora_rank, owned_);
+      if (src.find_tensor(p + "attn_k_b.weight")) {
+        L.k_b = w.stacked(p + "attn_k_b.weight", m.qk_nope_head_dim, m.kv_lora_rank, H);
+        L.v_b = w.stacked(p + "attn_v_b.weight", m.kv_lora_rank, m.v_head_dim, H);
+      } else {
+        // kv_b stacks, per head, nope key rows then v_head_dim value rows, each kv_lora wide.
+        const Tensor kv_b = w.matrix(p + "attn_kv_b.weight", m.kv_lora_rank, H * (m.qk_nope_head_dim + m.v_head_dim));
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t first = h * (m.qk_nope_head_dim + m.v_head_dim);
+          L.k_b_transposed.push_back(Tensor{kv_b.name, kv_b.type, kv_b.cols, m.qk_nope_head_dim, kv_b.row(first)});
+          L.v_b.push_back(Tensor{kv_b.name, kv_b.type, kv_b.cols, m.v_head_dim, kv_b.row(first + m.qk_nope_head_dim)});
+        }
+      }
+      L.wo = w.matrix(p + "attn_output.weight", H * m.v_head_dim, E);
+      L.ffn_norm = w.vector(p + "ffn_norm.weight", E, owned_);
+      if (e.n_expert == 0 || l < e.first_dense) {
+        L.dense = {w.matrix(p + "ffn_gate.weight", E, cfg_.n_ff), w.matrix(p + "ffn_up.weight", E, cfg_.n_ff),
+                   w.matrix(p + "ffn_down.weight", cfg_.n_ff, E)};
+      } else {
+        L.router = w.matrix(p + "ffn_gate_inp.weight", E, e.n_expert);
+        L.score_bias = w.optional_vector(p + "exp_probs_b.bias", e.n_expert, owned_);
+        const auto gate = w.stacked(p + "ffn_gate_exps.weight", E, e.n_ff_expert, e.n_expert);
+        const auto up = w.stacked(p + "ffn_up_exps.weight", E, e.n_ff_expert, e.n_expert);
+        const auto down = w.stacked(p + "ffn_down_exps.weight", e.n_ff_expert, E, e.n_expert);
+        for (int k = 0; k < e.n_expert; ++k) L.experts.push_back({gate[size_t(k)], up[size_t(k)], down[size_t(k)]});
+        if (e.n_shared > 0) {
+          const int64_t ff = int64_t(e.n_ff_expert) * e.n_shared;
+          L.shared = {w.matrix(p + "ffn_gate_shexp.weight", E, ff), w.matrix(p + "ffn_up_shexp.weight", E, ff),
+                      w.matrix(p + "ffn_down_shexp.weight", ff, E)};
+        }
+      }
+      layers_.push_back(std::move(L));
+    }
+
+    // YaRN (as DeepSeek and llama.cpp apply it): RoPE itself is not magnitude-scaled,
+    // and the softmax scale gets mscale^2 with mscale = 1 + 0.1 * mscale_all_dim * ln(factor).
+    rope_ = cfg_.rope;
+    float mscale = 1.0f;
+    if (rope_.scaling == RopeScaling::kYarn) {
+      rope_.attn_factor = 1.0f / (1.0f + 0.1f * std::log(1.0f / rope_.freq_scale));
+      mscale = 1.0f + m.yarn_log_multiplier * std::log(1.0f / rope_.freq_scale);
+    }
+    kq_scale_ = mscale * mscale / std::sqrt(float(qk));
+  }
+
+  const ModelConfig& config() const override { return cfg_; }
+
+  void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) override {
+    const ModelConfig& c = cfg_;
+    const int64_t E = c.n_embd, pos0 = cache.n_past();
+    if (n <= 0) fail("forward: no tokens to evaluate");
+    if (pos0 + n > cache.n_ctx())
+      fail("the sequence needs {} positions but the context holds {} (use a larger -c)", pos0 + n, cache.n_ctx());
+    for (int64_t t = 0; t < n; ++t)
+      if (tokens[t] < 0 || tokens[t] >= c.n_vocab) fail("token id {} is outside the vocabulary (0..{})", tokens[t], c.n_vocab - 1);
+
+    std::vector<float> x(size_t(n * E)), xn(size_t(n * E)), out(size_t(n * E));
+    for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_, tokens[t], &x[size_t(t * E)]);
+    for (int l = 0; l < c.n_layer; ++l) {
+      const DeepSeekLayer& L = layers_[size_t(l)];
+      for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.attn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
+      attention(L, l, xn.data(), n, pos0, cache, out.data());
+      for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
+      for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.ffn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
+      if (L.dense) swiglu(L.dense, xn.data(), n, out.data());
+      else moe(L, xn.data(), n, out.data());
+      for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
+    }
+    const int64_t first = all_logits ? 0 : n - 1;
+    for (int64_t t = first; t < n; ++t) rms_norm(&x[size_t(t * E)], output_norm_, E, c.rms_eps, &xn[size_t(t * E)]);
+    matmul(output_, &xn[size_t(first * E)], n - first, logits, pool_);
+    cache.set_n_past(int(pos0 + n));
+  }
+
+  uint64_t weight_bytes_per_token() const override {
+    // What one decoded token reads: attention and dense/shared weights, the router,
+    // and only n_expert_used of the routed experts per MoE layer.
+    uint64_t b = tok_embd_.row_bytes() + output_.nbytes();
+    for (const DeepSeekLayer& L : layers_) {
+      for (const Tensor* t : {&L.wq, &L.q_a, &L.q_b, &L.kv_a, &L.wo, &L.router}) b += t->nbytes();
+      for (const auto* v : {&L.k_b, &L.k_b_transposed, &L.v_b})
+        for (const Tensor& t : *v) b += t.nbytes();
+      for (const SwiGlu* s : {&L.dense, &L.shared}) b += s->gate.nbytes() + s->up.nbytes() + s->down.nbytes();
+      if (!L.experts.empty()) {
+        const SwiGlu& x = L.experts[0];
+        b += uint64_t(cfg_.moe.n_expert_used) * (x.gate.nbytes() + x.up.nbytes() + x.down.nbytes());
+      }
+    }
+    return b;
+  }
+
+  double matmul_flops_per_token() const override {
+    auto elems = [](const Tensor& t) { return double(t.rows) * double(t.cols); };
+    double w = elems(output_);
+    for (const DeepSeekLayer& L : layers_) {
+      for (const Tensor* t : {&L.wq, &L.q_a, &L.q_b, &L.kv_a, &L.wo, &L.router}) w += elems(*t);
+      for (const auto* v : {&L.k_b, &L.k_b_transposed, &L.v_b})
+        for (const Tensor& t : *v) w += elems(t);
+      for (const SwiGlu* s : {&L.dense, &L.shared}) w += elems(s->gate) + elems(s->up) + elems(s->down);
+      if (!L.experts.empty()) {
+        const SwiGlu& x = L.experts[0];
+        w += cfg_.moe.n_expert_used * (elems(x.gate) + elems(x.up) + elems(x.down));
+      }
+    }
+    return 2.0 * w;
+  }
+
+  double attention_flops(int64_t n_past) const override {
+    // Latent-space scores (kv_lora + rope) and latent outputs (kv_lora) per head.
+    const MlaConfig& m = cfg_.mla;
+    return 2.0 * cfg_.n_layer * cfg_.n_head * double(2 * m.kv_lora_rank + m.qk_rope_head_dim) * double(n_past + 1);
+  }
+
+ private:
+  void attention(const DeepSeekLayer& L, int l, const float* xn, int64_t n, int64_t pos0, KvCache& cache, float* out) {
+    const MlaConfig& m = cfg_.mla;
+    const int H = cfg_.n_head, nope = m.qk_nope_head_dim, rope_dims = m.qk_rope_head_dim, qk = nope + rope_dims;
+    const int lora = m.kv_lora_rank, latent = lora + rope_dims, vd = m.v_head_dim;
+
+    std::vector<float> q(size_t(n) * H * qk), kv(size_t(n) * latent);
+    if (L.q_a) {
+      std::vector<float> qa(size_t(n) * m.q_lora_rank);
+      matmul(L.q_a, xn, n, qa.data(), pool_);
+      for (int64_t t = 0; t < n; ++t) {
+        float* r = &qa[size_t(t) * m.q_lora_rank];
+        rms_norm(r, L.q_a_norm, m.q_lora_rank, cfg_.rms_eps, r);
+      }
+      matmul(L.q_b, qa.data(), n, q.data(), pool_);
+    } else {
+      matmul(L.wq, xn, n, q.data(), pool_);
+    }
+    matmul(L.kv_a, xn, n, kv.data(), pool_);
+
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t pos = pos0 + t;
+      float* cached = cache.k(l, int(pos));  // [c_kv | k_pe]
+      rms_norm(&kv[size_t(t) * latent], L.kv_a_norm, lora, cfg_.rms_eps, cached);
+      std::copy_n(&kv[size_t(t) * latent + lora], rope_dims, cached + lora);
+      rope(cached + lora, 1, rope_dims, pos, rope_, nullptr);
+      rope(&q[size_t(t) * H * qk] + nope, H, qk, pos, rope_, nullptr);  // each head's q_pe
+    }
+
+    // Per head: absorb k_b into the queries, attend over the latent cache, lift by v_b.
+    std::vector<float> heads_out(size_t(n) * H * vd);
+    auto per_head = [&](int64_t h0, int64_t h1) {
+      std::vector<float> q_nope(size_t(n) * nope), q_cat(size_t(n) * latent), o_lat(size_t(n) * lora), v(size_t(n) * vd);
+      for (int64_t h = h0; h < h1; ++h) {
+        for (int64_t t = 0; t < n; ++t) {
+          const float* qh = &q[size_t((t * H + h) * qk)];
+          std::copy_n(qh, nope, &q_nope[size_t(t * nope)]);
+          std::copy_n(qh + nope, rope_dims, &q_cat[size_t(t * latent + lora)]);
+        }
+        if (!L.k_b.empty()) {
+          std::vector<float> q_lat(size_t(n) * lora);
+          matmul(L.k_b[size_t(h)], q_nope.data(), n, q_lat.data(), nullptr);
+          for (int64_t t = 0; t < n; ++t) std::copy_n(&q_lat[size_t(t * lora)], lora, &q_cat[size_t(t * latent)]);
+        } else {
+          for (int64_t t = 0; t < n; ++t)
+            matvec_transposed(L.k_b_transposed[size_t(h)], &q_nope[size_t(t * nope)], &q_cat[size_t(t * latent)]);
+        }
+        for (int64_t t = 0; t < n; ++t)
+          attention_head(&q_cat[size_t(t * latent)], cache.k(l, 0), latent, cache.k(l, 0), latent, pos0 + t + 1, latent,
+                         lora, kq_scale_, &o_lat[size_t(t * lora)]);
+        matmul(L.v_b[size_t(h)], o_lat.data(), n, v.data(), nullptr);
+        for (int64_t t = 0; t < n; ++t) std::copy_n(&v[size_t(t * vd)], vd, &heads_out[size_t((t * H + h) * vd)]);
+      }
+    };
+    if (pool_) pool_->parallel_for(H, per_head);
+    else per_head(0, H);
+    matmul(L.wo, heads_out.data(), n, out, pool_);
+  }
+
+  void swiglu(const SwiGlu& s, const float* xn, int64_t n, float* out) {
+    std::vector<float> g(size_t(n * s.gate.rows)), u(size_t(n * s.up.rows));
+    matmul(s.gate, xn, n, g.data(), pool_);
+    matmul(s.up, xn, n, u.data(), pool_);
+    silu_mul(g.data(), u.data(), int64_t(g.size()));
+    matmul(s.down, g.data(), n, out, pool_);
+  }
+
+  // Routes each token to its experts; tokens are grouped by expert so each
+  // expert's weights are read once per batch, and unselected experts not at all.
+  void moe(const DeepSeekLayer& L, const float* xn, int64_t n, float* out) {
+    const MoeConfig& e = cfg_.moe;
+    const int64_t E = cfg_.n_embd;
+    std::vector<float> router_logits(size_t(n) * e.n_expert);
+    matmul(L.router, xn, n, router_logits.data(), pool_);
+
+    std::vector<std::vector<std::pair<int64_t, float>>> assigned(size_t(e.n_expert));  // expert -> (token, weight)
+    for (int64_t t = 0; t < n; ++t)
+      for (auto [expert, weight] : route(L, &router_logits[size_t(t * e.n_expert)])) assigned[size_t(expert)].push_back({t, weight});
+
+    if (L.shared) swiglu(L.shared, xn, n, out);
+    else std::fill(out, out + n * E, 0.0f);
+    std::vector<float> xs, ys;
+    for (int k = 0; k < e.n_expert; ++k) {
+      const auto& rows = assigned[size_t(k)];
+      if (rows.empty()) continue;
+      const int64_t m = int64_t(rows.size());
+      xs.resize(size_t(m * E));
+      ys.resize(size_t(m * E));
+      for (int64_t i = 0; i < m; ++i) std::copy_n(xn + rows[size_t(i)].first * E, E, &xs[size_t(i * E)]);
+      swiglu(L.experts[size_t(k)], xs.data(), m, ys.data());
+      for (int64_t i = 0; i < m; ++i) {
+        float* o = out + rows[size_t(i)].first * E;
+        const float wgt = rows[size_t(i)].second;
+        for (int64_t d = 0; d < E; ++d) o[d] += wgt * ys[size_t(i * E + d)];
+      }
+    }
+  }
+
+  // The experts one token goes to, with their weights.
+  std::vector<std::pair<int, float>> route(const DeepSeekLayer& L, const float* logits) const {
+    const MoeConfig& e = cfg_.moe;
+    const int N = e.n_expert;
+    std::vector<float> prob(logits, logits + N);
+    if (e.gating == MoeGating::kSoftmax) {
+      softmax(prob.data(), N);
+    } else {
+      for (float& p : prob) p = 1.0f / (1.0f + std::exp(-p));
+    }
+    // Selection scores: V3 adds a load-balancing bias that only affects which experts win.
+    std::vector<float> score = prob;
+    if (L.score_bias)
+      for (int k = 0; k < N; ++k) score[size_t(k)] += L.score_bias[k];
+    if (e.n_group > 1) {
+      // Keep the topk_group best groups: a group scores its top-2 sum (V3, sigmoid) or its max (V2, softmax).
+      const int per = N / e.n_group;
+      std::vector<std::pair<float, int>> group_score;
+      for (int g = 0; g < e.n_group; ++g) {
+        std::vector<float> s(score.begin() + g * per, score.begin() + (g + 1) * per);
+        std::sort(s.begin(), s.end(), std::greater<>());
+        const float gs = e.gating == MoeGating::kSigmoid ? s[0] + (per > 1 ? s[1] : 0.0f) : s[0];
+        group_score.push_back({gs, g});
+      }
+      std::stable_sort(group_score.begin(), group_score.end(), [](auto& a, auto& b) { return a.first > b.first; });
+      std::vector<bool> keep(size_t(e.n_group), false);
+      for (int g = 0; g < e.topk_group; ++g) keep[size_t(group_score[size_t(g)].second)] = true;
+      for (int k = 0; k < N; ++k)
+        if (!keep[size_t(k / per)]) score[size_t(k)] = -INFINITY;
+    }
+    std::vector<int> order(static_cast<size_t>(N));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return score[size_t(a)] > score[size_t(b)]; });
+
+    std::vector<std::pair<int, float>> chosen;
+    float sum = 0.0f;
+    for (int k = 0; k < e.n_expert_used; ++k) {
+      chosen.push_back({order[size_t(k)], prob[size_t(order[size_t(k)])]});
+      sum += chosen.back().second;
+    }
+    for (auto& [expert, weight] : chosen) {
+      if (e.norm_topk_prob) weight /= sum;
+      weight *= e.routed_scaling_factor;
+    }
+    return chosen;
+  }
+
+  ModelConfig cfg_;
+  RopeConfig rope_;
+  float kq_scale_ = 1.0f;
+  std::deque<std::vector<float>> owned_;
+  Tensor tok_embd_, output_;
+  const float* output_norm_ = nullptr;
+  std::vector<DeepSeekLayer> layers_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> make_deepseek(const ModelSource& source) { return std::make_unique<DeepSeek>(source); }
+
+}  // namespace jevons

@@ -1,0 +1,14 @@
+#include "model/model.h"
+
+#include "formats/gguf.h"
+#include "model/architectures.h"
+
+namespace jevons {
+
+std::unique_ptr<Model> load_model(const ModelSource& source) {
+  // read_config (inside each constructor) rejects unknown architectures by name.
+  if (source.get_string_or("general.architecture", "") == "deepseek2") return make_deepseek(source);
+  return make_transformer(source);
+}
+
+}  // namespace jevons
