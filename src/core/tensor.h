@@ -15,11 +15,24 @@ struct Tensor {
   int64_t cols = 0;  // elements per row (ggml ne[0])
   int64_t rows = 0;  // product of the other dimensions
   const uint8_t* data = nullptr;
+  // FP8 only: per-block scales, element (r, c) times block_scale[(r / scale_block) *
+  // scale_cols + c / scale_block] (DeepSeek-V3's 128x128 weight_scale_inv).
+  const float* block_scale = nullptr;
+  int64_t scale_block = 0, scale_cols = 0;
+  int64_t scale_row0 = 0;  // a view of rows starting at this row of the scaled tensor
 
   explicit operator bool() const { return data != nullptr; }
   size_t row_bytes() const { return jevons::row_bytes(type, cols); }
   const uint8_t* row(int64_t r) const { return data + size_t(r) * row_bytes(); }
   size_t nbytes() const { return size_t(rows) * row_bytes(); }
+  // Rows [first, first + n) as a tensor of their own (scales follow along).
+  Tensor row_slice(int64_t first, int64_t n) const {
+    Tensor t = *this;
+    t.rows = n;
+    t.data = row(first);
+    t.scale_row0 = scale_row0 + first;
+    return t;
+  }
 };
 
 }  // namespace jevons

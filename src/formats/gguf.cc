@@ -260,6 +260,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     t.n_elements = n;
     const uint32_t type_id = r.read<uint32_t>(where + " (type)");
     const TypeTraits* tr = find_type_traits(type_id);
+    if (tr && !is_gguf_type(tr->type)) tr = nullptr;
     if (!tr) r.error(fmt::format("{}: unsupported tensor type id {}", where, type_id));
     t.type = tr->type;
     if (t.dims[0] % tr->block_size != 0)

@@ -64,6 +64,10 @@ struct GgufTensor {
   size_t nbytes = 0;
   int64_t n_elements = 0;
   const uint8_t* data = nullptr;  // into the map
+  // FP8 block scales (safetensors weight_scale_inv): element (r, c) is multiplied by
+  // block_scale[(r / scale_block) * scale_cols + c / scale_block]. Null otherwise.
+  const float* block_scale = nullptr;
+  int64_t scale_block = 0, scale_cols = 0;
 
   int64_t rows() const { return n_elements / dims[0]; }
   std::string shape_string() const;  // e.g. "4096x1024"

@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "formats/gguf.h"
 
@@ -59,6 +61,25 @@ void read_deepseek2(const ModelSource& f, ModelConfig& c) {
 
 }  // namespace
 
+std::vector<float> llama3_rope_freqs(int head_dim, float base, float factor, float low_freq_factor,
+                                     float high_freq_factor, int original_context) {
+  std::vector<float> f;
+  const float low_wavelen = float(original_context) / low_freq_factor;
+  const float high_wavelen = float(original_context) / high_freq_factor;
+  for (int i = 0; i < head_dim / 2; ++i) {
+    const float wavelen = 2.0f * float(M_PI) / std::pow(base, -2.0f * float(i) / float(head_dim));
+    if (wavelen < high_wavelen) {
+      f.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      f.push_back(factor);
+    } else {
+      const float smooth = (float(original_context) / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+      f.push_back(1.0f / ((1.0f - smooth) / factor + smooth));
+    }
+  }
+  return f;
+}
+
 ModelConfig read_config(const ModelSource& f) {
   ModelConfig c;
   c.arch = f.get_string("general.architecture");
@@ -90,6 +111,8 @@ ModelConfig read_config(const ModelSource& f) {
   // GGUF llama q/k are permuted at conversion for adjacent-pair RoPE; DeepSeek
   // rotates interleaved pairs natively; Qwen uses HF's rotate_half.
   r.style = c.arch == "llama" || c.arch == "deepseek2" ? RopeStyle::kAdjacentPairs : RopeStyle::kHalves;
+  // A Hugging Face llama keeps q/k rows unpermuted (rotate_half), see formats/hf_model.
+  if (f.get_bool_or("jevons.rope_halves", false)) r.style = RopeStyle::kHalves;
   r.n_rot = opt("rope.dimension_count", uint64_t(c.head_dim_k), 2, uint64_t(c.head_dim_k));
   if (r.n_rot % 2 != 0) fail("{}: rope.dimension_count {} is odd", f.path(), r.n_rot);
   r.freq_base = float(f.get_float_or(a + "rope.freq_base", 10000.0));

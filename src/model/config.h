@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace jevons {
 
@@ -85,6 +86,12 @@ struct ModelConfig {
   // KV cache bytes per token (f32 cache).
   size_t kv_bytes_per_token() const { return size_t(n_layer) * size_t(cache_k_dim + cache_v_dim) * sizeof(float); }
 };
+
+// Llama 3's RoPE frequency factors (one per rotated pair; GGUF stores them as the
+// rope_freqs tensor): long wavelengths are divided by `factor`, short ones kept,
+// with a smooth ramp between low_freq_factor and high_freq_factor.
+std::vector<float> llama3_rope_freqs(int head_dim, float base, float factor, float low_freq_factor,
+                                     float high_freq_factor, int original_context);
 
 // Reads and validates the hyperparameters of a llama/qwen2/qwen3 GGUF.
 ModelConfig read_config(const ModelSource& source);

@@ -94,8 +94,8 @@ class DeepSeek : public Model {
         const Tensor kv_b = w.matrix(p + "attn_kv_b.weight", m.kv_lora_rank, H * (m.qk_nope_head_dim + m.v_head_dim));
         for (int64_t h = 0; h < H; ++h) {
           const int64_t first = h * (m.qk_nope_head_dim + m.v_head_dim);
-          L.k_b_transposed.push_back(Tensor{kv_b.name, kv_b.type, kv_b.cols, m.qk_nope_head_dim, kv_b.row(first)});
-          L.v_b.push_back(Tensor{kv_b.name, kv_b.type, kv_b.cols, m.v_head_dim, kv_b.row(first + m.qk_nope_head_dim)});
+          L.k_b_transposed.push_back(kv_b.row_slice(first, m.qk_nope_head_dim));
+          L.v_b.push_back(kv_b.row_slice(first + m.qk_nope_head_dim, m.v_head_dim));
         }
       }
       L.wo = w.matrix(p + "attn_output.weight", H * m.v_head_dim, E);
@@ -106,9 +106,18 @@ class DeepSeek : public Model {
       } else {
         L.router = w.matrix(p + "ffn_gate_inp.weight", E, e.n_expert);
         L.score_bias = w.optional_vector(p + "exp_probs_b.bias", e.n_expert, owned_);
-        const auto gate = w.stacked(p + "ffn_gate_exps.weight", E, e.n_ff_expert, e.n_expert);
-        const auto up = w.stacked(p + "ffn_up_exps.weight", E, e.n_ff_expert, e.n_expert);
-        const auto down = w.stacked(p + "ffn_down_exps.weight", e.n_ff_expert, E, e.n_expert);
+        // GGUF stacks the experts in one tensor; a safetensors checkpoint has one per expert.
+        auto experts = [&](const std::string& kind, int64_t cols, int64_t rows) {
+          const std::string stacked = p + "ffn_" + kind + "_exps.weight";
+          if (src.find_tensor(stacked)) return w.stacked(stacked, cols, rows, e.n_expert);
+          std::vector<Tensor> each;
+          for (int k = 0; k < e.n_expert; ++k)
+            each.push_back(w.matrix(p + "ffn_" + kind + "_exps." + std::to_string(k) + ".weight", cols, rows));
+          return each;
+        };
+        const auto gate = experts("gate", E, e.n_ff_expert);
+        const auto up = experts("up", E, e.n_ff_expert);
+        const auto down = experts("down", e.n_ff_expert, E);
         for (int k = 0; k < e.n_expert; ++k) L.experts.push_back({gate[size_t(k)], up[size_t(k)], down[size_t(k)]});
         if (e.n_shared > 0) {
           const int64_t ff = int64_t(e.n_ff_expert) * e.n_shared;

@@ -8,6 +8,7 @@
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include "model/config.h"
 
 namespace jevons {
 namespace {
@@ -78,26 +79,6 @@ void copy_vocab(GgufWriter& w, const GgufFile& v, int n_vocab) {
   w.set_strings("tokenizer.ggml.tokens", text);
   w.set_f32s("tokenizer.ggml.scores", scores);
   w.set_i32s("tokenizer.ggml.token_type", types);
-}
-
-// llama3 RoPE frequency factors (Meta's llama3 scaling), one per rotated pair.
-std::vector<float> llama3_rope_freqs(const Preset& p) {
-  std::vector<float> f;
-  const float low_wavelen = float(p.llama3_orig_ctx) / p.llama3_low_freq;
-  const float high_wavelen = float(p.llama3_orig_ctx) / p.llama3_high_freq;
-  for (int i = 0; i < p.head_dim / 2; ++i) {
-    const float freq = std::pow(p.rope_base, -2.0f * float(i) / float(p.head_dim));
-    const float wavelen = 2.0f * float(M_PI) / freq;
-    if (wavelen < high_wavelen) {
-      f.push_back(1.0f);
-    } else if (wavelen > low_wavelen) {
-      f.push_back(p.llama3_factor);
-    } else {
-      const float smooth = (float(p.llama3_orig_ctx) / wavelen - p.llama3_low_freq) / (p.llama3_high_freq - p.llama3_low_freq);
-      f.push_back(1.0f / ((1.0f - smooth) / p.llama3_factor + smooth));
-    }
-  }
-  return f;
 }
 
 }  // namespace
@@ -192,7 +173,9 @@ SynthResult synthesize(const SynthOptions& o) {
   const int64_t E = p.n_embd, q_dim = int64_t(p.n_head) * p.head_dim, kv_dim = int64_t(p.n_head_kv) * p.head_dim;
   const bool qwen2 = std::string(p.arch) == "qwen2";
   add_matrix("token_embd.weight", E, p.n_vocab, 0.02f);
-  if (p.llama3_factor > 0) add_vector("rope_freqs.weight", llama3_rope_freqs(p));
+  if (p.llama3_factor > 0)
+    add_vector("rope_freqs.weight", llama3_rope_freqs(p.head_dim, p.rope_base, p.llama3_factor, p.llama3_low_freq,
+                                                    p.llama3_high_freq, p.llama3_orig_ctx));
   for (int l = 0; l < p.n_layer; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     add_vector(b + "attn_norm.weight", std::vector<float>(size_t(E), 1.0f));

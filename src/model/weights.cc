@@ -23,7 +23,7 @@ Tensor WeightLoader::optional_matrix(const std::string& name, int64_t cols, int6
   const GgufTensor* t = file_.find_tensor(name);
   if (!t) return {};
   check_shape(file_, *t, rows == 1 ? std::vector<int64_t>{cols} : std::vector<int64_t>{cols, rows});
-  return Tensor{t->name, t->type, cols, rows, t->data};
+  return Tensor{t->name, t->type, cols, rows, t->data, t->block_scale, t->scale_block, t->scale_cols};
 }
 
 Tensor WeightLoader::matrix(const std::string& name, int64_t cols, int64_t rows) const {
@@ -38,6 +38,7 @@ std::vector<Tensor> WeightLoader::stacked(const std::string& name, int64_t cols,
   check_shape(file_, *t, {cols, rows, count});
   std::vector<Tensor> slices;
   const size_t slice_bytes = size_t(rows) * row_bytes(t->type, cols);
+  if (t->block_scale) fail("{}: tensor {}: block-scaled FP8 is not supported for stacked tensors", file_.path(), name);
   for (int64_t k = 0; k < count; ++k)
     slices.push_back(Tensor{t->name + "[" + std::to_string(k) + "]", t->type, cols, rows, t->data + size_t(k) * slice_bytes});
   return slices;
@@ -47,8 +48,10 @@ const float* WeightLoader::optional_vector(const std::string& name, int64_t n, s
   const GgufTensor* t = file_.find_tensor(name);
   if (!t) return nullptr;
   check_shape(file_, *t, {n});
-  if (t->type == TensorType::F32) return reinterpret_cast<const float*>(t->data);  // 32-byte aligned in the map
-  std::vector<float>& v = owned.emplace_back(size_t(n));
+  // F32 is used in place when aligned (always in GGUF; safetensors offsets need not be).
+  if (t->type == TensorType::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0)
+    return reinterpret_cast<const float*>(t->data);
+  std::vector<float>& v = owned.emplace_back(static_cast<size_t>(n));
   type_traits(t->type).to_float(t->data, v.data(), n);
   return v.data();
 }

@@ -42,4 +42,8 @@ void quantize_q5_k(const float* src, void* dst, int64_t n);
 void quantize_q6_k(const float* src, void* dst, int64_t n);
 void quantize_q8_k(const float* src, void* dst, int64_t n);
 
+// FP8 E4M3 (fp8.cc): unscaled element conversion; block scales are applied by the caller.
+void dequantize_f8_e4m3(const void* src, float* dst, int64_t n);
+void quantize_f8_e4m3(const float* src, void* dst, int64_t n);
+
 }  // namespace jevons::quant

@@ -12,7 +12,7 @@ namespace {
 
 using namespace quant;
 
-constexpr std::array<TypeTraits, 15> kTraits = {{
+constexpr std::array<TypeTraits, 16> kTraits = {{
     {TensorType::F32, "f32", 1, sizeof(float), dequantize_f32, quantize_f32},
     {TensorType::F16, "f16", 1, sizeof(uint16_t), dequantize_f16, quantize_f16},
     {TensorType::BF16, "bf16", 1, sizeof(uint16_t), dequantize_bf16, quantize_bf16},
@@ -28,6 +28,7 @@ constexpr std::array<TypeTraits, 15> kTraits = {{
     {TensorType::Q5_K, "q5_K", QK_K, sizeof(BlockQ5_K), dequantize_q5_k, quantize_q5_k},
     {TensorType::Q6_K, "q6_K", QK_K, sizeof(BlockQ6_K), dequantize_q6_k, quantize_q6_k},
     {TensorType::Q8_K, "q8_K", QK_K, sizeof(BlockQ8_K), dequantize_q8_k, quantize_q8_k},
+    {TensorType::F8_E4M3, "f8_e4m3", 1, 1, dequantize_f8_e4m3, quantize_f8_e4m3},
 }};
 
 char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }

@@ -24,7 +24,13 @@ enum class TensorType : uint32_t {
   Q6_K = 14,
   Q8_K = 15,
   BF16 = 30,
+  // Not a ggml type (never read from or written to GGUF): FP8 E4M3 as DeepSeek-V3/R1
+  // ship it in safetensors, scaled per 128x128 block (Tensor::block_scale).
+  F8_E4M3 = 1000,
 };
+
+// True for the types a GGUF file may contain.
+inline bool is_gguf_type(TensorType t) { return uint32_t(t) < 1000; }
 
 struct TypeTraits {
   TensorType type;
