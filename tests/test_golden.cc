@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "formats/gguf.h"
+#include "kernels/matmul.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "test_util.h"
@@ -62,6 +63,9 @@ double max_rel_diff(const std::vector<float>& x, const std::vector<float>& ref, 
 class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(Golden, LogitsAndGreedyMatchLlamaCpp) {
+  // These comparisons are for exact f32 arithmetic: force the reference kernels (the
+  // fast ones round activations; tests/test_kernels_golden.cc checks those).
+  const ScopedKernelMode reference_kernels(KernelMode::kReference);
   const GoldenCase& c = GetParam();
   const std::string dir = test::shared_dir() + "/golden/" + c.model;
   const auto prompt = nlohmann::json::parse(test::read_file(dir + "/ref/prompt.json"));

@@ -89,7 +89,7 @@ TEST(QuantTypes, TableMatchesGgml) {
 
 TEST(QuantTypes, UnknownIdsAreRejected) {
   // 4 and 5 were Q4_2/Q4_3 (removed from ggml); 16..29 are IQ types jevons lacks.
-  for (uint32_t id : {4u, 5u, 16u, 20u, 29u, 31u, 39u, 1000u, 0xFFFFFFFFu}) {
+  for (uint32_t id : {4u, 5u, 16u, 20u, 29u, 31u, 39u, 1001u, 0xFFFFFFFFu}) {
     EXPECT_EQ(find_type_traits(id), nullptr) << id;
   }
   EXPECT_THROW(type_traits(TensorType(4)), Error);

@@ -10,12 +10,12 @@ namespace jevons::cli {
 namespace {
 
 struct LogitsOptions {
-  std::string model, tokens, out;
+  std::string model, tokens, out, quant;
   int threads = 0;
 };
 
 void run_logits(const LogitsOptions& o) {
-  LoadedModel m = load(o.model, true);
+  LoadedModel m = load(o.model, true, o.quant);
   const ModelConfig& cfg = m.model->config();
   const std::vector<int32_t> ids = parse_ids(o.tokens);
   if (ids.empty()) fail("--tokens is empty: give ids like 1,2,3");
@@ -39,10 +39,11 @@ void run_logits(const LogitsOptions& o) {
 void add_logits_command(CLI::App& app) {
   auto o = std::make_shared<LogitsOptions>();
   CLI::App* c = app.add_subcommand("logits", "Evaluate token ids as one sequence and write float32 logits for every position [n_tokens, n_vocab]");
-  c->add_option("-m,--model", o->model, "Model file (GGUF)")->required();
+  c->add_option("-m,--model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
   c->add_option("--tokens", o->tokens, "Token ids, comma-separated, e.g. 1,2,3")->required();
   c->add_option("--out", o->out, "Output file (raw little-endian float32)")->required();
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
+  add_quant_option(c, o->quant);
   c->callback([o] { run_logits(*o); });
 }
 

@@ -12,7 +12,7 @@ void add_tokenize_commands(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   CLI::App* t = app.add_subcommand("tokenize", "Print the token ids of TEXT, space-separated on one line");
-  t->add_option("-m,--model", o->model, "Model or vocab file (GGUF)")->required();
+  t->add_option("-m,--model", o->model, "Model or vocab: a GGUF file or a Hugging Face directory")->required();
   t->add_option("text", o->text, "Text to tokenize")->required();
   t->add_flag("--no-bos", o->no_bos, "Do not add the BOS token");
   t->add_flag("--no-special", o->no_special, "Treat special-token text like <|im_start|> as plain text");
@@ -26,7 +26,7 @@ void add_tokenize_commands(CLI::App& app) {
 
   auto d = std::make_shared<Options>();
   CLI::App* dt = app.add_subcommand("detokenize", "Print the text of token IDS (comma- or space-separated)");
-  dt->add_option("-m,--model", d->model, "Model or vocab file (GGUF)")->required();
+  dt->add_option("-m,--model", d->model, "Model or vocab: a GGUF file or a Hugging Face directory")->required();
   dt->add_option("ids", d->text, "Token ids, e.g. 1,403,407")->required();
   dt->callback([d] {
     LoadedModel m = load(d->model, false);

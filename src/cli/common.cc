@@ -4,12 +4,21 @@
 #include <charconv>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
+#include "formats/hf_model.h"
 
 namespace jevons::cli {
 
-LoadedModel load(const std::string& path, bool with_model) {
+LoadedModel load(const std::string& path, bool with_model, const std::string& quant) {
   LoadedModel m;
-  m.file = GgufFile::open(path);
+  std::optional<TensorType> quantize_to;
+  if (!quant.empty()) {
+    const TypeTraits* t = type_traits_by_name(quant);
+    if (!t || !is_gguf_type(t->type)) fail("unknown --quant type '{}' (q8_0, q4_0, q4_k, ...)", quant);
+    quantize_to = t->type;
+  }
+  ThreadPool pool(physical_core_count());
+  m.file = open_model_source(path, quantize_to, &pool);
   if (with_model) m.model = load_model(*m.file);
   m.tokenizer = Tokenizer::from_gguf(*m.file);
   if (with_model) {
@@ -37,6 +46,11 @@ std::vector<int32_t> parse_ids(const std::string& text) {
     p = next;
   }
   return ids;
+}
+
+void add_quant_option(CLI::App* c, std::string& quant) {
+  c->add_option("--quant", quant,
+                "Quantize a Hugging Face checkpoint's matrices at load: q8_0, q4_0, q4_k, ... (k-quants fall back on short rows)");
 }
 
 int default_context(const ModelConfig& c) { return std::min(4096, c.n_ctx_train); }

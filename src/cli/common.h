@@ -14,13 +14,18 @@
 namespace jevons::cli {
 
 struct LoadedModel {
-  std::unique_ptr<GgufFile> file;
+  std::unique_ptr<ModelSource> file;  // a GGUF file or a Hugging Face directory
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Model> model;  // null when only the tokenizer was asked for
 };
 
-// Opens a GGUF and builds its tokenizer, and its model when with_model.
-LoadedModel load(const std::string& path, bool with_model);
+// Opens a GGUF file or a Hugging Face directory and builds its tokenizer, and its
+// model when with_model. quant ("" or a type name like q8_0) converts an HF
+// checkpoint's matrices at load.
+LoadedModel load(const std::string& path, bool with_model, const std::string& quant = "");
+
+// Adds the --quant option (quantize-on-load for Hugging Face directories).
+void add_quant_option(CLI::App* c, std::string& quant);
 
 // "1,2,3" or "1 2 3" -> ids; throws Error on anything else.
 std::vector<int32_t> parse_ids(const std::string& text);
@@ -33,5 +38,9 @@ void add_run_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_tokenize_commands(CLI::App& app);
 void add_inspect_command(CLI::App& app);
+void add_meter_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_convert_command(CLI::App& app);
 
 }  // namespace jevons::cli

@@ -9,13 +9,17 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"jevons: an LLM inference engine that counts every joule.\n"
-               "Runs Llama-family and Qwen2/Qwen3 models from GGUF files on the CPU."};
+               "Runs Llama-family, Qwen2/Qwen3 and DeepSeek-V2/V3 models from GGUF files or\nHugging Face safetensors directories on the CPU."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "jevons 0.1.0");
   jevons::cli::add_run_command(app);
   jevons::cli::add_logits_command(app);
   jevons::cli::add_tokenize_commands(app);
   jevons::cli::add_inspect_command(app);
+  jevons::cli::add_meter_command(app);
+  jevons::cli::add_synth_command(app);
+  jevons::cli::add_bench_command(app);
+  jevons::cli::add_convert_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

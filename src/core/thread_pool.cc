@@ -1,29 +1,73 @@
 #include "core/thread_pool.h"
 
+#include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <string>
 #include <utility>
 
-namespace jevons {
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+namespace jevons {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t spin_budget_ns() {
+  if (const char* env = std::getenv("JEVONS_SPIN_US"); env && *env) return std::atoll(env) * 1000;
+  return 200 * 1000;
+}
+
+// Spins until pred() holds or the budget runs out; true if pred() held. Checks the
+// clock only every 64 polls; yields the core now and then in case it is oversubscribed.
+template <class Pred>
+bool spin_until(const Pred& pred, int64_t budget_ns) {
+  if (pred()) return true;
+  if (budget_ns <= 0) return false;
+  const int64_t deadline = now_ns() + budget_ns;
+  for (uint32_t i = 1;; ++i) {
+    if (pred()) return true;
+    cpu_relax();
+    if ((i & 63) == 0) {
+      if (now_ns() > deadline) return pred();
+      if ((i & 4095) == 0) std::this_thread::yield();
+    }
+  }
+}
+
+std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int k) {
+  const int64_t base = n / parts, extra = n % parts;
+  const int64_t begin = k * base + (k < extra ? k : extra);
+  return {begin, begin + base + (k < extra ? 1 : 0)};
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads), spin_ns_(spin_budget_ns()) {
   for (int k = 1; k < n_threads_; ++k) workers_.emplace_back([this, k] { worker(k); });
 }
 
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+    stop_.store(true);
+    generation_.fetch_add(1);
   }
   start_cv_.notify_all();
   for (auto& t : workers_) t.join();
-}
-
-static std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int k) {
-  const int64_t base = n / parts, extra = n % parts;
-  const int64_t begin = k * base + (k < extra ? k : extra);
-  return {begin, begin + base + (k < extra ? 1 : 0)};
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
@@ -32,39 +76,43 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
+  job_ = &fn;
+  job_n_ = n;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   {
+    // Under the lock so that a worker between its last check and its wait cannot miss it.
     std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    job_n_ = n;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
-  start_cv_.notify_all();
+  start_cv_.notify_all();  // no system call when nobody sleeps
   auto [b, e] = chunk(n, n_threads_, 0);
   if (b < e) fn(b, e);
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, spin_ns_)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    caller_sleeping_.store(true);
+    done_cv_.wait(lock, [&] { return pending_.load() == 0; });  // seq_cst: pairs with the worker's flag check
+    caller_sleeping_.store(false);
+  }
   job_ = nullptr;
 }
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* job;
-    int64_t n;
-    {
+    auto fresh = [&] { return generation_.load(std::memory_order_acquire) != seen; };
+    if (!spin_until(fresh, spin_ns_)) {
       std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = job_n_;
+      start_cv_.wait(lock, fresh);
     }
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_.load()) return;
+    const std::function<void(int64_t, int64_t)>* job = job_;
+    const int64_t n = job_n_;
     auto [b, e] = chunk(n, n_threads_, index);
     if (b < e) (*job)(b, e);
-    {
+    if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      done_cv_.notify_one();
     }
   }
 }

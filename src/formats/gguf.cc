@@ -303,6 +303,12 @@ const GgufValue* GgufFile::find(std::string_view key) const {
   return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
 }
 
+std::vector<const GgufTensor*> GgufFile::tensor_list() const {
+  std::vector<const GgufTensor*> v;
+  for (const GgufTensor& t : tensors_) v.push_back(&t);
+  return v;
+}
+
 const GgufTensor* GgufFile::find_tensor(std::string_view name) const {
   auto it = tensor_index_.find(name);
   return it == tensor_index_.end() ? nullptr : &tensors_[it->second];

@@ -82,6 +82,8 @@ class ModelSource {
   virtual const std::string& path() const = 0;
   virtual const GgufValue* find(std::string_view key) const = 0;
   virtual const GgufTensor* find_tensor(std::string_view name) const = 0;
+  // Every tensor, in file order (GGUF) or name order (safetensors).
+  virtual std::vector<const GgufTensor*> tensor_list() const = 0;
 
   uint64_t get_uint(std::string_view key) const;  // any non-negative integer type
   double get_float(std::string_view key) const;    // any float or integer type
@@ -112,6 +114,7 @@ class GgufFile : public ModelSource {
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* find_tensor(std::string_view name) const override;
+  std::vector<const GgufTensor*> tensor_list() const override;
 
  private:
   GgufFile() = default;

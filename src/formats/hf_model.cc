@@ -216,6 +216,12 @@ const GgufTensor* HfModel::find_tensor(std::string_view name) const {
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
+std::vector<const GgufTensor*> HfModel::tensor_list() const {
+  std::vector<const GgufTensor*> v;
+  for (const auto& [name, t] : tensors_) v.push_back(&t);
+  return v;
+}
+
 std::unique_ptr<HfModel> HfModel::open(const std::string& dir, std::optional<TensorType> quantize_to, ThreadPool* pool) {
   if (!fs::is_directory(dir)) fail("{} is not a directory", dir);
   std::unique_ptr<HfModel> m(new HfModel());

@@ -27,6 +27,7 @@ class HfModel : public ModelSource {
   const std::string& path() const override { return dir_; }
   const GgufValue* find(std::string_view key) const override;
   const GgufTensor* find_tensor(std::string_view name) const override;
+  std::vector<const GgufTensor*> tensor_list() const override;
 
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }
   const std::map<std::string, GgufTensor, std::less<>>& tensors() const { return tensors_; }

@@ -9,9 +9,13 @@ namespace jevons {
 
 void dequantize_row(const Tensor& w, int64_t r, float* out) {
   type_traits(w.type).to_float(w.row(r), out, w.cols);
+  if (w.block_scale) {  // FP8 checkpoints: one scale per scale_block x scale_block tile
+    const float* scales = w.block_scale + ((r + w.scale_row0) / w.scale_block) * w.scale_cols;
+    for (int64_t c = 0; c < w.cols; ++c) out[c] *= scales[c / w.scale_block];
+  }
 }
 
-void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
+void matmul_reference(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
   auto rows = [&](int64_t begin, int64_t end) {
     std::vector<float> row(size_t(w.cols));
     for (int64_t r = begin; r < end; ++r) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "kernels/matmul.h"  // matmul(): the fast, dispatching version of matmul_reference
 #include "model/config.h"
 
 namespace jevons {
@@ -16,7 +17,9 @@ void dequantize_row(const Tensor& w, int64_t r, float* out);
 
 // y[t, r] = sum_c w[r, c] * x[t, c] for every token t < n_tokens.
 // x is [n_tokens, w.cols], y is [n_tokens, w.rows], both row-major. pool may be null.
-void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
+// The exact reference (weights dequantized exactly, f32 activations, double sums):
+// the oracle of the fast matmul() in kernels/matmul.h.
+void matmul_reference(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
 
 // out = x / sqrt(mean(x^2) + eps) * weight   (weight may be null: no scale)
 void rms_norm(const float* x, const float* weight, int64_t n, float eps, float* out);

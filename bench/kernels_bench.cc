@@ -1,0 +1,202 @@
+// Kernel microbenchmarks (Google Benchmark). Names:
+//   matvec/<type>/<rows>x<cols>/threads:<n>     decode: one token; bytes/s = weight bytes
+//                                               streamed; bw_frac = that / probed read
+//                                               bandwidth with the same thread count
+//   matmul/<type>/<rows>x<cols>/tokens:<t>/threads:<n>   prefill; OP/s counter = 2*rows*cols*t
+//   read_bandwidth/threads:<n>                  the probe of kernels/bandwidth.h
+// e.g.  ./jevons_bench --benchmark_filter='matvec/q4_0'  or  'matvec/.*/threads:1'
+// The weights are random valid blocks (random codes, small positive fp16 scales): the
+// kernels' speed does not depend on the values.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/float16.h"
+#include "core/thread_pool.h"
+#include "kernels/bandwidth.h"
+#include "kernels/matmul.h"
+#include "quant/blocks.h"
+#include "quant/types.h"
+
+namespace jevons {
+namespace {
+
+constexpr size_t kProbeBytes = size_t(1) << 30;
+
+ThreadPool& pool_for(int n) {
+  static std::map<int, std::unique_ptr<ThreadPool>> pools;
+  auto& p = pools[n];
+  if (!p) p = std::make_unique<ThreadPool>(n);
+  return *p;
+}
+
+// Probed read bandwidth (GB/s) for n threads, measured once.
+double probed_bandwidth(int n) {
+  static std::map<int, double> cache;
+  auto it = cache.find(n);
+  if (it != cache.end()) return it->second;
+  const double gbs = measure_read_bandwidth_gbs(n, kProbeBytes, 5);
+  cache[n] = gbs;
+  return gbs;
+}
+
+struct WeightBuffer {
+  std::vector<uint8_t> bytes;
+  Tensor t;
+};
+
+void set_half(uint8_t* p, float v) {
+  const uint16_t h = float_to_fp16(v);
+  std::memcpy(p, &h, 2);
+}
+
+// Random but valid weights of a type: random code bytes, sane scales.
+const Tensor& weights(TensorType type, int64_t rows, int64_t cols) {
+  static std::map<std::tuple<int, int64_t, int64_t>, std::unique_ptr<WeightBuffer>> cache;
+  auto& wb = cache[{int(type), rows, cols}];
+  if (wb) return wb->t;
+  wb = std::make_unique<WeightBuffer>();
+  const size_t rb = row_bytes(type, cols);
+  wb->bytes.resize(rb * size_t(rows));
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i + 8 <= wb->bytes.size(); i += 8) {
+    const uint64_t v = rng();
+    std::memcpy(&wb->bytes[i], &v, 8);
+  }
+  const TypeTraits& tr = type_traits(type);
+  const size_t nblocks = wb->bytes.size() / tr.type_size;
+  uint8_t* base = wb->bytes.data();
+  for (size_t b = 0; b < nblocks; ++b) {
+    uint8_t* blk = base + b * tr.type_size;
+    switch (type) {
+      case TensorType::Q4_0: case TensorType::Q5_0: case TensorType::Q8_0:
+        set_half(blk, 0.01f);
+        break;
+      case TensorType::Q4_1: case TensorType::Q5_1:
+        set_half(blk, 0.01f);
+        set_half(blk + 2, -0.05f);
+        break;
+      case TensorType::Q4_K:
+        set_half(blk, 0.001f);
+        set_half(blk + 2, 0.001f);
+        break;
+      case TensorType::Q6_K:
+        set_half(blk + offsetof(BlockQ6_K, d), 0.001f);
+        break;
+      case TensorType::F32: {
+        const float f = float(int(blk[0]) - 128) / 128.0f;
+        std::memcpy(blk, &f, 4);
+        break;
+      }
+      case TensorType::F16: set_half(blk, float(int(blk[0]) - 128) / 128.0f); break;
+      case TensorType::BF16: {
+        const uint16_t h = float_to_bf16(float(int(blk[0]) - 128) / 128.0f);
+        std::memcpy(blk, &h, 2);
+        break;
+      }
+      default: break;
+    }
+  }
+  wb->t = Tensor{"bench", type, cols, rows, wb->bytes.data()};
+  return wb->t;
+}
+
+std::vector<float> activations(int64_t n) {
+  std::vector<float> x(static_cast<size_t>(n));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (float& v : x) v = dist(rng);
+  return x;
+}
+
+void BM_Matvec(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int threads) {
+  const Tensor& w = weights(type, rows, cols);
+  const std::vector<float> x = activations(cols);
+  std::vector<float> y(static_cast<size_t>(rows));
+  ThreadPool& pool = pool_for(threads);
+  for (auto _ : state) {
+    matmul(w, x.data(), 1, y.data(), &pool);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.nbytes()));
+  state.counters["bw_frac"] = benchmark::Counter(double(w.nbytes()) / 1e9 / probed_bandwidth(threads),
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(kernel_target_name());
+}
+
+void BM_Matmul(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int64_t tokens, int threads) {
+  const Tensor& w = weights(type, rows, cols);
+  const std::vector<float> x = activations(cols * tokens);
+  std::vector<float> y(static_cast<size_t>(rows * tokens));
+  ThreadPool& pool = pool_for(threads);
+  for (auto _ : state) {
+    matmul(w, x.data(), tokens, y.data(), &pool);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["OP/s"] = benchmark::Counter(2.0 * double(rows) * double(cols) * double(tokens),
+                                              benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.SetLabel(kernel_target_name());
+}
+
+void BM_ReadBandwidth(benchmark::State& state, int threads) {
+  ThreadPool& pool = pool_for(threads);
+  static std::map<int, std::unique_ptr<ReadBandwidthProbe>> probes;
+  auto& probe = probes[threads];
+  if (!probe) probe = std::make_unique<ReadBandwidthProbe>(kProbeBytes, &pool);
+  for (auto _ : state) benchmark::DoNotOptimize(probe->pass(&pool));
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(probe->bytes()));
+}
+
+void register_all() {
+  const std::pair<const char*, TensorType> types[] = {
+      {"q4_0", TensorType::Q4_0}, {"q4_1", TensorType::Q4_1}, {"q5_0", TensorType::Q5_0},
+      {"q8_0", TensorType::Q8_0}, {"q4_K", TensorType::Q4_K}, {"q6_K", TensorType::Q6_K},
+      {"bf16", TensorType::BF16}, {"f16", TensorType::F16},   {"f32", TensorType::F32}};
+  const std::pair<int64_t, int64_t> shapes[] = {{4096, 4096}, {5632, 2048}, {2048, 5632}};
+  const int hw = std::max(1, physical_core_count());
+  std::vector<int> thread_counts = {1};
+  if (hw >= 2) thread_counts.push_back(2);
+  if (hw > 2) thread_counts.push_back(hw);
+  for (int th : thread_counts) {
+    benchmark::RegisterBenchmark(("read_bandwidth/threads:" + std::to_string(th)).c_str(), BM_ReadBandwidth, th)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+  for (auto [name, type] : types)
+    for (auto [rows, cols] : shapes)
+      for (int th : thread_counts) {
+        const std::string n = std::string("matvec/") + name + "/" + std::to_string(rows) + "x" + std::to_string(cols) +
+                              "/threads:" + std::to_string(th);
+        benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th)->UseRealTime()->Unit(benchmark::kMicrosecond);
+      }
+  for (auto [name, type] : types)
+    for (int64_t tokens : {64, 512})
+      for (int th : thread_counts) {
+        const std::string n = std::string("matmul/") + name + "/4096x4096/tokens:" + std::to_string(tokens) +
+                              "/threads:" + std::to_string(th);
+        benchmark::RegisterBenchmark(n.c_str(), BM_Matmul, type, 4096, 4096, tokens, th)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+}
+
+}  // namespace
+}  // namespace jevons
+
+int main(int argc, char** argv) {
+  jevons::register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::printf("jevons kernels: %s\n", jevons::kernel_target_name());
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,189 @@
+// jevons bench: prefill and decode speed, and how close decode runs to the
+// memory-bandwidth roofline (bytes of weights per token x tokens/s ÷ measured bandwidth).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "kernels/bandwidth.h"
+
+namespace jevons::cli {
+namespace {
+
+struct BenchOptions {
+  std::string model;
+  int n_prompt = 512, n_gen = 128, threads = 0, reps = 5;
+  bool json = false, reprobe = false;
+  std::string quant;
+};
+
+struct Stats {
+  double median = 0, min = 0, max = 0;
+};
+
+Stats stats_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  Stats s;
+  s.min = v.front();
+  s.max = v.back();
+  s.median = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  return s;
+}
+
+std::string cpu_model_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  return "unknown cpu";
+}
+
+// Measured read bandwidth, cached per machine (CPU model + thread count) because
+// the probe takes a few seconds. --reprobe measures again.
+double machine_bandwidth_gbs(int threads, bool reprobe) {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  const std::filesystem::path dir = xdg && *xdg ? std::filesystem::path(xdg) / "jevons"
+                                    : home && *home ? std::filesystem::path(home) / ".cache/jevons"
+                                                    : std::filesystem::temp_directory_path() / "jevons";
+  const std::filesystem::path file = dir / "bandwidth.json";
+  const std::string key = fmt::format("{} | {} threads", cpu_model_name(), threads);
+  nlohmann::json cache = nlohmann::json::object();
+  if (std::ifstream in(file); in) {
+    try {
+      in >> cache;
+    } catch (const std::exception&) {
+      cache = nlohmann::json::object();  // a corrupt cache is just re-measured
+    }
+  }
+  if (!reprobe && cache.contains(key) && cache[key].is_number()) return cache[key].get<double>();
+  const double gbs = measure_read_bandwidth_gbs(threads);
+  cache[key] = gbs;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (std::ofstream out(file); out) out << cache.dump(2) << "\n";
+  return gbs;
+}
+
+// Name of the type holding most of the weight bytes (e.g. "q4_0").
+std::string dominant_type(const ModelSource& f) {
+  std::map<std::string, size_t> bytes;
+  for (const GgufTensor* t : f.tensor_list()) bytes[type_name(t->type)] += t->nbytes;
+  return std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+}
+
+void run_bench(const BenchOptions& o) {
+  using clock = std::chrono::steady_clock;
+  LoadedModel m = load(o.model, true, o.quant);
+  Model& model = *m.model;
+  const ModelConfig& cfg = model.config();
+  const int threads = o.threads > 0 ? o.threads : physical_core_count();
+  if (o.n_prompt + o.n_gen > cfg.n_ctx_train)
+    fail("-p {} + -n {} exceeds the model's trained context of {}", o.n_prompt, o.n_gen, cfg.n_ctx_train);
+  ThreadPool pool(threads);
+  model.set_thread_pool(&pool);
+  KvCache cache = model.new_cache(std::max(1, std::max(o.n_prompt, o.n_gen)));
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> any_token(0, cfg.n_vocab - 1);
+  std::vector<float> logits(size_t(cfg.n_vocab));
+
+  if (!o.json) std::fprintf(stderr, "[bench] warming up (pages the weights in)...\n");
+  {
+    const int32_t tok = any_token(rng);
+    model.forward(cache, &tok, 1, logits.data(), false);
+    cache.clear();
+  }
+
+  std::vector<double> prefill_tps, decode_tps;
+  for (int r = 0; r < o.reps; ++r) {
+    if (o.n_prompt > 0) {
+      std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
+      for (int32_t& t : prompt) t = any_token(rng);
+      cache.clear();
+      const auto t0 = clock::now();
+      model.forward(cache, prompt.data(), int64_t(prompt.size()), logits.data(), false);
+      prefill_tps.push_back(o.n_prompt / std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    if (o.n_gen > 0) {
+      cache.clear();
+      int32_t tok = any_token(rng);
+      const auto t0 = clock::now();
+      for (int k = 0; k < o.n_gen; ++k) {
+        model.forward(cache, &tok, 1, logits.data(), false);
+        tok = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      }
+      decode_tps.push_back(o.n_gen / std::chrono::duration<double>(clock::now() - t0).count());
+    }
+    if (!o.json) std::fprintf(stderr, "[bench] run %d/%d done\n", r + 1, o.reps);
+  }
+
+  const uint64_t bytes_per_token = model.weight_bytes_per_token();
+  const double bandwidth = o.n_gen > 0 ? machine_bandwidth_gbs(threads, o.reprobe) : 0.0;
+  double prefill_flops = model.matmul_flops_per_token() * o.n_prompt;
+  for (int p = 0; p < o.n_prompt; ++p) prefill_flops += model.attention_flops(p);
+
+  nlohmann::json j;
+  j["model"] = std::filesystem::path(o.model).filename().string();
+  j["name"] = cfg.name;
+  j["arch"] = cfg.arch;
+  j["type"] = dominant_type(*m.file);
+  j["threads"] = threads;
+  j["repetitions"] = o.reps;
+  if (o.n_prompt > 0) {
+    const Stats s = stats_of(prefill_tps);
+    j["prefill"] = {{"tokens", o.n_prompt}, {"tokens_per_s", s.median}, {"tokens_per_s_min", s.min},
+                    {"tokens_per_s_max", s.max}, {"gflops", prefill_flops / o.n_prompt * s.median / 1e9}};
+  }
+  if (o.n_gen > 0) {
+    const Stats s = stats_of(decode_tps);
+    const double achieved_gbs = double(bytes_per_token) * s.median / 1e9;
+    j["decode"] = {{"tokens", o.n_gen}, {"tokens_per_s", s.median}, {"tokens_per_s_min", s.min},
+                   {"tokens_per_s_max", s.max}, {"bytes_per_token", bytes_per_token},
+                   {"achieved_gbs", achieved_gbs}, {"bandwidth_gbs", bandwidth},
+                   {"roofline_pct", 100.0 * achieved_gbs / bandwidth}};
+  }
+  if (o.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  std::printf("model %s (%s, %s), %d threads, median of %d runs\n", j["model"].get<std::string>().c_str(), cfg.arch.c_str(),
+              j["type"].get<std::string>().c_str(), threads, o.reps);
+  std::printf("%-8s %7s %12s %12s %12s %s\n", "phase", "tokens", "tok/s", "min", "max", "");
+  if (o.n_prompt > 0) {
+    const auto& p = j["prefill"];
+    std::printf("%-8s %7d %12.2f %12.2f %12.2f %.1f GFLOP/s\n", "prefill", o.n_prompt, p["tokens_per_s"].get<double>(),
+                p["tokens_per_s_min"].get<double>(), p["tokens_per_s_max"].get<double>(), p["gflops"].get<double>());
+  }
+  if (o.n_gen > 0) {
+    const auto& d = j["decode"];
+    std::printf("%-8s %7d %12.2f %12.2f %12.2f %.1f MB/token, %.1f of %.1f GB/s = %.1f%% of the bandwidth roofline\n",
+                "decode", o.n_gen, d["tokens_per_s"].get<double>(), d["tokens_per_s_min"].get<double>(),
+                d["tokens_per_s_max"].get<double>(), double(bytes_per_token) / 1e6, d["achieved_gbs"].get<double>(),
+                bandwidth, d["roofline_pct"].get<double>());
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* c = app.add_subcommand("bench", "Measure prefill and decode speed and the decode roofline percentage");
+  c->add_option("-m,--model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
+  c->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for the prefill test (0 skips it)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  c->add_option("-n,--n-gen", o->n_gen, "Tokens for the decode test (0 skips it)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
+  c->add_option("-r,--repetitions", o->reps, "Runs of each test; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
+  c->add_flag("--json", o->json, "Print one JSON object instead of the table");
+  add_quant_option(c, o->quant);
+  c->add_flag("--reprobe", o->reprobe, "Measure the memory bandwidth again instead of using the cached value");
+  c->callback([o] { run_bench(*o); });
+}
+
+}  // namespace jevons::cli

@@ -1,0 +1,881 @@
+// Per-target matmul kernels (Google Highway). matmul.cc includes this file once
+// per instruction set through hwy/foreach_target.h; HWY_NAMESPACE is that target's
+// namespace (N_AVX2, N_AVX3, N_SSE4, N_NEON, ...).
+//
+// Vectors are capped at 32 bytes: one 32-element quant block is one int8 vector on
+// AVX2/AVX-512 (kSub = 1) and two on 128-bit targets (kSub = 2). On Zen 4 512-bit
+// integer ops issue as two 256-bit halves, so 256-bit vectors lose no throughput
+// there, and AVX-512 still brings 32 registers and (when the CPU has it) VNNI.
+//
+// Integer dot products: weights are decoded to *unsigned* codes (Q4_0: 0..15, Q5_0:
+// 0..31, Q4_K: 0..15, Q6_K: 0..63) and multiplied with signed int8 activations by
+// u8 x i8 instructions (pmaddubsw + pmaddwd on AVX2 / SSE, vpdpbusd with VNNI); the
+// code offset (8, 16, 32) is removed exactly in integer arithmetic through the
+// activation block sums. Pair sums stay below 2 * 63 * 127 < 32767, so pmaddubsw
+// never saturates. Q8_0 weights are signed: sign trick on AVX2, offset 128 with VNNI.
+//
+// The SSE4 target deliberately runs the portable code (Highway ops only, no raw
+// intrinsics): it is what NEON and other 128-bit targets compile, and testing SSE4 on
+// x86 keeps that path tested.
+
+#if defined(JEVONS_KERNELS_MATMUL_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef JEVONS_KERNELS_MATMUL_INL_H_
+#undef JEVONS_KERNELS_MATMUL_INL_H_
+#else
+#define JEVONS_KERNELS_MATMUL_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <hwy/highway.h>
+
+#include "core/float16.h"
+#include "core/tensor.h"
+#include "core/thread_pool.h"
+#include "kernels/matmul_internal.h"
+#include "quant/blocks.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace jevons {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#undef JEVONS_MM_ENABLED
+#undef JEVONS_MM_X86
+#if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+#define JEVONS_MM_ENABLED 0  // fallback targets: the reference path does the work
+#else
+#define JEVONS_MM_ENABLED 1
+#endif
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+#define JEVONS_MM_X86 1  // 256-bit x86: raw intrinsics where Highway 1.0 has no op
+#else
+#define JEVONS_MM_X86 0
+#endif
+
+#if JEVONS_MM_ENABLED
+
+using kernels::ActQ8;
+using kernels::ActQ8K;
+
+using D8 = hn::CappedTag<int8_t, 32>;
+using DU8 = hn::CappedTag<uint8_t, 32>;
+using D16 = hn::Repartition<int16_t, D8>;
+using D32 = hn::Repartition<int32_t, D8>;
+using DF = hn::Repartition<float, D8>;
+using V8 = hn::Vec<D8>;
+using VU8 = hn::Vec<DU8>;
+using V32 = hn::Vec<D32>;
+using VF = hn::Vec<DF>;
+constexpr size_t kL8 = hn::MaxLanes(D8());
+constexpr size_t kSub = 32 / kL8;  // int8 vectors per 32 elements
+static_assert(kL8 == 16 || kL8 == 32, "kernels assume 128- or 256-bit int8 vectors");
+constexpr size_t kLF = hn::MaxLanes(DF());
+
+// Register tile: rows x tokens. 16 vector registers on AVX2 / 128-bit targets, 32 on
+// AVX-512.
+#if HWY_TARGET <= HWY_AVX3
+constexpr size_t kTileR = 4, kTileT = 4;
+#else
+constexpr size_t kTileR = 4, kTileT = 2;
+#endif
+constexpr int64_t kTokenBlock = 64;  // tokens whose activations stay in L2 per row sweep
+
+HWY_INLINE float F16ToF32(uint16_t h) {
+#if JEVONS_MM_X86
+  return _cvtsh_ss(h);
+#else
+  return fp16_to_float(h);
+#endif
+}
+
+HWY_INLINE float ReduceSum(VF v) { return hn::GetLane(hn::SumOfLanes(DF(), v)); }
+
+// ------------------------------------------------------------------ int8 dot products
+
+// acc + a * b summed over groups of 4 bytes (u8 x i8). Exact as long as pairs of
+// products fit in int16 (always true for the codes used here).
+template <bool kVnni>
+HWY_INLINE V32 DotU8I8(V32 acc, VU8 a, V8 b) {
+#if JEVONS_MM_X86
+  if constexpr (kVnni) {
+    __m256i r = acc.raw;
+    // EVEX-encoded on purpose: Zen 4 has AVX512-VNNI but not the VEX AVX-VNNI form.
+    asm("%{evex%} vpdpbusd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
+    return V32{r};
+  } else {
+    const __m256i p = _mm256_maddubs_epi16(a.raw, b.raw);
+    return V32{_mm256_add_epi32(acc.raw, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))};
+  }
+#else
+  const hn::Half<DU8> du8h;
+  const hn::Half<D8> d8h;
+  const hn::Rebind<int16_t, hn::Half<D8>> d16;
+  const D32 d32;
+  const auto a0 = hn::PromoteTo(d16, hn::LowerHalf(du8h, a));
+  const auto a1 = hn::PromoteTo(d16, hn::UpperHalf(du8h, a));
+  const auto b0 = hn::PromoteTo(d16, hn::LowerHalf(d8h, b));
+  const auto b1 = hn::PromoteTo(d16, hn::UpperHalf(d8h, b));
+  auto s1 = hn::Zero(d32);
+  acc = hn::ReorderWidenMulAccumulate(d32, a0, b0, acc, s1);
+  acc = hn::ReorderWidenMulAccumulate(d32, a1, b1, acc, s1);
+  return hn::Add(acc, s1);
+#endif
+}
+
+// acc + a * b summed over groups (i8 x i8), exact for |b| <= 127.
+HWY_INLINE V32 DotI8I8(V32 acc, V8 a, V8 b) {
+#if JEVONS_MM_X86
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a.raw, a.raw), _mm256_sign_epi8(b.raw, a.raw));
+  return V32{_mm256_add_epi32(acc.raw, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))};
+#else
+  const hn::Half<D8> d8h;
+  const hn::Rebind<int16_t, hn::Half<D8>> d16;
+  const D32 d32;
+  auto s1 = hn::Zero(d32);
+  acc = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::LowerHalf(d8h, a)),
+                                      hn::PromoteTo(d16, hn::LowerHalf(d8h, b)), acc, s1);
+  acc = hn::ReorderWidenMulAccumulate(d32, hn::PromoteTo(d16, hn::UpperHalf(d8h, a)),
+                                      hn::PromoteTo(d16, hn::UpperHalf(d8h, b)), acc, s1);
+  return hn::Add(acc, s1);
+#endif
+}
+
+// acc + sc_lo * (a . b over the chunk's elements 0..15) + sc_hi * (elements 16..31), for
+// one 32-element chunk held as kSub vectors. kSame: sc_lo == sc_hi.
+template <bool kVnni, bool kSame>
+HWY_INLINE V32 DotChunkScaled(V32 acc, const VU8* a, const V8* b, int sc_lo, int sc_hi) {
+  const D32 d32;
+#if JEVONS_MM_X86
+  if constexpr (kVnni) {
+    const V32 dot = DotU8I8<true>(hn::Zero(d32), a[0], b[0]);
+    V32 sc;
+    if constexpr (kSame) sc = hn::Set(d32, sc_lo);
+    else sc = hn::Combine(d32, hn::Set(hn::Half<D32>(), sc_hi), hn::Set(hn::Half<D32>(), sc_lo));
+    return hn::Add(acc, hn::Mul(dot, sc));
+  } else {
+    __m256i sc;
+    if constexpr (kSame) sc = _mm256_set1_epi16(int16_t(sc_lo));
+    else sc = _mm256_set_m128i(_mm_set1_epi16(int16_t(sc_hi)), _mm_set1_epi16(int16_t(sc_lo)));
+    const __m256i p = _mm256_maddubs_epi16(a[0].raw, b[0].raw);
+    return V32{_mm256_add_epi32(acc.raw, _mm256_madd_epi16(p, sc))};
+  }
+#else
+  acc = hn::Add(acc, hn::Mul(DotU8I8<kVnni>(hn::Zero(d32), a[0], b[0]), hn::Set(d32, sc_lo)));
+  return hn::Add(acc, hn::Mul(DotU8I8<kVnni>(hn::Zero(d32), a[1], b[1]), hn::Set(d32, sc_hi)));
+#endif
+}
+
+// ------------------------------------------------------------------ activation quantization
+
+// x[0..n) -> n/32 ActQ8 blocks, bit-identical to ggml's x86 quantize_row_q8_0/_q8_1.
+HWY_NOINLINE void QuantizeRowQ8(const float* HWY_RESTRICT x, int64_t n, ActQ8* HWY_RESTRICT out) {
+  const DF df;
+  const D32 d32;
+  const hn::Rebind<int8_t, DF> d8q;
+  constexpr size_t kV = 32 / kLF;
+  for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+    VF v[kV];
+    VF amax = hn::Zero(df);
+    for (size_t i = 0; i < kV; ++i) {
+      v[i] = hn::LoadU(df, x + i * kLF);
+      amax = hn::Max(amax, hn::Abs(v[i]));
+    }
+    const float maxv = hn::GetLane(hn::MaxOfLanes(df, amax));
+    const float d = maxv / 127.0f;
+    const float id = maxv != 0.0f ? 127.0f / maxv : 0.0f;
+    const VF mul = hn::Set(df, id);
+    V32 sum = hn::Zero(d32);
+    ActQ8& o = out[b];
+    for (size_t i = 0; i < kV; ++i) {
+      const V32 q = hn::NearestInt(hn::Mul(v[i], mul));
+      sum = hn::Add(sum, q);
+      hn::StoreU(hn::DemoteTo(d8q, q), d8q, o.qs + i * kLF);
+    }
+    const int32_t s = hn::GetLane(hn::SumOfLanes(d32, sum));
+    o.d = fp16_to_float(float_to_fp16(d));
+    o.sum = s;
+    o.s = fp16_to_float(float_to_fp16(d * float(s)));
+    o.pad = 0;
+  }
+}
+
+// x[0..n) -> n/256 ActQ8K blocks, bit-identical to ggml's quantize_row_q8_K_ref.
+HWY_NOINLINE void QuantizeRowQ8K(const float* HWY_RESTRICT x, int64_t n, ActQ8K* HWY_RESTRICT out) {
+  const DF df;
+  const hn::Rebind<int8_t, DF> d8q;
+  for (int64_t b = 0; b < n / 256; ++b, x += 256) {
+    ActQ8K& o = out[b];
+    VF amax = hn::Zero(df);
+    for (size_t i = 0; i < 256; i += kLF) amax = hn::Max(amax, hn::Abs(hn::LoadU(df, x + i)));
+    const float maxabs = hn::GetLane(hn::MaxOfLanes(df, amax));
+    if (maxabs == 0.0f) {
+      std::memset(&o, 0, sizeof o);
+      continue;
+    }
+    float max = 0.0f;  // the first element of largest magnitude, with its sign
+    for (int i = 0; i < 256; ++i)
+      if (std::fabs(x[i]) == maxabs) {
+        max = x[i];
+        break;
+      }
+    const float iscale = -127.0f / max;
+    const VF mul = hn::Set(df, iscale);
+    const auto lim = hn::Set(hn::Rebind<int32_t, DF>(), 127);
+    for (size_t i = 0; i < 256; i += kLF)
+      hn::StoreU(hn::DemoteTo(d8q, hn::Min(hn::NearestInt(hn::Mul(hn::LoadU(df, x + i), mul)), lim)), d8q, o.qs + i);
+    for (int g = 0; g < 16; ++g) {
+      int s = 0;
+      for (int i = 0; i < 16; ++i) s += o.qs[16 * g + i];
+      o.bsums[g] = int16_t(s);
+    }
+    for (int g = 0; g < 8; ++g) o.bsums32[g] = int16_t(o.bsums[2 * g] + o.bsums[2 * g + 1]);
+    o.d = 1.0f / iscale;
+    o.pad[0] = o.pad[1] = o.pad[2] = 0;
+  }
+}
+
+// ------------------------------------------------------------------ weight decoders (32-blocks)
+
+// 16 bytes of nibbles -> codes 0..15 of elements 0..31 (low nibbles first).
+HWY_INLINE void LoadNibbles32(const uint8_t* p, VU8* q) {
+  const DU8 du8;
+  if constexpr (kSub == 1) {
+    const hn::Half<DU8> dh;
+    const hn::Repartition<uint16_t, decltype(dh)> dh16;
+    const auto raw = hn::LoadU(dh, p);
+    const auto high = hn::BitCast(dh, hn::ShiftRight<4>(hn::BitCast(dh16, raw)));  // masked below
+    q[0] = hn::And(hn::Combine(du8, high, raw), hn::Set(du8, 0x0F));
+  } else {
+    const auto raw = hn::LoadU(du8, p);
+    q[0] = hn::And(raw, hn::Set(du8, 0x0F));
+    q[1] = hn::ShiftRight<4>(raw);
+  }
+}
+
+// The 32 fifth bits of Q5 blocks -> 16 where set, 0 elsewhere.
+HWY_INLINE void LoadHighBits32(const uint8_t* qh, VU8* hb) {
+  alignas(32) static constexpr uint8_t kIdx[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                   2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+  alignas(32) static constexpr uint8_t kBit[32] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128,
+                                                   1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+  const DU8 du8;
+  uint32_t h;
+  std::memcpy(&h, qh, 4);
+  const VU8 bytes = hn::BitCast(du8, hn::Set(hn::Repartition<uint32_t, DU8>(), h));
+  for (size_t s = 0; s < kSub; ++s) {
+    const VU8 sel = hn::TableLookupBytes(bytes, hn::Load(du8, kIdx + s * kL8));
+    const VU8 bit = hn::Load(du8, kBit + s * kL8);
+    hb[s] = hn::IfThenElseZero(hn::Eq(hn::And(sel, bit), bit), hn::Set(du8, 16));
+  }
+}
+
+#if JEVONS_MM_X86
+// Two consecutive 32-blocks at once (x86, 256-bit): lane half 0 holds block b, half 1
+// block b+1; `lo` = elements 0..15 of each, `hi` = elements 16..31. Halves the
+// per-block overhead (scale conversion, int->float, FMA) of the one-block loop.
+HWY_INLINE void NibblesPair(const uint8_t* q0, const uint8_t* q1, __m256i& lo, __m256i& hi) {
+  const __m256i raw = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(q1), reinterpret_cast<const __m128i*>(q0));
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  lo = _mm256_and_si256(raw, m4);
+  hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+}
+
+// Fifth bits of two Q5 blocks -> 16 where set, in the lo/hi layout of NibblesPair.
+HWY_INLINE void HighBitsPair(const uint8_t* qh0, const uint8_t* qh1, __m256i& hlo, __m256i& hhi) {
+  uint32_t h0, h1;
+  std::memcpy(&h0, qh0, 4);
+  std::memcpy(&h1, qh1, 4);
+  const __m256i h = _mm256_set_m128i(_mm_set1_epi32(int(h1)), _mm_set1_epi32(int(h0)));
+  const __m256i idx_lo = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,  //
+                                          0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m256i idx_hi = _mm256_add_epi8(idx_lo, _mm256_set1_epi8(2));
+  const __m256i bit = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  const __m256i sixteen = _mm256_set1_epi8(16);
+  hlo = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(h, idx_lo), bit), bit), sixteen);
+  hhi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(h, idx_hi), bit), bit), sixteen);
+}
+
+// [f(a) x4 | f(b) x4] from two fp16 values.
+HWY_INLINE __m256 F16Pair(uint16_t a, uint16_t b) {
+  const __m256 f = _mm256_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(a), b, 4));
+  return _mm256_shuffle_ps(f, f, 0);
+}
+#endif
+
+// Each decoder: kOffset (code - kOffset is the signed value), kMin (has an additive
+// min), Decode() -> unsigned codes, Scale() and Min().
+struct DecQ4_0 {
+  using Block = BlockQ4_0;
+  static constexpr int kOffset = 8;
+  static constexpr bool kMin = false, kSigned = false;
+  static HWY_INLINE void Decode(const Block& b, VU8* q) { LoadNibbles32(b.qs, q); }
+  static HWY_INLINE float Scale(const Block& b) { return F16ToF32(b.d); }
+  static HWY_INLINE float Min(const Block&) { return 0.0f; }
+#if JEVONS_MM_X86
+  static HWY_INLINE void DecodePair(const Block& b0, const Block& b1, __m256i& lo, __m256i& hi) {
+    NibblesPair(b0.qs, b1.qs, lo, hi);
+  }
+#endif
+};
+struct DecQ4_1 {
+  using Block = BlockQ4_1;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = true, kSigned = false;
+  static HWY_INLINE void Decode(const Block& b, VU8* q) { LoadNibbles32(b.qs, q); }
+  static HWY_INLINE float Scale(const Block& b) { return F16ToF32(b.d); }
+  static HWY_INLINE float Min(const Block& b) { return F16ToF32(b.m); }
+#if JEVONS_MM_X86
+  static HWY_INLINE void DecodePair(const Block& b0, const Block& b1, __m256i& lo, __m256i& hi) {
+    NibblesPair(b0.qs, b1.qs, lo, hi);
+  }
+#endif
+};
+struct DecQ5_0 {
+  using Block = BlockQ5_0;
+  static constexpr int kOffset = 16;
+  static constexpr bool kMin = false, kSigned = false;
+  static HWY_INLINE void Decode(const Block& b, VU8* q) {
+    VU8 hb[kSub];
+    LoadNibbles32(b.qs, q);
+    LoadHighBits32(b.qh, hb);
+    for (size_t s = 0; s < kSub; ++s) q[s] = hn::Or(q[s], hb[s]);
+  }
+  static HWY_INLINE float Scale(const Block& b) { return F16ToF32(b.d); }
+  static HWY_INLINE float Min(const Block&) { return 0.0f; }
+#if JEVONS_MM_X86
+  static HWY_INLINE void DecodePair(const Block& b0, const Block& b1, __m256i& lo, __m256i& hi) {
+    __m256i hlo, hhi;
+    NibblesPair(b0.qs, b1.qs, lo, hi);
+    HighBitsPair(b0.qh, b1.qh, hlo, hhi);
+    lo = _mm256_or_si256(lo, hlo);
+    hi = _mm256_or_si256(hi, hhi);
+  }
+#endif
+};
+struct DecQ5_1 {
+  using Block = BlockQ5_1;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = true, kSigned = false;
+  static HWY_INLINE void Decode(const Block& b, VU8* q) {
+    VU8 hb[kSub];
+    LoadNibbles32(b.qs, q);
+    LoadHighBits32(b.qh, hb);
+    for (size_t s = 0; s < kSub; ++s) q[s] = hn::Or(q[s], hb[s]);
+  }
+  static HWY_INLINE float Scale(const Block& b) { return F16ToF32(b.d); }
+  static HWY_INLINE float Min(const Block& b) { return F16ToF32(b.m); }
+#if JEVONS_MM_X86
+  static HWY_INLINE void DecodePair(const Block& b0, const Block& b1, __m256i& lo, __m256i& hi) {
+    __m256i hlo, hhi;
+    NibblesPair(b0.qs, b1.qs, lo, hi);
+    HighBitsPair(b0.qh, b1.qh, hlo, hhi);
+    lo = _mm256_or_si256(lo, hlo);
+    hi = _mm256_or_si256(hi, hhi);
+  }
+#endif
+};
+struct DecQ8_0 {
+  using Block = BlockQ8_0;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = false, kSigned = true;
+  static HWY_INLINE float Scale(const Block& b) { return F16ToF32(b.d); }
+  static HWY_INLINE float Min(const Block&) { return 0.0f; }
+};
+
+// ------------------------------------------------------------------ tiles
+
+// Arguments of one tile: R rows starting at w, T tokens starting at act / y.
+template <class Act>
+struct TileArgs {
+  const uint8_t* w;      // first row of the tile
+  size_t w_stride;       // bytes per weight row
+  const Act* act;        // first token's activations
+  size_t act_stride;     // Act elements per token
+  size_t nb;             // blocks (or floats for float types) per row
+  float* y;              // y[t * y_stride + r]
+  size_t y_stride;
+};
+
+// Legacy 32-element block types x ActQ8.
+template <class Dec, size_t R, size_t T, bool kVnni>
+HWY_NOINLINE void TileQ32(const TileArgs<ActQ8>& a) {
+  using Block = typename Dec::Block;
+  const DF df;
+  const D8 d8;
+  const DU8 du8;
+  const D32 d32;
+  constexpr int kOff = Dec::kSigned ? (kVnni ? 128 : 0) : Dec::kOffset;
+  VF acc[R][T];
+  float macc[R][T];
+  for (size_t r = 0; r < R; ++r)
+    for (size_t t = 0; t < T; ++t) {
+      acc[r][t] = hn::Zero(df);
+      macc[r][t] = 0.0f;
+    }
+  const auto lane0 = hn::FirstN(d32, 1);
+  const Block* rows[R];
+  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
+
+  size_t b = 0;
+#if JEVONS_MM_X86
+  if constexpr (!Dec::kSigned) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (; b + 2 <= a.nb; b += 2) {
+      __m256i lo[R], hi[R];
+      __m256 dw2[R];
+      float m0[R], m1[R];
+      for (size_t r = 0; r < R; ++r) {
+        const Block& b0 = rows[r][b];
+        const Block& b1 = rows[r][b + 1];
+        Dec::DecodePair(b0, b1, lo[r], hi[r]);
+        dw2[r] = F16Pair(b0.d, b1.d);
+        m0[r] = Dec::Min(b0);
+        m1[r] = Dec::Min(b1);
+      }
+      for (size_t t = 0; t < T; ++t) {
+        const ActQ8& x0 = a.act[t * a.act_stride + b];
+        const ActQ8& x1 = a.act[t * a.act_stride + b + 1];
+        const __m256i xlo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.qs),
+                                                reinterpret_cast<const __m128i*>(x0.qs));
+        const __m256i xhi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.qs + 16),
+                                                reinterpret_cast<const __m128i*>(x0.qs + 16));
+        const __m256i init = kOff ? _mm256_setr_epi32(-kOff * x0.sum, 0, 0, 0, -kOff * x1.sum, 0, 0, 0)
+                                  : _mm256_setzero_si256();
+        const __m256 dx2 = _mm256_set_m128(_mm_set1_ps(x1.d), _mm_set1_ps(x0.d));
+        for (size_t r = 0; r < R; ++r) {
+          __m256i i;
+          if constexpr (kVnni) {
+            i = DotU8I8<true>(DotU8I8<true>(V32{init}, VU8{lo[r]}, V8{xlo}), VU8{hi[r]}, V8{xhi}).raw;
+          } else {
+            // Pair sums <= 2 * 31 * 127 per pmaddubsw lane: two of them still fit int16.
+            const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xlo), _mm256_maddubs_epi16(hi[r], xhi));
+            i = _mm256_add_epi32(_mm256_madd_epi16(p, ones), init);
+          }
+          acc[r][t] = VF{_mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw2[r], dx2), acc[r][t].raw)};
+          if constexpr (Dec::kMin) macc[r][t] += m0[r] * x0.s + m1[r] * x1.s;
+        }
+      }
+    }
+  }
+#endif
+  for (; b < a.nb; ++b) {
+    VU8 q[R][kSub];
+    V8 qs[R][kSub];  // signed weights (Q8_0 without VNNI)
+    float dw[R], mw[R];
+    for (size_t r = 0; r < R; ++r) {
+      const Block& blk = rows[r][b];
+      dw[r] = Dec::Scale(blk);
+      mw[r] = Dec::Min(blk);
+      if constexpr (Dec::kSigned) {
+        for (size_t s = 0; s < kSub; ++s) {
+          qs[r][s] = hn::LoadU(d8, blk.qs + s * kL8);
+          if constexpr (kVnni) q[r][s] = hn::Xor(hn::BitCast(du8, qs[r][s]), hn::Set(du8, 0x80));
+        }
+      } else {
+        Dec::Decode(blk, q[r]);
+      }
+    }
+    for (size_t t = 0; t < T; ++t) {
+      const ActQ8& x = a.act[t * a.act_stride + b];
+      V8 xq[kSub];
+      for (size_t s = 0; s < kSub; ++s) xq[s] = hn::LoadU(d8, x.qs + s * kL8);
+      const V32 init = kOff ? hn::IfThenElseZero(lane0, hn::Set(d32, -kOff * x.sum)) : hn::Zero(d32);
+      const VF vdx = hn::Set(df, x.d);
+      for (size_t r = 0; r < R; ++r) {
+        V32 i = init;
+        for (size_t s = 0; s < kSub; ++s) {
+          if constexpr (Dec::kSigned && !kVnni) i = DotI8I8(i, qs[r][s], xq[s]);
+          else i = DotU8I8<kVnni>(i, q[r][s], xq[s]);
+        }
+        acc[r][t] = hn::MulAdd(hn::ConvertTo(df, i), hn::Mul(hn::Set(df, dw[r]), vdx), acc[r][t]);
+        if constexpr (Dec::kMin) macc[r][t] += mw[r] * x.s;
+      }
+    }
+  }
+  for (size_t t = 0; t < T; ++t)
+    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]) + macc[r][t];
+}
+
+// Q4_K / Q5_K scale packing -> sc[0..7], m[0..7] (bytes), as unpack_scale_min_k4.
+HWY_INLINE void UnpackScalesK4(const uint8_t* scales, uint8_t* sc, uint8_t* m) {
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  uint32_t u[3];
+  std::memcpy(u, scales, 12);
+  const uint32_t sc_lo = u[0] & kMask1;                                       // sc 0..3
+  const uint32_t m_lo = u[1] & kMask1;                                        // m 0..3
+  const uint32_t sc_hi = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);     // sc 4..7
+  const uint32_t m_hi = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);  // m 4..7
+  std::memcpy(sc, &sc_lo, 4);
+  std::memcpy(sc + 4, &sc_hi, 4);
+  std::memcpy(m, &m_lo, 4);
+  std::memcpy(m + 4, &m_hi, 4);
+}
+
+// Q4_K x Q8_K.
+template <size_t R, size_t T, bool kVnni>
+HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
+  const DF df;
+  const D8 d8;
+  const DU8 du8;
+  const D32 d32;
+  VF acc[R][T];
+  float macc[R][T];
+  for (size_t r = 0; r < R; ++r)
+    for (size_t t = 0; t < T; ++t) {
+      acc[r][t] = hn::Zero(df);
+      macc[r][t] = 0.0f;
+    }
+  const BlockQ4_K* rows[R];
+  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ4_K*>(a.w + r * a.w_stride);
+  const VU8 m4 = hn::Set(du8, 0x0F);
+
+  for (size_t b = 0; b < a.nb; ++b) {
+    alignas(16) uint8_t sc[R][8], mn[R][8];
+    float dw[R], dmin[R];
+    for (size_t r = 0; r < R; ++r) {
+      const BlockQ4_K& blk = rows[r][b];
+      dw[r] = F16ToF32(blk.d);
+      dmin[r] = F16ToF32(blk.dmin);
+      UnpackScalesK4(blk.scales, sc[r], mn[r]);
+    }
+    V32 isum[R][T];
+    for (size_t r = 0; r < R; ++r)
+      for (size_t t = 0; t < T; ++t) isum[r][t] = hn::Zero(d32);
+    for (size_t g = 0; g < 4; ++g) {  // 64 elements: chunk 2g (low nibbles), 2g+1 (high)
+      VU8 qlo[R][kSub], qhi[R][kSub];
+      for (size_t r = 0; r < R; ++r)
+        for (size_t s = 0; s < kSub; ++s) {
+          const VU8 raw = hn::LoadU(du8, rows[r][b].qs + 32 * g + s * kL8);
+          qlo[r][s] = hn::And(raw, m4);
+          qhi[r][s] = hn::ShiftRight<4>(raw);
+        }
+      for (size_t t = 0; t < T; ++t) {
+        const ActQ8K& x = a.act[t * a.act_stride + b];
+        V8 xlo[kSub], xhi[kSub];
+        for (size_t s = 0; s < kSub; ++s) {
+          xlo[s] = hn::LoadU(d8, x.qs + 64 * g + s * kL8);
+          xhi[s] = hn::LoadU(d8, x.qs + 64 * g + 32 + s * kL8);
+        }
+        for (size_t r = 0; r < R; ++r) {
+          isum[r][t] = DotChunkScaled<kVnni, true>(isum[r][t], qlo[r], xlo, sc[r][2 * g], sc[r][2 * g]);
+          isum[r][t] = DotChunkScaled<kVnni, true>(isum[r][t], qhi[r], xhi, sc[r][2 * g + 1], sc[r][2 * g + 1]);
+        }
+      }
+    }
+    for (size_t t = 0; t < T; ++t) {
+      const ActQ8K& x = a.act[t * a.act_stride + b];
+      for (size_t r = 0; r < R; ++r) {
+        int ms = 0;
+        for (int j = 0; j < 8; ++j) ms += int(mn[r][j]) * x.bsums32[j];
+        acc[r][t] = hn::MulAdd(hn::ConvertTo(df, isum[r][t]), hn::Set(df, dw[r] * x.d), acc[r][t]);
+        macc[r][t] += dmin[r] * x.d * float(ms);
+      }
+    }
+  }
+  for (size_t t = 0; t < T; ++t)
+    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]) - macc[r][t];
+}
+
+// Q6_K x Q8_K.
+template <size_t R, size_t T, bool kVnni>
+HWY_NOINLINE void TileQ6_K(const TileArgs<ActQ8K>& a) {
+  const DF df;
+  const D8 d8;
+  const DU8 du8;
+  const D32 d32;
+  VF acc[R][T];
+  for (size_t r = 0; r < R; ++r)
+    for (size_t t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
+  const BlockQ6_K* rows[R];
+  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ6_K*>(a.w + r * a.w_stride);
+  const VU8 m4 = hn::Set(du8, 0x0F), m3 = hn::Set(du8, 0x03);
+  const auto lane0 = hn::FirstN(d32, 1);
+
+  for (size_t b = 0; b < a.nb; ++b) {
+    float dw[R];
+    const int8_t* sc[R];
+    V32 isum[R][T];
+    for (size_t r = 0; r < R; ++r) {
+      dw[r] = F16ToF32(rows[r][b].d);
+      sc[r] = rows[r][b].scales;
+    }
+    // Codes are q + 32: start every sum at -32 * sum_s sc[s] * bsums[s] (exact).
+    for (size_t t = 0; t < T; ++t) {
+      const ActQ8K& x = a.act[t * a.act_stride + b];
+      for (size_t r = 0; r < R; ++r) {
+        int corr = 0;
+        for (int s = 0; s < 16; ++s) corr += int(sc[r][s]) * x.bsums[s];
+        isum[r][t] = hn::IfThenElseZero(lane0, hn::Set(d32, -32 * corr));
+      }
+    }
+    for (size_t h = 0; h < 2; ++h) {
+      for (size_t k = 0; k < 4; ++k) {  // chunk j = 4h + k: elements 128h + 32k .. +31
+        const size_t j = 4 * h + k;
+        VU8 q[R][kSub];
+        for (size_t r = 0; r < R; ++r) {
+          const BlockQ6_K& blk = rows[r][b];
+          for (size_t s = 0; s < kSub; ++s) {
+            const VU8 ql = hn::LoadU(du8, blk.ql + 64 * h + 32 * (k & 1) + s * kL8);
+            const VU8 qh = hn::LoadU(du8, blk.qh + 32 * h + s * kL8);
+            const VU8 lo = (k < 2) ? hn::And(ql, m4) : hn::ShiftRight<4>(ql);
+            VU8 hi;
+            switch (k) {
+              case 0: hi = hn::And(qh, m3); break;
+              case 1: hi = hn::And(hn::ShiftRight<2>(qh), m3); break;
+              case 2: hi = hn::And(hn::ShiftRight<4>(qh), m3); break;
+              default: hi = hn::ShiftRight<6>(qh); break;
+            }
+            q[r][s] = hn::Or(lo, hn::ShiftLeft<4>(hi));
+          }
+        }
+        for (size_t t = 0; t < T; ++t) {
+          const ActQ8K& x = a.act[t * a.act_stride + b];
+          V8 xq[kSub];
+          for (size_t s = 0; s < kSub; ++s) xq[s] = hn::LoadU(d8, x.qs + 32 * j + s * kL8);
+          for (size_t r = 0; r < R; ++r)
+            isum[r][t] = DotChunkScaled<kVnni, false>(isum[r][t], q[r], xq, sc[r][2 * j], sc[r][2 * j + 1]);
+        }
+      }
+    }
+    for (size_t t = 0; t < T; ++t) {
+      const ActQ8K& x = a.act[t * a.act_stride + b];
+      for (size_t r = 0; r < R; ++r)
+        acc[r][t] = hn::MulAdd(hn::ConvertTo(df, isum[r][t]), hn::Set(df, dw[r] * x.d), acc[r][t]);
+    }
+  }
+  for (size_t t = 0; t < T; ++t)
+    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]);
+}
+
+// Float weights (F32 / F16 / BF16) x f32 activations; nb = columns.
+template <class WT>
+HWY_INLINE VF LoadWeightsF(const WT* p) {
+  const DF df;
+  if constexpr (std::is_same_v<WT, float>) {
+    return hn::LoadU(df, p);
+  } else if constexpr (std::is_same_v<WT, hwy::float16_t>) {
+    return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, DF>(), p));
+  } else {
+    return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), p));
+  }
+}
+
+template <class WT>
+HWY_INLINE float WeightToF32(const WT* p) {
+  if constexpr (std::is_same_v<WT, float>) {
+    return *p;
+  } else if constexpr (std::is_same_v<WT, hwy::float16_t>) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return fp16_to_float(h);
+  } else {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return bf16_to_float(h);
+  }
+}
+
+template <class WT, size_t R, size_t T>
+HWY_NOINLINE void TileFloat(const TileArgs<float>& a) {
+  const DF df;
+  const size_t cols = a.nb;
+  const WT* rows[R];
+  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const WT*>(a.w + r * a.w_stride);
+  VF acc[R][T];
+  for (size_t r = 0; r < R; ++r)
+    for (size_t t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
+  size_t c = 0;
+  for (; c + kLF <= cols; c += kLF) {
+    VF w[R];
+    for (size_t r = 0; r < R; ++r) w[r] = LoadWeightsF(rows[r] + c);
+    for (size_t t = 0; t < T; ++t) {
+      const VF x = hn::LoadU(df, a.act + t * a.act_stride + c);
+      for (size_t r = 0; r < R; ++r) acc[r][t] = hn::MulAdd(w[r], x, acc[r][t]);
+    }
+  }
+  for (size_t t = 0; t < T; ++t)
+    for (size_t r = 0; r < R; ++r) {
+      float s = ReduceSum(acc[r][t]);
+      for (size_t cc = c; cc < cols; ++cc) s += WeightToF32(rows[r] + cc) * a.act[t * a.act_stride + cc];
+      a.y[t * a.y_stride + r] = s;
+    }
+}
+
+// ------------------------------------------------------------------ driver
+
+// Runs tile<R, T> over rows [r_begin, r_end) x all tokens, in token blocks that stay
+// in cache; remainders go through the 1-row / 1-token instantiations.
+template <class Act, class TileFn>
+HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_end, int64_t n_tokens,
+                        const TileFn& tile) {
+  constexpr size_t R = kTileR, T = kTileT;
+  auto args = [&](int64_t r, int64_t t) {
+    TileArgs<Act> a = base;
+    a.w = base.w + size_t(r) * base.w_stride;
+    a.act = base.act + size_t(t) * base.act_stride;
+    a.y = base.y + size_t(t) * base.y_stride + size_t(r);
+    return a;
+  };
+  if (n_tokens == 1) {
+    int64_t r = r_begin;
+    for (; r + int64_t(R) <= r_end; r += R) tile.template operator()<R, 1>(args(r, 0));
+    for (; r < r_end; ++r) tile.template operator()<1, 1>(args(r, 0));
+    return;
+  }
+  for (int64_t t_blk = 0; t_blk < n_tokens; t_blk += kTokenBlock) {
+    const int64_t t_end = std::min(n_tokens, t_blk + kTokenBlock);
+    int64_t r = r_begin;
+    for (; r + int64_t(R) <= r_end; r += R) {
+      int64_t t = t_blk;
+      for (; t + int64_t(T) <= t_end; t += T) tile.template operator()<R, T>(args(r, t));
+      for (; t < t_end; ++t) tile.template operator()<R, 1>(args(r, t));
+    }
+    for (; r < r_end; ++r) {
+      int64_t t = t_blk;
+      for (; t + int64_t(T) <= t_end; t += T) tile.template operator()<1, T>(args(r, t));
+      for (; t < t_end; ++t) tile.template operator()<1, 1>(args(r, t));
+    }
+  }
+}
+
+// Splits the rows over the pool (contiguous chunks of whole tiles) and runs them.
+template <class Act, class TileFn>
+void ParallelRows(const TileArgs<Act>& base, int64_t rows, int64_t n_tokens, ThreadPool* pool, const TileFn& tile) {
+  const int64_t groups = (rows + int64_t(kTileR) - 1) / int64_t(kTileR);
+  struct Ctx {
+    const TileArgs<Act>* base;
+    int64_t rows, n_tokens;
+    const TileFn* tile;
+  } ctx{&base, rows, n_tokens, &tile};
+  const Ctx* c = &ctx;
+  auto body = [c](int64_t g0, int64_t g1) {
+    RunRows(*c->base, g0 * int64_t(kTileR), std::min(c->rows, g1 * int64_t(kTileR)), c->n_tokens, *c->tile);
+  };
+  if (pool && pool->size() > 1 && groups > 1) pool->parallel_for(groups, body);
+  else body(0, groups);
+}
+
+// Quantizes every token's activation row with fn(token) (in parallel for batches).
+template <class Fn>
+void ForTokens(int64_t n_tokens, ThreadPool* pool, const Fn& fn) {
+  if (pool && pool->size() > 1 && n_tokens >= 4) {
+    const Fn* f = &fn;
+    pool->parallel_for(n_tokens, [f](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) (*f)(t);
+    });
+  } else {
+    for (int64_t t = 0; t < n_tokens; ++t) fn(t);
+  }
+}
+
+template <bool kVnni>
+bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
+  const int64_t cols = w.cols, rows = w.rows;
+  auto q8_path = [&](auto dec) -> bool {
+    using Dec = decltype(dec);
+    const int64_t nb = cols / 32;
+    ActQ8* act = reinterpret_cast<ActQ8*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8)));
+    ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8(x + t * cols, cols, act + t * nb); });
+    const TileArgs<ActQ8> base{w.data, w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows)};
+    ParallelRows(base, rows, n_tokens, pool,
+                 []<size_t R, size_t T>(const TileArgs<ActQ8>& a) { TileQ32<Dec, R, T, kVnni>(a); });
+    return true;
+  };
+  auto q8k_path = [&](auto tag) -> bool {
+    constexpr bool kQ6 = decltype(tag)::value;
+    const int64_t nb = cols / 256;
+    ActQ8K* act = reinterpret_cast<ActQ8K*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8K)));
+    ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
+    const TileArgs<ActQ8K> base{w.data, w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows)};
+    ParallelRows(base, rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+      if constexpr (kQ6) TileQ6_K<R, T, kVnni>(a);
+      else TileQ4_K<R, T, kVnni>(a);
+    });
+    return true;
+  };
+  auto float_path = [&](auto wt, const float* act) -> bool {
+    using WT = decltype(wt);
+    const TileArgs<float> base{w.data, w.row_bytes(), act, size_t(cols), size_t(cols), y, size_t(rows)};
+    ParallelRows(base, rows, n_tokens, pool,
+                 []<size_t R, size_t T>(const TileArgs<float>& a) { TileFloat<WT, R, T>(a); });
+    return true;
+  };
+
+  switch (w.type) {
+    case TensorType::Q4_0: return q8_path(DecQ4_0{});
+    case TensorType::Q4_1: return q8_path(DecQ4_1{});
+    case TensorType::Q5_0: return q8_path(DecQ5_0{});
+    case TensorType::Q5_1: return q8_path(DecQ5_1{});
+    case TensorType::Q8_0: return q8_path(DecQ8_0{});
+    case TensorType::Q4_K: return q8k_path(std::false_type{});
+    case TensorType::Q6_K: return q8k_path(std::true_type{});
+    case TensorType::F32: return float_path(float{}, x);
+    case TensorType::F16: return float_path(hwy::float16_t{}, x);
+    case TensorType::BF16: {
+      // Activations rounded to bf16 (nearest even), as llama.cpp's CPU backend does.
+      const size_t n = size_t(n_tokens * cols);
+      float* xr = reinterpret_cast<float*>(kernels::scratch(n * sizeof(float)));
+      for (size_t i = 0; i < n; ++i) xr[i] = bf16_to_float(float_to_bf16(x[i]));
+      return float_path(hwy::bfloat16_t{}, xr);
+    }
+    default: return false;
+  }
+}
+
+#endif  // JEVONS_MM_ENABLED
+
+// The per-target entry point: false when this target has no kernel for w.type.
+// use_vnni: the CPU has AVX512-VNNI (only used by AVX-512 targets).
+HWY_NOINLINE bool MatmulFast(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool,
+                             bool use_vnni) {
+#if !JEVONS_MM_ENABLED
+  return false;
+#else
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+  if (use_vnni) return MatmulImpl<true>(w, x, n_tokens, y, pool);
+#endif
+  return MatmulImpl<false>(w, x, n_tokens, y, pool);
+#endif
+}
+
+HWY_NOINLINE bool HasFastPath(TensorType t) {
+#if !JEVONS_MM_ENABLED
+  return false;
+#else
+  switch (t) {
+    case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
+    case TensorType::Q8_0: case TensorType::Q4_K: case TensorType::Q6_K: case TensorType::F32:
+    case TensorType::F16: case TensorType::BF16:
+      return true;
+    default:
+      return false;
+  }
+#endif
+}
+
+// Test hooks: the activation quantizers, to check them against the references.
+HWY_NOINLINE bool QuantizeActQ8(const float* x, int64_t n, kernels::ActQ8* out) {
+#if !JEVONS_MM_ENABLED
+  return false;
+#else
+  QuantizeRowQ8(x, n, out);
+  return true;
+#endif
+}
+HWY_NOINLINE bool QuantizeActQ8K(const float* x, int64_t n, kernels::ActQ8K* out) {
+#if !JEVONS_MM_ENABLED
+  return false;
+#else
+  QuantizeRowQ8K(x, n, out);
+  return true;
+#endif
+}
+
+// NOLINTNEXTLINE(google-readability-namespace-comments)
+}  // namespace HWY_NAMESPACE
+}  // namespace jevons
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard toggle

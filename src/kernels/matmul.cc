@@ -1,0 +1,124 @@
+// Runtime dispatch of the fast matmul (gemma.cpp style): this file is compiled once
+// per Highway target through foreach_target.h, each pass instantiating the kernels
+// of matmul-inl.h in that target's namespace; the HWY_ONCE part below picks the best
+// target the CPU supports at the first call.
+//
+// Targets: AVX-512 (AVX3; VNNI vpdpbusd when the CPU has AVX512-VNNI), AVX2, SSE4
+// (the portable Highway code, as NEON runs it) on x86; NEON on Arm. Not compiled:
+//  - AVX3_DL: Highway 1.0.3 builds it with the VEX 'avxvnni' flag, which Zen 4 lacks
+//    (SIGILL risk); AVX3 + a run-time VNNI check covers those CPUs instead.
+//  - SVE / RVV: their sizeless vectors cannot live in the register-tile arrays;
+//    NEON serves Arm.
+//  - SSSE3: no gain over the SSE4 code, one less compile pass.
+#include "kernels/matmul.h"
+
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS \
+  (HWY_AVX3_DL | HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
+#endif
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/matmul.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include "kernels/matmul-inl.h"
+
+#if HWY_ONCE
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "kernels/ops.h"
+
+namespace jevons {
+
+HWY_EXPORT(MatmulFast);
+HWY_EXPORT(HasFastPath);
+HWY_EXPORT(QuantizeActQ8);
+HWY_EXPORT(QuantizeActQ8K);
+
+namespace {
+
+KernelMode initial_mode() {
+  const char* env = std::getenv("JEVONS_KERNELS");
+  return env && std::strcmp(env, "reference") == 0 ? KernelMode::kReference : KernelMode::kFast;
+}
+
+std::atomic<KernelMode>& mode_flag() {
+  static std::atomic<KernelMode> mode{initial_mode()};
+  return mode;
+}
+
+bool cpu_has_vnni() {
+#if HWY_ARCH_X86 && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = __builtin_cpu_supports("avx512vnni") && std::getenv("JEVONS_NO_VNNI") == nullptr;
+  return has;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+void set_kernel_mode(KernelMode mode) { mode_flag().store(mode, std::memory_order_relaxed); }
+KernelMode kernel_mode() { return mode_flag().load(std::memory_order_relaxed); }
+
+namespace kernels {
+
+uint8_t* scratch(size_t bytes) {
+  struct Buffer {
+    std::unique_ptr<uint8_t[]> data;
+    size_t size = 0;
+  };
+  thread_local Buffer buf;
+  if (buf.size < bytes) {
+    const size_t size = std::max(bytes + 64, buf.size * 3 / 2);
+    buf.data.reset(new uint8_t[size + 64]);
+    buf.size = size;
+  }
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data.get());
+  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t(63));
+}
+
+// Test hooks (declared in tests): the fast activation quantizers.
+bool quantize_act_q8(const float* x, int64_t n, ActQ8* out) { return HWY_DYNAMIC_DISPATCH(QuantizeActQ8)(x, n, out); }
+bool quantize_act_q8k(const float* x, int64_t n, ActQ8K* out) { return HWY_DYNAMIC_DISPATCH(QuantizeActQ8K)(x, n, out); }
+
+}  // namespace kernels
+
+void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
+  if (n_tokens <= 0 || w.rows <= 0) return;
+  if (kernel_mode() == KernelMode::kFast &&
+      HWY_DYNAMIC_DISPATCH(MatmulFast)(w, x, n_tokens, y, pool, cpu_has_vnni()))
+    return;
+  matmul_reference(w, x, n_tokens, y, pool);
+}
+
+bool matmul_has_fast_path(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasFastPath)(type); }
+
+std::vector<int64_t> kernel_targets() {
+  std::vector<int64_t> out;
+  const int64_t supported = hwy::SupportedTargets();
+  for (int64_t t = 1; t > 0 && t <= HWY_TARGETS; t <<= 1)
+    if ((t & HWY_TARGETS & supported) && t != HWY_SCALAR && t != HWY_EMU128) out.push_back(t);
+  return out;
+}
+
+void force_kernel_target(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+
+const char* kernel_target_name() {
+  static std::string name;
+  const auto targets = kernel_targets();
+  const int64_t best = targets.empty() ? HWY_SCALAR : targets.front();
+  name = hwy::TargetName(best);
+#if HWY_ARCH_X86
+  if (best == HWY_AVX3 && cpu_has_vnni()) name += "+VNNI";
+#endif
+  return name.c_str();
+}
+
+}  // namespace jevons
+#endif  // HWY_ONCE

@@ -1,0 +1,71 @@
+// The fast matmul: SIMD kernels (Google Highway, one source compiled for several
+// instruction sets and chosen at run time) behind the same signature as the
+// reference matmul_reference() in ops.h, which stays the oracle.
+//
+// What the fast path computes, per weight type:
+//   F32, F16   f32 activations, f32 products and sums (F16 widened per vector);
+//              differs from the reference only by f32 summation order (~1e-6 rel).
+//   BF16       activations rounded to bf16 (round to nearest even), f32 products
+//              and sums: what llama.cpp's CPU backend does for bf16 weights.
+//   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
+//              activations quantized once per matmul to Q8_0 blocks exactly as
+//              llama.cpp's x86 quantize_row_q8_0 does (d = amax/127 stored as
+//              fp16, q = round_half_even(x * 127/amax)), integer dot products
+//              per 32-block, then scaled by d_w * d_x in f32.
+//   Q4_K, Q6_K activations quantized to Q8_K blocks (ggml's quantize_row_q8_K_ref:
+//              256 elements, f32 scale), integer dot products per sub-block.
+//   others     the reference path.
+//
+// Decode (n_tokens == 1) streams every weight row once, rows split across the pool
+// in contiguous chunks; prefill (n_tokens > 1) works in register tiles of a few
+// rows x a few tokens so that each weight block is decoded once per tile.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace jevons {
+
+class ThreadPool;
+
+enum class KernelMode {
+  kReference,  // every matmul goes through matmul_reference (exact, double sums)
+  kFast,       // SIMD kernels where the weight type has one (default)
+};
+
+// Process-wide switch, read at every matmul call. The initial value is kFast unless
+// the environment variable JEVONS_KERNELS=reference is set. Not meant to be flipped
+// while another thread is inside a forward pass.
+void set_kernel_mode(KernelMode mode);
+KernelMode kernel_mode();
+
+// Sets a mode for the lifetime of the object and restores the previous one.
+class ScopedKernelMode {
+ public:
+  explicit ScopedKernelMode(KernelMode mode) : saved_(kernel_mode()) { set_kernel_mode(mode); }
+  ~ScopedKernelMode() { set_kernel_mode(saved_); }
+  ScopedKernelMode(const ScopedKernelMode&) = delete;
+  ScopedKernelMode& operator=(const ScopedKernelMode&) = delete;
+
+ private:
+  KernelMode saved_;
+};
+
+// y[t, r] = sum_c w[r, c] * x[t, c] for every token t < n_tokens; x is
+// [n_tokens, w.cols], y is [n_tokens, w.rows], row-major. pool may be null.
+// Dispatches on w.type and on the kernel mode (see above).
+void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
+
+// Whether matmul has a SIMD path for this type on this CPU (else it uses the reference).
+bool matmul_has_fast_path(TensorType type);
+
+// Name of the instruction set the kernels run with, e.g. "AVX2" or "AVX3+VNNI".
+const char* kernel_target_name();
+
+// For tests: the Highway targets the kernels were compiled for that this CPU can
+// run, best first, and a way to pin dispatch to one of them (0 restores the default).
+std::vector<int64_t> kernel_targets();
+void force_kernel_target(int64_t target);
+
+}  // namespace jevons

@@ -1,0 +1,44 @@
+// Target-independent pieces shared by matmul.cc and the per-target kernels in
+// matmul-inl.h: the layouts of the quantized activations. Not a public header.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace jevons::kernels {
+
+// One 32-element block of activations quantized like ggml's Q8_0 / Q8_1 (x86
+// quantize_row_q8_0: d = amax / 127 rounded to fp16, q = round_half_even(x * 127 /
+// amax)), with the extras the integer dot products need.
+struct ActQ8 {
+  int8_t qs[32];
+  float d;      // fp16(amax / 127) as float: exactly the scale ggml's dot products use
+  int32_t sum;  // sum of qs (offset correction for unsigned weight codes)
+  float s;      // fp16(d_unrounded * sum) as float: ggml's Q8_1 s (for Q4_1 / Q5_1 mins)
+  int32_t pad;
+};
+static_assert(sizeof(ActQ8) == 48);
+
+// One 256-element block quantized like ggml's Q8_K (quantize_row_q8_K_ref: scale
+// -127 / (signed max), f32 d), with group sums of 16 and of 32.
+struct ActQ8K {
+  int8_t qs[256];
+  float d;
+  int16_t bsums[16];    // sum of qs over each 16 elements
+  int16_t bsums32[8];   // sum of qs over each 32 elements
+  int32_t pad[3];
+};
+static_assert(sizeof(ActQ8K) == 320);
+
+// A per-thread scratch buffer of at least `bytes` bytes (64-byte aligned), reused
+// across calls: the activation copies of one matmul live here.
+uint8_t* scratch(size_t bytes);
+
+}  // namespace jevons::kernels
+
+namespace jevons::kernels {
+
+// The fast activation quantizers, exposed for tests (false if the CPU's target has none).
+bool quantize_act_q8(const float* x, int64_t n, ActQ8* out);
+bool quantize_act_q8k(const float* x, int64_t n, ActQ8K* out);
+
+}  // namespace jevons::kernels

@@ -1,0 +1,309 @@
+// The fast kernels (kernels/matmul.h) against the reference (matmul_reference), on
+// every SIMD target this CPU runs, random inputs with fixed seeds and odd sizes.
+//
+// Tolerances. For integer-quant weights the fast path quantizes each 32 (Q8_0) or
+// 256 (Q8_K) activations of a block b to x~ = d_b * q with q = round(x / d_b), where
+// d_b = amax_b / 127 (stored as fp16 for Q8_0: relative error <= 2^-11, times |q| <=
+// 127 that adds at most 127 * 2^-11 d_b = 0.062 d_b). Hence per element
+//     |x - x~| <= (0.5 + 0.062) d_b   (Q8_0)      |x - x~| <= 0.5 d_b (1 + 1e-6)   (Q8_K)
+// and for one output  |y_fast - y_ref| <= sum_b e_b sum_{c in b} |w_c| + f32 rounding,
+// with e_b the per-element bound above. The tests assert exactly this bound (plus
+// 1e-5 sum|w||x| for f32 summation). They also assert the much tighter statement that
+// the integer arithmetic itself is exact: y_fast equals the reference applied to the
+// rounded activations x~ up to f32 summation (1e-5 relative to sum |w||x~|). For BF16
+// weights x~ = bf16(x) (|x - x~| <= 2^-8 |x|); for F32 / F16, 1e-5 sum|w||x|.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "core/float16.h"
+#include "core/thread_pool.h"
+#include "kernels/matmul.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/ops.h"
+#include "quant/blocks.h"
+#include "quant/quants.h"
+#include "quant/types.h"
+
+namespace jevons {
+namespace {
+
+std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> deq;  // exact dequantization, row-major
+  Tensor t;
+};
+
+Weights make_weights(TensorType type, int64_t rows, int64_t cols, uint32_t seed) {
+  Weights w;
+  const TypeTraits& tr = type_traits(type);
+  std::vector<float> f = random_floats(size_t(rows * cols), seed, 0.5f);
+  // A few rows with a larger dynamic range, and one all-zero block.
+  for (int64_t c = 0; c < cols; c += 7) f[size_t(c)] *= 8.0f;
+  if (cols >= 64) std::fill(f.begin() + 32, f.begin() + 64, 0.0f);
+  const size_t rb = row_bytes(type, cols);
+  w.bytes.resize(rb * size_t(rows));
+  for (int64_t r = 0; r < rows; ++r) tr.from_float(&f[size_t(r * cols)], w.bytes.data() + size_t(r) * rb, cols);
+  w.deq.resize(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) tr.to_float(w.bytes.data() + size_t(r) * rb, &w.deq[size_t(r * cols)], cols);
+  w.t = Tensor{"w", type, cols, rows, w.bytes.data()};
+  return w;
+}
+
+// ggml's x86 quantize_row_q8_0, dequantized: what the fast path multiplies with.
+std::vector<float> round_q8_0(const std::vector<float>& x, std::vector<float>* err_bound) {
+  std::vector<float> out(x.size());
+  for (size_t b = 0; b < x.size() / 32; ++b) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
+    const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    const float dr = fp16_to_float(float_to_fp16(d));
+    for (int i = 0; i < 32; ++i) out[b * 32 + i] = std::nearbyint(x[b * 32 + i] * id) * dr;
+    if (err_bound) (*err_bound)[b] = (0.5f + 127.0f / 2048.0f) * d * 1.0001f;
+  }
+  return out;
+}
+
+// ggml's quantize_row_q8_K_ref, dequantized (via the reference quantizer).
+std::vector<float> round_q8_k(const std::vector<float>& x, std::vector<float>* err_bound) {
+  std::vector<float> out(x.size());
+  std::vector<BlockQ8_K> blocks(x.size() / 256);
+  quant::quantize_q8_k(x.data(), blocks.data(), int64_t(x.size()));
+  quant::dequantize_q8_k(blocks.data(), out.data(), int64_t(x.size()));
+  if (err_bound)
+    for (size_t b = 0; b < blocks.size(); ++b) (*err_bound)[b] = 0.5f * std::fabs(blocks[b].d) * 1.0001f;
+  return out;
+}
+
+enum class ActRounding { kNone, kQ8_0, kQ8_K, kBF16 };
+
+ActRounding rounding_of(TensorType t) {
+  switch (t) {
+    case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1: case TensorType::Q8_0:
+      return ActRounding::kQ8_0;
+    case TensorType::Q4_K: case TensorType::Q6_K:
+      return ActRounding::kQ8_K;
+    case TensorType::BF16:
+      return ActRounding::kBF16;
+    default:
+      return ActRounding::kNone;
+  }
+}
+
+// Runs matmul (fast) on random data and checks it against the reference, both on the
+// exact activations (derived bound) and on the rounded ones (exact integer arithmetic).
+void check_matmul(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens, ThreadPool* pool, uint32_t seed) {
+  SCOPED_TRACE(testing::Message() << type_name(type) << " rows=" << rows << " cols=" << cols << " tokens=" << n_tokens
+                                  << " target=" << kernel_target_name());
+  const Weights w = make_weights(type, rows, cols, seed);
+  std::vector<float> x = random_floats(size_t(n_tokens * cols), seed + 1);
+  if (cols >= 96) std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero activation block
+  for (size_t i = 5; i < x.size(); i += 97) x[i] *= 20.0f;          // outliers
+
+  const ActRounding rnd = rounding_of(type);
+  const int64_t blk = rnd == ActRounding::kQ8_K ? 256 : 32;
+  std::vector<float> ebound(x.size() / size_t(blk) + 1, 0.0f);
+  std::vector<float> xr;
+  switch (rnd) {
+    case ActRounding::kQ8_0: xr = round_q8_0(x, &ebound); break;
+    case ActRounding::kQ8_K: xr = round_q8_k(x, &ebound); break;
+    case ActRounding::kBF16:
+      xr = x;
+      for (float& v : xr) v = bf16_to_float(float_to_bf16(v));
+      break;
+    case ActRounding::kNone: xr = x; break;
+  }
+
+  std::vector<float> y(size_t(n_tokens * rows), NAN), y_ref(y.size()), y_ref_rounded(y.size());
+  ASSERT_EQ(kernel_mode(), KernelMode::kFast);
+  matmul(w.t, x.data(), n_tokens, y.data(), pool);
+  matmul_reference(w.t, x.data(), n_tokens, y_ref.data(), nullptr);
+  matmul_reference(w.t, xr.data(), n_tokens, y_ref_rounded.data(), nullptr);
+
+  for (int64_t t = 0; t < n_tokens; ++t)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* wr = &w.deq[size_t(r * cols)];
+      const float* xt = &x[size_t(t * cols)];
+      const float* xrt = &xr[size_t(t * cols)];
+      double mag = 0, mag_r = 0, bound = 0, min_slack = 0;
+      if (type == TensorType::Q4_1 || type == TensorType::Q5_1) {
+        // ggml's Q8_1 s = fp16(d * sum q) (not fp16(d) * sum q) multiplies the weight
+        // min m (|m| <= max |w| of the block): up to 2^-10 |d sum q| apart.
+        for (int64_t c0 = 0; c0 < cols; c0 += 32) {
+          double wmax = 0, xs = 0;
+          for (int64_t c = c0; c < c0 + 32; ++c) {
+            wmax = std::max(wmax, double(std::fabs(wr[c])));
+            xs += xrt[c];
+          }
+          min_slack += wmax * std::fabs(xs) * (1.1 / 1024);
+        }
+      }
+      for (int64_t c = 0; c < cols; ++c) {
+        mag += std::fabs(double(wr[c]) * xt[c]);
+        mag_r += std::fabs(double(wr[c]) * xrt[c]);
+        if (rnd == ActRounding::kQ8_0 || rnd == ActRounding::kQ8_K)
+          bound += std::fabs(double(wr[c])) * ebound[size_t((t * cols + c) / blk)];
+        else if (rnd == ActRounding::kBF16)
+          bound += std::fabs(double(wr[c]) * xt[c]) * (1.0 / 256);  // bf16 keeps 8 significant bits: |x - x~| <= 2^-8 |x|
+      }
+      const size_t i = size_t(t * rows + r);
+      ASSERT_TRUE(std::isfinite(y[i])) << "t=" << t << " r=" << r;
+      // 1. Exact integer / float arithmetic on the rounded activations.
+      EXPECT_NEAR(y[i], y_ref_rounded[i], 1e-5 * mag_r + min_slack + 1e-6) << "t=" << t << " r=" << r;
+      // 2. Against the exact reference: the activation rounding bound.
+      EXPECT_NEAR(y[i], y_ref[i], bound + 1e-5 * mag + min_slack + 1e-6) << "t=" << t << " r=" << r;
+    }
+}
+
+const TensorType kFastTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
+                                 TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F32,
+                                 TensorType::F16,  TensorType::BF16};
+
+// Runs body once per SIMD target compiled in and supported by this CPU.
+template <class Body>
+void for_each_target(const Body& body) {
+  const std::vector<int64_t> targets = kernel_targets();
+  ASSERT_FALSE(targets.empty());
+  for (int64_t target : targets) {
+    force_kernel_target(target);
+    body();
+  }
+  force_kernel_target(0);
+}
+
+TEST(Kernels, EveryTypeHasAFastPath) {
+  for (TensorType t : kFastTypes) EXPECT_TRUE(matmul_has_fast_path(t)) << type_name(t);
+  EXPECT_FALSE(matmul_has_fast_path(TensorType::Q2_K));
+}
+
+TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
+  ThreadPool pool(3);
+  for_each_target([&] {
+    for (TensorType type : kFastTypes) {
+      const int64_t bs = type_traits(type).block_size;
+      std::vector<int64_t> col_options;
+      if (bs == 256) col_options = {256, 768};
+      else if (bs == 32) col_options = {32, 160};
+      else col_options = {172, 64, 7};
+      for (int64_t cols : col_options)
+        for (int64_t rows : {1, 7, 37})
+          for (int64_t n_tokens : {1, 2, 3, 7, 17}) {
+            check_matmul(type, rows, cols, n_tokens, rows == 7 ? nullptr : &pool, uint32_t(rows * 1000 + cols + n_tokens));
+            if (HasFatalFailure()) return;
+          }
+    }
+  });
+}
+
+TEST(Kernels, LargerMatmulAcrossTokenBlocks) {
+  // More tokens than one cache block (64) and rows spread over 2 threads.
+  ThreadPool pool(2);
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::BF16})
+    check_matmul(type, 45, 512, 70, &pool, 77);
+}
+
+TEST(Kernels, ReferenceModeIsExactlyTheReference) {
+  ThreadPool pool(2);
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::BF16, TensorType::F32}) {
+    const Weights w = make_weights(type, 19, 512, 5);
+    const std::vector<float> x = random_floats(size_t(3 * 512), 6);
+    std::vector<float> y(3 * 19), y_ref(3 * 19);
+    {
+      ScopedKernelMode mode(KernelMode::kReference);
+      EXPECT_EQ(kernel_mode(), KernelMode::kReference);
+      matmul(w.t, x.data(), 3, y.data(), &pool);
+    }
+    EXPECT_EQ(kernel_mode(), KernelMode::kFast);
+    matmul_reference(w.t, x.data(), 3, y_ref.data(), &pool);
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(y[i], y_ref[i]) << type_name(type) << " i=" << i;
+  }
+}
+
+TEST(Kernels, TypesWithoutFastPathFallBackToReference) {
+  const Weights w = make_weights(TensorType::Q3_K, 5, 256, 9);
+  const std::vector<float> x = random_floats(2 * 256, 10);
+  std::vector<float> y(10), y_ref(10);
+  matmul(w.t, x.data(), 2, y.data(), nullptr);
+  matmul_reference(w.t, x.data(), 2, y_ref.data(), nullptr);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(y[i], y_ref[i]);
+}
+
+TEST(Kernels, ActivationQuantizersMatchGgml) {
+  std::vector<float> x = random_floats(1024, 11);
+  std::fill(x.begin() + 256, x.begin() + 512, 0.0f);  // an all-zero Q8_K block
+  x[700] = -40.0f;                                     // a negative max
+  x[3] = 0.5f * 127.0f / 127.0f;
+  for_each_target([&] {
+    SCOPED_TRACE(kernel_target_name());
+    // Q8_0 (x86 ggml scheme: d = amax/127 in fp16, q = rint(x * 127/amax)).
+    std::vector<kernels::ActQ8> a(1024 / 32);
+    ASSERT_TRUE(kernels::quantize_act_q8(x.data(), 1024, a.data()));
+    for (size_t b = 0; b < a.size(); ++b) {
+      float amax = 0;
+      for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
+      const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+      int sum = 0;
+      for (int i = 0; i < 32; ++i) {
+        const int q = int(std::nearbyint(x[b * 32 + i] * id));
+        ASSERT_EQ(a[b].qs[i], q) << "block " << b << " element " << i;
+        sum += q;
+      }
+      EXPECT_EQ(a[b].d, fp16_to_float(float_to_fp16(d)));
+      EXPECT_EQ(a[b].sum, sum);
+      EXPECT_EQ(a[b].s, fp16_to_float(float_to_fp16(d * float(sum))));
+    }
+    // Q8_K: bit-identical to the reference quantizer.
+    std::vector<kernels::ActQ8K> k(1024 / 256);
+    std::vector<BlockQ8_K> ref(1024 / 256);
+    ASSERT_TRUE(kernels::quantize_act_q8k(x.data(), 1024, k.data()));
+    quant::quantize_q8_k(x.data(), ref.data(), 1024);
+    for (size_t b = 0; b < k.size(); ++b) {
+      EXPECT_EQ(k[b].d, ref[b].d) << "block " << b;
+      for (int i = 0; i < 256; ++i) ASSERT_EQ(k[b].qs[i], ref[b].qs[i]) << "block " << b << " element " << i;
+      for (int g = 0; g < 16; ++g) EXPECT_EQ(k[b].bsums[g], ref[b].bsums[g]);
+      for (int g = 0; g < 8; ++g) EXPECT_EQ(k[b].bsums32[g], ref[b].bsums[2 * g] + ref[b].bsums[2 * g + 1]);
+    }
+  });
+}
+
+TEST(Kernels, ThreadCountDoesNotChangeResults) {
+  // Rows are split in disjoint chunks and every output is computed by one thread in
+  // a fixed order: results are bit-identical for any pool size.
+  const Weights w = make_weights(TensorType::Q4_K, 53, 512, 12);
+  const std::vector<float> x = random_floats(size_t(5 * 512), 13);
+  std::vector<float> y1(5 * 53), y3(5 * 53);
+  ThreadPool pool(3);
+  matmul(w.t, x.data(), 5, y1.data(), nullptr);
+  matmul(w.t, x.data(), 5, y3.data(), &pool);
+  for (size_t i = 0; i < y1.size(); ++i) EXPECT_EQ(y1[i], y3[i]);
+}
+
+TEST(ThreadPool, ManyQuickJobsWithAndWithoutSpinning) {
+  for (const char* spin : {"0", "200"}) {
+    setenv("JEVONS_SPIN_US", spin, 1);
+    ThreadPool pool(3);
+    std::atomic<int64_t> total{0};
+    for (int rep = 0; rep < 2000; ++rep) {
+      const int64_t n = 1 + rep % 9;
+      pool.parallel_for(n, [&](int64_t b, int64_t e) { total += e - b; });
+      ASSERT_EQ(total.load(), n) << "spin " << spin << " rep " << rep;
+      total = 0;
+    }
+  }
+  unsetenv("JEVONS_SPIN_US");
+}
+
+}  // namespace
+}  // namespace jevons
