@@ -148,6 +148,12 @@ TEST(Rapl, MissingDramDomainIsANotice) {
   EXPECT_NE(p.notices[0].find("no DRAM domain: DRAM energy is not included"), std::string::npos);
   pc.set("intel-rapl:0", 2000000);
   EXPECT_DOUBLE_EQ(s->joules(), 2.0);
+  MeterConfig c;
+  c.powercap_root = pc.root();
+  c.nvml_library = "/nonexistent/libnvidia-ml.so.1";
+  Meter m(c);
+  ASSERT_EQ(m.warnings().size(), 1u);
+  EXPECT_EQ(m.warnings()[0].rfind("rapl: no DRAM domain", 0), 0u) << m.warnings()[0];
 }
 
 TEST(Rapl, UnreadablePackageFallsBackWithAClearReason) {
@@ -164,7 +170,17 @@ TEST(Rapl, UnreadablePackageFallsBackWithAClearReason) {
                     p.detail.find("readable only by root") != std::string::npos &&
                     p.detail.find("intel-rapl:0/energy_uj") != std::string::npos;
     if (!ok) std::fprintf(stderr, "probe detail: %s\n", p.detail.c_str());
-    return ok;
+    // A Meter falls back to the estimate and says why, once.
+    MeterConfig c;
+    c.powercap_root = root;
+    c.nvml_library = "/nonexistent/libnvidia-ml.so.1";
+    Meter m(c);
+    const std::vector<std::string> w = m.warnings();
+    const bool warned = m.source() == "estimate" && w.size() == 1 &&
+                        w[0].find("rapl unavailable, figures come from estimate: ") == 0 &&
+                        w[0].find("permission denied") != std::string::npos;
+    if (!warned) std::fprintf(stderr, "source %s, %zu warnings\n", m.source().c_str(), w.size());
+    return ok && warned;
   }));
 }
 

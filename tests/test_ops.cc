@@ -69,7 +69,9 @@ TEST(Ops, AttentionIsSoftmaxWeightedValues) {
   const float k[2] = {0.0f, std::log(3.0f)};
   const float v[4] = {4, 0, 0, 8};  // v_j has 2 dims
   float out[2];
-  attention_head(q, k, 1, v, 2, 2, 1, 2, 1.0f, out);
+  const float* k_rows[2] = {k, k + 1};
+  const float* v_rows[2] = {v, v + 2};
+  attention_head(q, k_rows, 0, v_rows, 0, 2, 1, 2, 1.0f, out);
   EXPECT_NEAR(out[0], 1.0f, 1e-5);
   EXPECT_NEAR(out[1], 6.0f, 1e-5);
 }

@@ -58,6 +58,7 @@ void run(RunOptions o) {
   std::vector<float> logits(size_t(cfg.n_vocab));
   // Energy: the estimate charges the memory each forward pass streams.
   meter::Meter meter(meter_config);
+  for (const std::string& w : meter.warnings()) std::fprintf(stderr, "[jevons] energy: %s\n", w.c_str());
   if (!o.energy_log.empty()) meter.start_log(o.energy_log);
   const uint64_t weight_bytes = m.model->weight_bytes_per_token();  // active experts only, for MoE
   auto forward = [&](const int32_t* ids, int64_t n) {

@@ -530,6 +530,71 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
   const BlockQ4_K* rows[R];
   for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ4_K*>(a.w + r * a.w_stride);
   const VU8 m4 = hn::Set(du8, 0x0F);
+#if JEVONS_MM_X86
+  if constexpr (!kVnni) {
+    // Scales broadcast by byte shuffles, mins through pmaddwd (llama.cpp's approach).
+    alignas(32) static constexpr uint8_t kShuf[8][32] = {
+#define JEVONS_SHUF(j) {2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, \
+                        2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, \
+                        2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, \
+                        2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1, 2 * j, 2 * j + 1}
+        JEVONS_SHUF(0), JEVONS_SHUF(1), JEVONS_SHUF(2), JEVONS_SHUF(3),
+        JEVONS_SHUF(4), JEVONS_SHUF(5), JEVONS_SHUF(6), JEVONS_SHUF(7)};
+#undef JEVONS_SHUF
+    const __m256i m4r = _mm256_set1_epi8(0x0F);
+    for (size_t b = 0; b < a.nb; ++b) {
+      __m256i sc16[R];
+      __m128i mn16[R];
+      float dw[R], dmin[R];
+      for (size_t r = 0; r < R; ++r) {
+        const BlockQ4_K& blk = rows[r][b];
+        dw[r] = F16ToF32(blk.d);
+        dmin[r] = F16ToF32(blk.dmin);
+        alignas(16) uint8_t sc[8], mn[8];
+        UnpackScalesK4(blk.scales, sc, mn);
+        sc16[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc))));
+        mn16[r] = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn)));
+      }
+      __m256i isum[R][T];
+      for (size_t r = 0; r < R; ++r)
+        for (size_t t = 0; t < T; ++t) isum[r][t] = _mm256_setzero_si256();
+      for (size_t g = 0; g < 4; ++g) {
+        __m256i qlo[R], qhi[R], slo[R], shi[R];
+        const __m256i sh_lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(kShuf[2 * g]));
+        const __m256i sh_hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(kShuf[2 * g + 1]));
+        for (size_t r = 0; r < R; ++r) {
+          const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r][b].qs + 32 * g));
+          qlo[r] = _mm256_and_si256(raw, m4r);
+          qhi[r] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4r);
+          slo[r] = _mm256_shuffle_epi8(sc16[r], sh_lo);
+          shi[r] = _mm256_shuffle_epi8(sc16[r], sh_hi);
+        }
+        for (size_t t = 0; t < T; ++t) {
+          const ActQ8K& x = a.act[t * a.act_stride + b];
+          const __m256i xlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 64 * g));
+          const __m256i xhi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 64 * g + 32));
+          for (size_t r = 0; r < R; ++r) {
+            const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(qlo[r], xlo), slo[r]);
+            const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(qhi[r], xhi), shi[r]);
+            isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_add_epi32(plo, phi));
+          }
+        }
+      }
+      for (size_t t = 0; t < T; ++t) {
+        const ActQ8K& x = a.act[t * a.act_stride + b];
+        const __m128i bs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.bsums32));
+        for (size_t r = 0; r < R; ++r) {
+          const __m256i ms = _mm256_zextsi128_si256(_mm_madd_epi16(mn16[r], bs));
+          __m256 v = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_set1_ps(dw[r] * x.d), acc[r][t].raw);
+          acc[r][t] = VF{_mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_set1_ps(-dmin[r] * x.d), v)};
+        }
+      }
+    }
+    for (size_t t = 0; t < T; ++t)
+      for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]);
+    return;
+  }
+#endif
 
   for (size_t b = 0; b < a.nb; ++b) {
     alignas(16) uint8_t sc[R][8], mn[R][8];

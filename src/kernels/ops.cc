@@ -100,11 +100,11 @@ void silu_mul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void attention_head(const float* q, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                    int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out) {
+void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
+                    int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out) {
   std::vector<float> score(static_cast<size_t>(n_kv));
   for (int64_t j = 0; j < n_kv; ++j) {
-    const float* kj = k + j * k_stride;
+    const float* kj = k_rows[j] + k_offset;
     double dot = 0.0;
     for (int d = 0; d < head_dim_k; ++d) dot += double(q[d]) * double(kj[d]);
     score[size_t(j)] = float(dot) * scale;
@@ -112,7 +112,7 @@ void attention_head(const float* q, const float* k, int64_t k_stride, const floa
   softmax(score.data(), n_kv);
   for (int d = 0; d < head_dim_v; ++d) out[d] = 0.0f;
   for (int64_t j = 0; j < n_kv; ++j) {
-    const float* vj = v + j * v_stride;
+    const float* vj = v_rows[j] + v_offset;
     const float p = score[size_t(j)];
     for (int d = 0; d < head_dim_v; ++d) out[d] += p * vj[d];
   }

@@ -94,6 +94,18 @@ std::vector<std::string> Meter::errors() {
   return out;
 }
 
+std::vector<std::string> Meter::warnings() const {
+  std::vector<std::string> out;
+  for (const Probe& p : probes_) {
+    const bool used = source_.find(p.name) != std::string::npos;
+    if (!p.available && p.detail.find("permission denied") != std::string::npos)
+      out.push_back(fmt::format("{} unavailable, figures come from {}: {}", p.name, source_, p.detail));
+    if (used)
+      for (const std::string& n : p.notices) out.push_back(p.name + ": " + n);
+  }
+  return out;
+}
+
 void Meter::add_memory_traffic(uint64_t bytes) {
   for (const auto& s : sources_) s->add_memory_traffic(bytes);
 }

@@ -66,6 +66,10 @@ class Meter {
   std::vector<Component> components();
   // Errors sources met while sampling.
   std::vector<std::string> errors();
+  // What a user should be told once at start-up: a measuring source that exists but
+  // cannot be read (RAPL without permission), and notices of the sources in use
+  // (no DRAM domain, a GPU skipped). Empty on a plain VM, where the estimate is normal.
+  std::vector<std::string> warnings() const;
   // Bytes read from memory (weights, KV cache); the estimate charges them. Thread-safe.
   void add_memory_traffic(uint64_t bytes);
 

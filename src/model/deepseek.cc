@@ -25,6 +25,7 @@
 #include "kernels/ops.h"
 #include "model/architectures.h"
 #include "model/weights.h"
+#include "runtime/batch.h"
 
 namespace jevons {
 namespace {
@@ -141,31 +142,29 @@ class DeepSeek : public Model {
 
   const ModelConfig& config() const override { return cfg_; }
 
-  void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) override {
+  void forward_batch(const std::vector<Chunk>& chunks, float* logits) override {
     const ModelConfig& c = cfg_;
-    const int64_t E = c.n_embd, pos0 = cache.n_past();
-    if (n <= 0) fail("forward: no tokens to evaluate");
-    if (pos0 + n > cache.n_ctx())
-      fail("the sequence needs {} positions but the context holds {} (use a larger -c)", pos0 + n, cache.n_ctx());
-    for (int64_t t = 0; t < n; ++t)
-      if (tokens[t] < 0 || tokens[t] >= c.n_vocab) fail("token id {} is outside the vocabulary (0..{})", tokens[t], c.n_vocab - 1);
+    const int64_t E = c.n_embd;
+    const Batch b = prepare_batch(chunks, c.n_vocab);
+    const int64_t n = b.n_tokens();
 
     std::vector<float> x(size_t(n * E)), xn(size_t(n * E)), out(size_t(n * E));
-    for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_, tokens[t], &x[size_t(t * E)]);
+    for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_, b.token[size_t(t)], &x[size_t(t * E)]);
     for (int l = 0; l < c.n_layer; ++l) {
       const DeepSeekLayer& L = layers_[size_t(l)];
       for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.attn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
-      attention(L, l, xn.data(), n, pos0, cache, out.data());
+      attention(L, l, xn.data(), b, out.data());
       for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
       for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.ffn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
       if (L.dense) swiglu(L.dense, xn.data(), n, out.data());
       else moe(L, xn.data(), n, out.data());
       for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
     }
-    const int64_t first = all_logits ? 0 : n - 1;
-    for (int64_t t = first; t < n; ++t) rms_norm(&x[size_t(t * E)], output_norm_, E, c.rms_eps, &xn[size_t(t * E)]);
-    matmul(output_, &xn[size_t(first * E)], n - first, logits, pool_);
-    cache.set_n_past(int(pos0 + n));
+    const std::vector<int64_t> out_rows = b.logit_rows();
+    std::vector<float> xo(out_rows.size() * size_t(E));
+    for (size_t i = 0; i < out_rows.size(); ++i) rms_norm(&x[size_t(out_rows[i] * E)], output_norm_, E, c.rms_eps, &xo[i * size_t(E)]);
+    matmul(output_, xo.data(), int64_t(out_rows.size()), logits, pool_);
+    b.advance();
   }
 
   uint64_t weight_bytes_per_token() const override {
@@ -208,7 +207,8 @@ class DeepSeek : public Model {
   }
 
  private:
-  void attention(const DeepSeekLayer& L, int l, const float* xn, int64_t n, int64_t pos0, KvCache& cache, float* out) {
+  void attention(const DeepSeekLayer& L, int l, const float* xn, const Batch& b, float* out) {
+    const int64_t n = b.n_tokens();
     const MlaConfig& m = cfg_.mla;
     const int H = cfg_.n_head, nope = m.qk_nope_head_dim, rope_dims = m.qk_rope_head_dim, qk = nope + rope_dims;
     const int lora = m.kv_lora_rank, latent = lora + rope_dims, vd = m.v_head_dim;
@@ -228,8 +228,8 @@ class DeepSeek : public Model {
     matmul(L.kv_a, xn, n, kv.data(), pool_);
 
     for (int64_t t = 0; t < n; ++t) {
-      const int64_t pos = pos0 + t;
-      float* cached = cache.k(l, int(pos));  // [c_kv | k_pe]
+      const int pos = b.pos[size_t(t)];
+      float* cached = b.cache_of(t)->k(l, pos);  // [c_kv | k_pe]
       rms_norm(&kv[size_t(t) * latent], L.kv_a_norm, lora, cfg_.rms_eps, cached);
       std::copy_n(&kv[size_t(t) * latent + lora], rope_dims, cached + lora);
       rope(cached + lora, 1, rope_dims, pos, rope_, nullptr);
@@ -237,6 +237,7 @@ class DeepSeek : public Model {
     }
 
     // Per head: absorb k_b into the queries, attend over the latent cache, lift by v_b.
+    const KvRows rows = b.kv_rows(l);  // the latent rows serve as keys and as values
     std::vector<float> heads_out(size_t(n) * H * vd);
     auto per_head = [&](int64_t h0, int64_t h1) {
       std::vector<float> q_nope(size_t(n) * nope), q_cat(size_t(n) * latent), o_lat(size_t(n) * lora), v(size_t(n) * vd);
@@ -254,9 +255,11 @@ class DeepSeek : public Model {
           for (int64_t t = 0; t < n; ++t)
             matvec_transposed(L.k_b_transposed[size_t(h)], &q_nope[size_t(t * nope)], &q_cat[size_t(t * latent)]);
         }
-        for (int64_t t = 0; t < n; ++t)
-          attention_head(&q_cat[size_t(t * latent)], cache.k(l, 0), latent, cache.k(l, 0), latent, pos0 + t + 1, latent,
-                         lora, kq_scale_, &o_lat[size_t(t * lora)]);
+        for (int64_t t = 0; t < n; ++t) {
+          const std::vector<const float*>& kv = rows.k[b.chunk_of[size_t(t)]];
+          attention_head(&q_cat[size_t(t * latent)], kv.data(), 0, kv.data(), 0, b.pos[size_t(t)] + 1, latent, lora, kq_scale_,
+                         &o_lat[size_t(t * lora)]);
+        }
         matmul(L.v_b[size_t(h)], o_lat.data(), n, v.data(), nullptr);
         for (int64_t t = 0; t < n; ++t) std::copy_n(&v[size_t(t * vd)], vd, &heads_out[size_t((t * H + h) * vd)]);
       }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "runtime/kv_cache.h"
@@ -18,10 +19,24 @@ class Model {
   virtual ~Model() = default;
   virtual const ModelConfig& config() const = 0;
 
-  // Evaluates tokens[0..n) at positions cache.n_past() .. +n and advances the cache.
-  // logits receives n x n_vocab floats when all_logits, else the last row only.
-  // Throws Error if the tokens do not fit in the cache or an id is out of range.
-  virtual void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) = 0;
+  // Several sequences' tokens evaluated in one pass, so every weight is read once
+  // for the whole batch (continuous batching: decode steps of running sequences and
+  // chunks of new prompts together). Each chunk's tokens go at positions
+  // cache->n_past() .. +n, and the caches advance. logits receives, in chunk order,
+  // n rows for an all_logits chunk and 1 row (its last token) otherwise.
+  // Throws Error if a chunk does not fit in its cache or an id is out of range.
+  struct Chunk {
+    KvCache* cache;
+    const int32_t* tokens;
+    int64_t n;
+    bool all_logits = false;
+  };
+  virtual void forward_batch(const std::vector<Chunk>& chunks, float* logits) = 0;
+
+  // One sequence: logits receives n x n_vocab floats when all_logits, else the last row.
+  void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+    forward_batch({Chunk{&cache, tokens, n, all_logits}}, logits);
+  }
 
   // Weight bytes one decoded token reads (every matrix once, one embedding row):
   // the numerator of the decode roofline.
@@ -34,6 +49,12 @@ class Model {
   KvCache new_cache(int n_ctx) const {
     const ModelConfig& c = config();
     return KvCache(c.n_layer, n_ctx, c.cache_k_dim, c.cache_v_dim);
+  }
+  // A pool of KV blocks for many sequences, within a memory budget in bytes.
+  std::shared_ptr<KvBlockPool> new_block_pool(size_t budget_bytes) const {
+    const ModelConfig& c = config();
+    return std::make_shared<KvBlockPool>(c.n_layer, c.cache_k_dim, c.cache_v_dim,
+                                         budget_bytes / KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim));
   }
   void set_thread_pool(ThreadPool* pool) { pool_ = pool; }
 

@@ -14,6 +14,7 @@
 #include "model/architectures.h"
 #include "model/model.h"
 #include "model/weights.h"
+#include "runtime/batch.h"
 
 namespace jevons {
 namespace {
@@ -98,22 +99,19 @@ class Transformer : public Model {
     return 2.0 * double(cfg_.n_layer) * cfg_.n_head * double(cfg_.head_dim_k + cfg_.head_dim_v) * double(n_past + 1);
   }
 
-  void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) override {
+  void forward_batch(const std::vector<Chunk>& chunks, float* logits) override {
     const ModelConfig& c = cfg_;
-    const int64_t E = c.n_embd, pos0 = cache.n_past();
-    if (n <= 0) fail("forward: no tokens to evaluate");
-    if (pos0 + n > cache.n_ctx())
-      fail("the sequence needs {} positions but the context holds {} (use a larger -c)", pos0 + n, cache.n_ctx());
-    for (int64_t t = 0; t < n; ++t)
-      if (tokens[t] < 0 || tokens[t] >= c.n_vocab) fail("token id {} is outside the vocabulary (0..{})", tokens[t], c.n_vocab - 1);
+    const int64_t E = c.n_embd;
+    const Batch b = prepare_batch(chunks, c.n_vocab);
+    const int64_t n = b.n_tokens();
 
-    // Activations for all n tokens, row-major [n, dim].
+    // Activations for all n tokens of all chunks, row-major [n, dim].
     std::vector<float> x(size_t(n * E)), xn(size_t(n * E));
     std::vector<float> q(size_t(n * c.q_dim())), k(size_t(n * c.k_dim())), v(size_t(n * c.v_dim()));
     std::vector<float> attn(size_t(n) * c.n_head * c.head_dim_v), proj(size_t(n * E));
     std::vector<float> gate(size_t(n * c.n_ff)), up(size_t(n * c.n_ff));
 
-    for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_, tokens[t], &x[size_t(t * E)]);
+    for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_, b.token[size_t(t)], &x[size_t(t * E)]);
 
     const float kq_scale = 1.0f / std::sqrt(float(c.head_dim_k));
     const int group = c.n_head / c.n_head_kv;  // query heads sharing one kv head (GQA)
@@ -137,21 +135,23 @@ class Transformer : public Model {
           for (int h = 0; h < c.n_head; ++h) rms_norm(qt + h * c.head_dim_k, L.q_norm, c.head_dim_k, c.rms_eps, qt + h * c.head_dim_k);
           for (int h = 0; h < c.n_head_kv; ++h) rms_norm(kt + h * c.head_dim_k, L.k_norm, c.head_dim_k, c.rms_eps, kt + h * c.head_dim_k);
         }
-        rope(qt, c.n_head, c.head_dim_k, pos0 + t, c.rope, rope_freqs_);
-        rope(kt, c.n_head_kv, c.head_dim_k, pos0 + t, c.rope, rope_freqs_);
-        std::copy(kt, kt + c.k_dim(), cache.k(l, int(pos0 + t)));
-        std::copy(vt, vt + c.v_dim(), cache.v(l, int(pos0 + t)));
+        const int pos = b.pos[size_t(t)];
+        KvCache& cache = *b.cache_of(t);
+        rope(qt, c.n_head, c.head_dim_k, pos, c.rope, rope_freqs_);
+        rope(kt, c.n_head_kv, c.head_dim_k, pos, c.rope, rope_freqs_);
+        std::copy(kt, kt + c.k_dim(), cache.k(l, pos));
+        std::copy(vt, vt + c.v_dim(), cache.v(l, pos));
       }
-      // Each (token, head) attends over the cache up to its own position (causal).
+      // Each (token, head) attends over its own sequence up to its own position (causal).
+      const KvRows rows = b.kv_rows(l);
       auto heads = [&](int64_t begin, int64_t end) {
         for (int64_t th = begin; th < end; ++th) {
           const int64_t t = th / c.n_head;
           const int h = int(th % c.n_head), kvh = h / group;
-          attention_head(&q[size_t(t * c.q_dim() + h * c.head_dim_k)],
-                         cache.k(l, 0) + kvh * c.head_dim_k, c.k_dim(),
-                         cache.v(l, 0) + kvh * c.head_dim_v, c.v_dim(),
-                         pos0 + t + 1, c.head_dim_k, c.head_dim_v, kq_scale,
-                         &attn[size_t((t * c.n_head + h) * c.head_dim_v)]);
+          const size_t s = b.chunk_of[size_t(t)];
+          attention_head(&q[size_t(t * c.q_dim() + h * c.head_dim_k)], rows.k[s].data(), int64_t(kvh) * c.head_dim_k,
+                         rows.v[s].data(), int64_t(kvh) * c.head_dim_v, b.pos[size_t(t)] + 1, c.head_dim_k, c.head_dim_v,
+                         kq_scale, &attn[size_t((t * c.n_head + h) * c.head_dim_v)]);
         }
       };
       if (pool_) pool_->parallel_for(n * c.n_head, heads);
@@ -168,11 +168,12 @@ class Transformer : public Model {
       for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
     }
 
-    // --- output: final norm and the vocabulary projection, only for rows asked for ---
-    const int64_t first = all_logits ? 0 : n - 1;
-    for (int64_t t = first; t < n; ++t) rms_norm(&x[size_t(t * E)], output_norm_, E, c.rms_eps, &xn[size_t(t * E)]);
-    matmul(output_, &xn[size_t(first * E)], n - first, logits, pool_);
-    cache.set_n_past(int(pos0 + n));
+    // --- output: final norm and the vocabulary projection, only for the rows asked for ---
+    const std::vector<int64_t> out_rows = b.logit_rows();
+    std::vector<float> xo(out_rows.size() * size_t(E));
+    for (size_t i = 0; i < out_rows.size(); ++i) rms_norm(&x[size_t(out_rows[i] * E)], output_norm_, E, c.rms_eps, &xo[i * size_t(E)]);
+    matmul(output_, xo.data(), int64_t(out_rows.size()), logits, pool_);
+    b.advance();
   }
 
  private:

@@ -1,33 +1,88 @@
-// Per-sequence key/value cache: for every layer and position, the key vector
-// (k_dim floats) and value vector (v_dim floats) that attention reads back.
+// The KV cache, paged: keys and values live in fixed-size blocks of
+// kBlockTokens positions taken from a pool (vLLM's PagedAttention layout), so many
+// sequences share one memory budget and a finished sequence frees its blocks at once.
+// A KvCache is one sequence's block table. Standalone caches own a private pool.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace jevons {
 
-class KvCache {
+class KvBlockPool {
  public:
-  KvCache(int n_layer, int n_ctx, int k_dim, int v_dim)
-      : n_layer_(n_layer), n_ctx_(n_ctx), k_dim_(k_dim), v_dim_(v_dim),
-        k_(size_t(n_layer) * size_t(n_ctx) * size_t(k_dim)), v_(size_t(n_layer) * size_t(n_ctx) * size_t(v_dim)) {}
+  static constexpr int kBlockTokens = 16;
 
-  int n_ctx() const { return n_ctx_; }
+  KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks);
+  static size_t block_bytes(int n_layer, int k_dim, int v_dim) {
+    return size_t(kBlockTokens) * size_t(n_layer) * size_t(k_dim + v_dim) * sizeof(float);
+  }
+
+  // -1 when the pool is exhausted. Thread-safe.
+  int allocate();
+  void release(int block);
+  size_t total_blocks() const { return n_blocks_; }
+  size_t free_blocks() const;
+  size_t used_blocks() const { return n_blocks_ - free_blocks(); }
+  size_t bytes() const { return storage_.size() * sizeof(float); }
+
+  // Layout of a block: K for [layer][slot][k_dim], then V for [layer][slot][v_dim].
+  float* k(int block, int layer, int slot) {
+    return storage_.data() + size_t(block) * block_floats_ + (size_t(layer) * kBlockTokens + size_t(slot)) * size_t(k_dim_);
+  }
+  float* v(int block, int layer, int slot) {
+    return storage_.data() + size_t(block) * block_floats_ + size_t(n_layer_) * kBlockTokens * size_t(k_dim_) +
+           (size_t(layer) * kBlockTokens + size_t(slot)) * size_t(v_dim_);
+  }
+  int n_layer() const { return n_layer_; }
   int k_dim() const { return k_dim_; }
   int v_dim() const { return v_dim_; }
+
+ private:
+  int n_layer_, k_dim_, v_dim_;
+  size_t n_blocks_, block_floats_;
+  std::vector<float> storage_;
+  mutable std::mutex mu_;
+  std::vector<int> free_;
+};
+
+class KvCache {
+ public:
+  // A standalone cache for up to n_ctx positions (its own pool, fully reserved).
+  KvCache(int n_layer, int n_ctx, int k_dim, int v_dim);
+  // A sequence drawing blocks from a shared pool as it grows, up to n_ctx positions.
+  KvCache(std::shared_ptr<KvBlockPool> pool, int n_ctx);
+  ~KvCache();
+  KvCache(KvCache&&) noexcept;
+  KvCache& operator=(KvCache&&) = delete;
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  int n_ctx() const { return n_ctx_; }
+  int k_dim() const { return pool_->k_dim(); }
+  int v_dim() const { return pool_->v_dim(); }
   // Positions already filled (the next token goes at n_past()).
   int n_past() const { return n_past_; }
   void set_n_past(int n) { n_past_ = n; }
-  void clear() { n_past_ = 0; }
+  // Forgets the sequence and gives its blocks back to a shared pool.
+  void clear();
+  // Makes room for positions [0, n_positions); false if the pool ran out of blocks
+  // (nothing is taken then) or n_positions exceeds n_ctx.
+  bool reserve(int n_positions);
+  size_t blocks_held() const { return table_.size(); }
 
-  float* k(int layer, int pos) { return k_.data() + (size_t(layer) * size_t(n_ctx_) + size_t(pos)) * size_t(k_dim_); }
-  float* v(int layer, int pos) { return v_.data() + (size_t(layer) * size_t(n_ctx_) + size_t(pos)) * size_t(v_dim_); }
-  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+  float* k(int layer, int pos) { return pool_->k(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
+  float* v(int layer, int pos) { return pool_->v(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
+  size_t bytes() const { return table_.size() * KvBlockPool::block_bytes(pool_->n_layer(), k_dim(), v_dim()); }
 
  private:
-  int n_layer_, n_ctx_, k_dim_, v_dim_;
+  void release_all();
+  std::shared_ptr<KvBlockPool> pool_;
+  int n_ctx_;
   int n_past_ = 0;
-  std::vector<float> k_, v_;
+  bool standalone_;
+  std::vector<int> table_;
 };
 
 }  // namespace jevons

@@ -98,8 +98,10 @@ class Tokenizer {
   std::string piece(int32_t id) const;
   // The pieces joined (raw bytes, not UTF-8-checked). If the sequence starts
   // with BOS and the vocabulary adds a space prefix (SentencePiece), the
-  // first non-empty piece after BOS loses one leading space, as llama2.c and
-  // HF's decode do: decode(encode(x, true)) == x.
+  // first non-empty piece after BOS loses one leading space, as in llama2.c:
+  // decode(encode(x, true)) == x. Without BOS the prefix space stays. Unlike
+  // llama.cpp's detokenize, no clean_up_tokenization_spaces pass (" ," -> ",")
+  // is applied, so byte-level vocabularies round-trip exactly.
   std::string decode(const std::vector<int32_t>& ids) const;
 
  private:

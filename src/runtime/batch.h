@@ -1,0 +1,37 @@
+// The bookkeeping of one batched forward pass: which sequence and position each
+// token belongs to, where each sequence's KV rows are, which rows need logits.
+// Shared by every architecture's forward_batch.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/model.h"
+
+namespace jevons {
+
+// Per sequence, pointers to its cached K and V rows of one layer, positions 0..end.
+struct KvRows {
+  std::vector<std::vector<const float*>> k, v;
+};
+
+struct Batch {
+  const std::vector<Model::Chunk>* chunks = nullptr;
+  std::vector<int32_t> token;     // per token
+  std::vector<int> pos;           // per token: its position in its sequence
+  std::vector<size_t> chunk_of;   // per token: index of its chunk
+
+  int64_t n_tokens() const { return int64_t(token.size()); }
+  KvCache* cache_of(int64_t t) const { return (*chunks)[chunk_of[size_t(t)]].cache; }
+  // K/V row pointers of every chunk for `layer`, through the end of this batch.
+  KvRows kv_rows(int layer) const;
+  // The token rows whose logits are wanted, in output order.
+  std::vector<int64_t> logit_rows() const;
+  // Advances every chunk's cache past its tokens (after a successful forward).
+  void advance() const;
+};
+
+// Validates the chunks (ids in range, room in each cache, reserving KV blocks) and
+// lays out the batch. Throws Error with an actionable message.
+Batch prepare_batch(const std::vector<Model::Chunk>& chunks, int n_vocab);
+
+}  // namespace jevons
