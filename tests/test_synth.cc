@@ -15,7 +15,9 @@ namespace jevons {
 namespace {
 
 // A qwen2-shaped toy: biases, GQA, tied embeddings, vocab padded from 512 to 600.
-const Preset kTiny = {"tiny", "test", "qwen2", 64, 2, 4, 2, 16, 96, 600, 256, 10000.0f, 1e-6f, true};
+const Preset kTiny = {.name = "tiny", .description = "test", .arch = "qwen2", .n_embd = 64, .n_layer = 2, .n_head = 4,
+                      .n_head_kv = 2, .head_dim = 16, .n_ff = 96, .n_vocab = 600, .n_ctx = 256, .rms_eps = 1e-6f,
+                      .tied_embeddings = true};
 
 std::string tmp(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("jevons_synth_" + std::to_string(::getpid()) + "_" + name)).string();
@@ -89,6 +91,33 @@ TEST(Synth, KQuantsFallBackOnShortRows) {
   std::filesystem::remove(path);
 }
 
+// A DeepSeek-shaped toy (MLA with q-LoRA, sigmoid group routing) loads and runs.
+TEST(Synth, DeepSeekShapesLoadAndRun) {
+  const Preset tiny_ds = {.name = "tiny-ds", .description = "test", .arch = "deepseek2", .n_embd = 64, .n_layer = 3,
+                          .n_head = 4, .n_ff = 96, .n_vocab = 512, .n_ctx = 256, .rms_eps = 1e-6f, .q_lora_rank = 32,
+                          .kv_lora_rank = 32, .qk_nope = 16, .qk_rope = 8, .v_head = 16, .n_expert = 8, .n_expert_used = 2,
+                          .n_shared = 1, .n_ff_expert = 32, .first_dense = 1, .n_group = 4, .topk_group = 2,
+                          .sigmoid_gating = true, .norm_topk = true, .routed_scale = 2.5f, .yarn_factor = 4.0f,
+                          .yarn_mscale_all_dim = 1.0f, .yarn_orig_ctx = 64};
+  const std::string path = tmp("ds.gguf");
+  SynthOptions o = options(TensorType::Q8_0, 2, path);
+  o.preset = &tiny_ds;
+  synthesize(o);
+  auto f = GgufFile::open(path);
+  auto model = load_model(*f);
+  const ModelConfig& c = model->config();
+  EXPECT_TRUE(c.is_mla());
+  EXPECT_EQ(c.moe.n_expert, 8);
+  EXPECT_EQ(c.moe.gating, MoeGating::kSigmoid);
+  EXPECT_EQ(c.kv_bytes_per_token(), size_t(3) * (32 + 8) * 4);  // latent + rope key only
+  KvCache cache = model->new_cache(8);
+  std::vector<float> logits(512);
+  const int32_t ids[3] = {1, 403, 407};
+  model->forward(cache, ids, 3, logits.data(), false);
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+  std::filesystem::remove(path);
+}
+
 TEST(Synth, RejectsAVocabLargerThanThePreset) {
   SynthOptions o = options(TensorType::Q8_0, 1, tmp("big.gguf"));
   o.vocab_path = test::shared_dir() + "/tokenizers/vocab/ggml-vocab-gpt-2.gguf";  // 50257 > 600
@@ -98,12 +127,21 @@ TEST(Synth, RejectsAVocabLargerThanThePreset) {
 
 TEST(Synth, PresetsHaveConsistentShapes) {
   for (const Preset& p : presets()) {
-    EXPECT_EQ(p.n_head % p.n_head_kv, 0) << p.name;
-    EXPECT_EQ(p.head_dim % 2, 0) << p.name;
+    if (std::string(p.arch) == "deepseek2") {
+      EXPECT_GT(p.kv_lora_rank, 0) << p.name;
+      EXPECT_EQ(p.qk_rope % 2, 0) << p.name;
+      EXPECT_EQ(p.n_expert % p.n_group, 0) << p.name;
+      EXPECT_LE(p.n_expert_used, p.topk_group * (p.n_expert / p.n_group)) << p.name;
+    } else {
+      ASSERT_GT(p.n_head_kv, 0) << p.name;
+      EXPECT_EQ(p.n_head % p.n_head_kv, 0) << p.name;
+      EXPECT_EQ(p.head_dim % 2, 0) << p.name;
+    }
     EXPECT_NE(find_preset(p.name), nullptr);
   }
   EXPECT_EQ(find_preset("nope"), nullptr);
-  EXPECT_EQ(presets().size(), 5u);
+  EXPECT_NE(find_preset("deepseek-v2-lite"), nullptr);
+  EXPECT_NE(find_preset("deepseek-v3-mini"), nullptr);
 }
 
 }  // namespace

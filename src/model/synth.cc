@@ -112,11 +112,36 @@ SynthResult synthesize(const SynthOptions& o) {
   w.set_u32(a + "feed_forward_length", uint32_t(p.n_ff));
   w.set_u32(a + "attention.head_count", uint32_t(p.n_head));
   w.set_u32(a + "attention.head_count_kv", uint32_t(p.n_head_kv));
-  if (p.head_dim * p.n_head != p.n_embd) {
+  const bool deepseek = std::string(p.arch) == "deepseek2";
+  if (deepseek) {  // llama.cpp's current MLA layout: the cache holds the latent + RoPE key
+    w.set_u32(a + "attention.head_count_kv", 1);
+    w.set_u32(a + "attention.key_length", uint32_t(p.kv_lora_rank + p.qk_rope));
+    w.set_u32(a + "attention.value_length", uint32_t(p.kv_lora_rank));
+    w.set_u32(a + "attention.key_length_mla", uint32_t(p.qk_nope + p.qk_rope));
+    w.set_u32(a + "attention.value_length_mla", uint32_t(p.v_head));
+    w.set_u32(a + "attention.q_lora_rank", uint32_t(p.q_lora_rank));
+    w.set_u32(a + "attention.kv_lora_rank", uint32_t(p.kv_lora_rank));
+    w.set_u32(a + "expert_count", uint32_t(p.n_expert));
+    w.set_u32(a + "expert_used_count", uint32_t(p.n_expert_used));
+    w.set_u32(a + "expert_shared_count", uint32_t(p.n_shared));
+    w.set_u32(a + "expert_feed_forward_length", uint32_t(p.n_ff_expert));
+    w.set_u32(a + "leading_dense_block_count", uint32_t(p.first_dense));
+    w.set_u32(a + "expert_group_count", uint32_t(p.n_group));
+    w.set_u32(a + "expert_group_used_count", uint32_t(p.topk_group));
+    w.set_u32(a + "expert_gating_func", p.sigmoid_gating ? 2 : 1);
+    w.set_bool(a + "expert_weights_norm", p.norm_topk);
+    w.set_f32(a + "expert_weights_scale", p.routed_scale);
+    if (p.yarn_factor > 0) {
+      w.set_string(a + "rope.scaling.type", "yarn");
+      w.set_f32(a + "rope.scaling.factor", p.yarn_factor);
+      w.set_u32(a + "rope.scaling.original_context_length", uint32_t(p.yarn_orig_ctx));
+      w.set_f32(a + "rope.scaling.yarn_log_multiplier", 0.1f * p.yarn_mscale_all_dim);
+    }
+  } else if (p.head_dim * p.n_head != p.n_embd) {
     w.set_u32(a + "attention.key_length", uint32_t(p.head_dim));
     w.set_u32(a + "attention.value_length", uint32_t(p.head_dim));
   }
-  w.set_u32(a + "rope.dimension_count", uint32_t(p.head_dim));
+  w.set_u32(a + "rope.dimension_count", uint32_t(deepseek ? p.qk_rope : p.head_dim));
   w.set_f32(a + "rope.freq_base", p.rope_base);
   w.set_f32(a + "attention.layer_norm_rms_epsilon", p.rms_eps);
   copy_vocab(w, *vocab, p.n_vocab);
@@ -133,16 +158,21 @@ SynthResult synthesize(const SynthOptions& o) {
 
   // Every value is a function of (seed, tensor name, row), so files are identical
   // whatever the thread count.
-  auto add_matrix = [&](const std::string& name, int64_t cols, int64_t rows, float stddev) {
-    TensorType t = o.type;
+  auto add_weights = [&](const std::string& name, std::vector<int64_t> dims, float stddev,
+                         TensorType force_type = TensorType::Q8_K /* = none */) {
+    const int64_t cols = dims[0];
+    int64_t rows = 1;
+    for (size_t k = 1; k < dims.size(); ++k) rows *= dims[k];
+    TensorType t = force_type != TensorType::Q8_K ? force_type : o.type;
     if (cols % type_traits(t).block_size != 0) {
       t = fallback_type(t);
+      if (cols % type_traits(t).block_size != 0) t = TensorType::F16;  // nothing block-based fits
       ++fallbacks[fmt::format("{} -> {} (row length {})", type_name(o.type), type_name(t), cols)];
     }
     result.parameters += cols * rows;
     ++n_tensors;
     const uint64_t tensor_seed = splitmix64(o.seed ^ hash_name(name));
-    w.add_tensor_generated(name, t, {cols, rows}, [=, &pool](uint8_t* out, size_t) {
+    w.add_tensor_generated(name, t, dims, [=, &pool](uint8_t* out, size_t) {
       const TypeTraits& tr = type_traits(t);
       const size_t row_bytes = jevons::row_bytes(t, cols);
       const float scale = stddev * std::sqrt(3.0f);  // uniform(-scale, scale) has this stddev
@@ -160,6 +190,9 @@ SynthResult synthesize(const SynthOptions& o) {
       report();
     });
   };
+  auto add_matrix = [&](const std::string& name, int64_t cols, int64_t rows, float stddev) {
+    add_weights(name, {cols, rows}, stddev);
+  };
   auto add_vector = [&](const std::string& name, std::vector<float> v) {
     result.parameters += int64_t(v.size());
     ++n_tensors;
@@ -176,7 +209,42 @@ SynthResult synthesize(const SynthOptions& o) {
   if (p.llama3_factor > 0)
     add_vector("rope_freqs.weight", llama3_rope_freqs(p.head_dim, p.rope_base, p.llama3_factor, p.llama3_low_freq,
                                                     p.llama3_high_freq, p.llama3_orig_ctx));
-  for (int l = 0; l < p.n_layer; ++l) {
+  for (int l = 0; l < p.n_layer && deepseek; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const int64_t H = p.n_head, qk = p.qk_nope + p.qk_rope;
+    add_vector(b + "attn_norm.weight", std::vector<float>(size_t(E), 1.0f));
+    if (p.q_lora_rank > 0) {
+      add_matrix(b + "attn_q_a.weight", E, p.q_lora_rank, 0.02f);
+      add_vector(b + "attn_q_a_norm.weight", std::vector<float>(size_t(p.q_lora_rank), 1.0f));
+      add_matrix(b + "attn_q_b.weight", p.q_lora_rank, H * qk, 0.02f);
+    } else {
+      add_matrix(b + "attn_q.weight", E, H * qk, 0.02f);
+    }
+    add_matrix(b + "attn_kv_a_mqa.weight", E, p.kv_lora_rank + p.qk_rope, 0.02f);
+    add_vector(b + "attn_kv_a_norm.weight", std::vector<float>(size_t(p.kv_lora_rank), 1.0f));
+    add_weights(b + "attn_k_b.weight", {p.qk_nope, p.kv_lora_rank, H}, 0.02f);
+    add_weights(b + "attn_v_b.weight", {p.kv_lora_rank, p.v_head, H}, 0.02f);
+    add_matrix(b + "attn_output.weight", H * p.v_head, E, 0.02f);
+    add_vector(b + "ffn_norm.weight", std::vector<float>(size_t(E), 1.0f));
+    if (l < p.first_dense) {
+      add_matrix(b + "ffn_gate.weight", E, p.n_ff, 0.02f);
+      add_matrix(b + "ffn_up.weight", E, p.n_ff, 0.02f);
+      add_matrix(b + "ffn_down.weight", p.n_ff, E, 0.02f);
+      continue;
+    }
+    // Router: random (so tokens spread over experts as in a trained model), F32 as llama.cpp keeps it.
+    add_weights(b + "ffn_gate_inp.weight", {E, p.n_expert}, 0.02f, TensorType::F32);
+    if (p.sigmoid_gating) add_vector(b + "exp_probs_b.bias", std::vector<float>(size_t(p.n_expert), 0.0f));
+    add_weights(b + "ffn_gate_exps.weight", {E, p.n_ff_expert, p.n_expert}, 0.02f);
+    add_weights(b + "ffn_up_exps.weight", {E, p.n_ff_expert, p.n_expert}, 0.02f);
+    add_weights(b + "ffn_down_exps.weight", {p.n_ff_expert, E, p.n_expert}, 0.02f);
+    if (p.n_shared > 0) {
+      add_matrix(b + "ffn_gate_shexp.weight", E, int64_t(p.n_ff_expert) * p.n_shared, 0.02f);
+      add_matrix(b + "ffn_up_shexp.weight", E, int64_t(p.n_ff_expert) * p.n_shared, 0.02f);
+      add_matrix(b + "ffn_down_shexp.weight", int64_t(p.n_ff_expert) * p.n_shared, E, 0.02f);
+    }
+  }
+  for (int l = 0; l < p.n_layer && !deepseek; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     add_vector(b + "attn_norm.weight", std::vector<float>(size_t(E), 1.0f));
     add_matrix(b + "attn_q.weight", E, q_dim, 0.02f);
