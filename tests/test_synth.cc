@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "formats/gguf_writer.h"
 #include "model/model.h"
 #include "model/synth.h"
 #include "test_util.h"
@@ -142,6 +143,45 @@ TEST(Synth, PresetsHaveConsistentShapes) {
   EXPECT_EQ(find_preset("nope"), nullptr);
   EXPECT_NE(find_preset("deepseek-v2-lite"), nullptr);
   EXPECT_NE(find_preset("deepseek-v3-mini"), nullptr);
+}
+
+}  // namespace
+}  // namespace jevons
+
+namespace jevons {
+namespace {
+
+// The check: DeepSeek-V3's KV cache is (kv_lora_rank 512 + rope 64) x element
+// size x 61 layers per token (metadata as llama.cpp writes it for the real model).
+TEST(Synth, DeepSeekV3KvBytesPerToken) {
+  GgufWriter w;
+  const std::string a = "deepseek2.";
+  w.set_string("general.architecture", "deepseek2");
+  w.set_u32(a + "block_count", 61);
+  w.set_u32(a + "embedding_length", 7168);
+  w.set_u32(a + "feed_forward_length", 18432);
+  w.set_u32(a + "attention.head_count", 128);
+  w.set_u32(a + "attention.head_count_kv", 1);
+  w.set_u32(a + "attention.key_length", 576);
+  w.set_u32(a + "attention.value_length", 512);
+  w.set_u32(a + "attention.key_length_mla", 192);
+  w.set_u32(a + "attention.value_length_mla", 128);
+  w.set_u32(a + "attention.q_lora_rank", 1536);
+  w.set_u32(a + "attention.kv_lora_rank", 512);
+  w.set_u32(a + "rope.dimension_count", 64);
+  w.set_u32(a + "expert_count", 256);
+  w.set_u32(a + "expert_used_count", 8);
+  w.set_u32(a + "expert_feed_forward_length", 2048);
+  w.set_u32(a + "expert_group_count", 8);
+  w.set_u32(a + "expert_group_used_count", 4);
+  const std::string path = tmp("v3meta.gguf");
+  w.write(path);
+  auto f = GgufFile::open(path);
+  const ModelConfig c = read_config(*f);
+  EXPECT_EQ(c.kv_bytes_per_token(), size_t(512 + 64) * sizeof(float) * 61);
+  EXPECT_EQ(c.mla.qk_nope_head_dim, 128);
+  EXPECT_EQ(c.mla.v_head_dim, 128);
+  std::filesystem::remove(path);
 }
 
 }  // namespace

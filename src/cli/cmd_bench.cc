@@ -72,6 +72,18 @@ double machine_bandwidth_gbs(int threads, bool reprobe) {
   return gbs;
 }
 
+// Resident and peak resident memory of this process (kB from /proc/self/status).
+std::pair<double, double> resident_gib() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  double rss = 0, hwm = 0;
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = std::stod(line.substr(6)) / (1024.0 * 1024.0);
+    if (line.rfind("VmHWM:", 0) == 0) hwm = std::stod(line.substr(6)) / (1024.0 * 1024.0);
+  }
+  return {rss, hwm};
+}
+
 // Name of the type holding most of the weight bytes (e.g. "q4_0").
 std::string dominant_type(const ModelSource& f) {
   std::map<std::string, size_t> bytes;
@@ -149,6 +161,12 @@ void run_bench(const BenchOptions& o) {
                    {"achieved_gbs", achieved_gbs}, {"bandwidth_gbs", bandwidth},
                    {"roofline_pct", 100.0 * achieved_gbs / bandwidth}};
   }
+  // Weights are memory-mapped: resident memory is what the runs actually touched
+  // (for MoE, only the experts that were routed to).
+  size_t file_bytes = 0;
+  for (const GgufTensor* t : m.file->tensor_list()) file_bytes += t->nbytes;
+  const auto [rss, peak] = resident_gib();
+  j["memory"] = {{"weights_gib", double(file_bytes) / (1024.0 * 1024.0 * 1024.0)}, {"resident_gib", rss}, {"peak_resident_gib", peak}};
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
@@ -168,6 +186,8 @@ void run_bench(const BenchOptions& o) {
                 d["tokens_per_s_max"].get<double>(), double(bytes_per_token) / 1e6, d["achieved_gbs"].get<double>(),
                 bandwidth, d["roofline_pct"].get<double>());
   }
+  std::printf("memory: weights %.2f GiB (memory-mapped), resident %.2f GiB, peak %.2f GiB\n", j["memory"]["weights_gib"].get<double>(),
+              rss, peak);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "formats/hf_model.h"
 
 namespace jevons::cli {
 namespace {
@@ -16,10 +17,14 @@ std::string human_bytes(double b) {
 }
 
 void inspect(const std::string& path, bool all_tensors) {
-  auto file = GgufFile::open(path);
-  std::printf("file: %s\nGGUF version %u, %zu metadata keys, %zu tensors, alignment %u, data at offset %zu, %s\n\n",
-              path.c_str(), file->version(), file->metadata().size(), file->tensors().size(), file->alignment(),
-              file->data_offset(), human_bytes(double(file->file_size())).c_str());
+  auto file = open_model_source(path);
+  if (const auto* g = dynamic_cast<const GgufFile*>(file.get()))
+    std::printf("file: %s\nGGUF version %u, %zu metadata keys, %zu tensors, alignment %u, data at offset %zu, %s\n\n",
+                path.c_str(), g->version(), g->metadata().size(), g->tensors().size(), g->alignment(), g->data_offset(),
+                human_bytes(double(g->file_size())).c_str());
+  else
+    std::printf("Hugging Face directory: %s (config.json and tokenizer shown as GGUF keys, tensors under GGUF names)\n\n",
+                path.c_str());
   std::printf("metadata:\n");
   for (const auto& [key, value] : file->metadata())
     std::printf("  %-44s %s\n", key.c_str(), value.to_string().c_str());
@@ -29,16 +34,17 @@ void inspect(const std::string& path, bool all_tensors) {
   size_t bytes = 0;
   std::map<std::string, int> per_type;
   size_t shown = 0;
-  for (const GgufTensor& t : file->tensors()) {
-    params += t.n_elements;
-    bytes += t.nbytes;
-    ++per_type[type_name(t.type)];
+  const std::vector<const GgufTensor*> tensors = file->tensor_list();
+  for (const GgufTensor* t : tensors) {
+    params += t->n_elements;
+    bytes += t->nbytes;
+    ++per_type[type_name(t->type)];
     if (all_tensors || shown < 64) {
-      std::printf("  %-40s %-6s %-22s %12zu\n", t.name.c_str(), type_name(t.type), t.shape_string().c_str(), t.nbytes);
+      std::printf("  %-40s %-7s %-22s %12zu\n", t->name.c_str(), type_name(t->type), t->shape_string().c_str(), t->nbytes);
       ++shown;
     }
   }
-  if (shown < file->tensors().size()) std::printf("  ... %zu more (--all to list them)\n", file->tensors().size() - shown);
+  if (shown < tensors.size()) std::printf("  ... %zu more (--all to list them)\n", tensors.size() - shown);
   std::string types;
   for (auto& [n, c] : per_type) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", n, c);
   std::printf("\nparameters: %lld (%.3f B), weights %s, types: %s\n", (long long)params, double(params) / 1e9,
@@ -52,6 +58,13 @@ void inspect(const std::string& path, bool all_tensors) {
                 c.arch.c_str(), c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim_k, c.n_ff, c.n_vocab, c.n_ctx_train);
     std::printf("KV cache: %zu bytes per token (f32), %s at the default context of %d\n", c.kv_bytes_per_token(),
                 human_bytes(double(c.kv_bytes_per_token()) * default_context(c)).c_str(), default_context(c));
+    if (c.is_mla())
+      std::printf("MLA: the cache holds the %d-dim latent + %d-dim RoPE key per layer = (%d + %d) x 4 bytes x %d layers\n",
+                  c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.n_layer);
+    if (c.moe.n_expert > 0)
+      std::printf("MoE: %d routed experts (top %d) + %d shared; weights read per token: %s of %s\n", c.moe.n_expert,
+                  c.moe.n_expert_used, c.moe.n_shared, human_bytes(double(model->weight_bytes_per_token())).c_str(),
+                  human_bytes(double(bytes)).c_str());
   }
 }
 
@@ -64,7 +77,7 @@ void add_inspect_command(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   CLI::App* c = app.add_subcommand("inspect", "Show a model file's metadata, tensor table, parameter count and KV cache bytes per token");
-  c->add_option("model", o->model, "Model file (GGUF)")->required();
+  c->add_option("model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
   c->add_flag("--all", o->all, "List every tensor (default: the first 64)");
   c->callback([o] { inspect(o->model, o->all); });
 }

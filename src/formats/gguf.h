@@ -84,6 +84,8 @@ class ModelSource {
   virtual const GgufTensor* find_tensor(std::string_view name) const = 0;
   // Every tensor, in file order (GGUF) or name order (safetensors).
   virtual std::vector<const GgufTensor*> tensor_list() const = 0;
+  // Every metadata key/value, in file order.
+  virtual const std::vector<std::pair<std::string, GgufValue>>& metadata() const = 0;
 
   uint64_t get_uint(std::string_view key) const;  // any non-negative integer type
   double get_float(std::string_view key) const;    // any float or integer type
@@ -109,7 +111,7 @@ class GgufFile : public ModelSource {
   size_t data_offset() const { return data_offset_; }
 
   // Metadata in file order.
-  const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }
+  const std::vector<std::pair<std::string, GgufValue>>& metadata() const override { return kv_; }
   const GgufValue* find(std::string_view key) const override;
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }

@@ -29,7 +29,7 @@ class HfModel : public ModelSource {
   const GgufTensor* find_tensor(std::string_view name) const override;
   std::vector<const GgufTensor*> tensor_list() const override;
 
-  const std::vector<std::pair<std::string, GgufValue>>& metadata() const { return kv_; }
+  const std::vector<std::pair<std::string, GgufValue>>& metadata() const override { return kv_; }
   const std::map<std::string, GgufTensor, std::less<>>& tensors() const { return tensors_; }
   // Bytes held outside the safetensors maps (quantize-on-load arena, converted scales).
   size_t owned_bytes() const { return owned_bytes_; }
