@@ -42,5 +42,6 @@ void add_meter_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
 
 }  // namespace jevons::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   jevons::cli::add_synth_command(app);
   jevons::cli::add_bench_command(app);
   jevons::cli::add_convert_command(app);
+  jevons::cli::add_chat_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
