@@ -13,6 +13,8 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/bandwidth.h"
+#include "meter/cli_options.h"
+#include "meter/meter.h"
 
 namespace jevons::cli {
 namespace {
@@ -21,7 +23,8 @@ struct BenchOptions {
   std::string model;
   int n_prompt = 512, n_gen = 128, threads = 0, reps = 5;
   bool json = false, reprobe = false;
-  std::string quant;
+  std::string quant, energy_log;
+  meter::Overrides meter;
 };
 
 struct Stats {
@@ -93,6 +96,7 @@ std::string dominant_type(const ModelSource& f) {
 
 void run_bench(const BenchOptions& o) {
   using clock = std::chrono::steady_clock;
+  const meter::MeterConfig meter_config = meter::resolve_config(o.meter);  // bad settings fail before the load
   LoadedModel m = load(o.model, true, o.quant);
   Model& model = *m.model;
   const ModelConfig& cfg = model.config();
@@ -113,30 +117,46 @@ void run_bench(const BenchOptions& o) {
     cache.clear();
   }
 
+  // Energy over all repetitions: prefill and decode phases, nothing in between.
+  meter::Meter meter(meter_config);
+  if (!o.energy_log.empty()) meter.start_log(o.energy_log);
+  meter::Span span = meter.span();
+  const uint64_t weight_bytes = model.weight_bytes_per_token();
+  auto forward = [&](const int32_t* ids, int64_t n) {
+    meter.add_memory_traffic(meter::forward_traffic_bytes(weight_bytes, cfg.kv_bytes_per_token(), cache.n_past(), n));
+    model.forward(cache, ids, n, logits.data(), false);
+  };
+
   std::vector<double> prefill_tps, decode_tps;
   for (int r = 0; r < o.reps; ++r) {
     if (o.n_prompt > 0) {
       std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
       for (int32_t& t : prompt) t = any_token(rng);
       cache.clear();
+      span.mark(meter::Phase::Prefill);
       const auto t0 = clock::now();
-      model.forward(cache, prompt.data(), int64_t(prompt.size()), logits.data(), false);
+      forward(prompt.data(), int64_t(prompt.size()));
       prefill_tps.push_back(o.n_prompt / std::chrono::duration<double>(clock::now() - t0).count());
+      span.mark(meter::Phase::Idle);
     }
     if (o.n_gen > 0) {
       cache.clear();
       int32_t tok = any_token(rng);
+      span.mark(meter::Phase::Decode);
       const auto t0 = clock::now();
       for (int k = 0; k < o.n_gen; ++k) {
-        model.forward(cache, &tok, 1, logits.data(), false);
+        forward(&tok, 1);
         tok = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
       }
       decode_tps.push_back(o.n_gen / std::chrono::duration<double>(clock::now() - t0).count());
+      span.mark(meter::Phase::Idle);
     }
     if (!o.json) std::fprintf(stderr, "[bench] run %d/%d done\n", r + 1, o.reps);
   }
 
-  const uint64_t bytes_per_token = model.weight_bytes_per_token();
+  const meter::EnergyReport energy = span.finish(int64_t(o.n_prompt) * o.reps, int64_t(o.n_gen) * o.reps);
+  meter.stop_log();
+  const uint64_t bytes_per_token = weight_bytes;
   const double bandwidth = o.n_gen > 0 ? machine_bandwidth_gbs(threads, o.reprobe) : 0.0;
   double prefill_flops = model.matmul_flops_per_token() * o.n_prompt;
   for (int p = 0; p < o.n_prompt; ++p) prefill_flops += model.attention_flops(p);
@@ -166,6 +186,7 @@ void run_bench(const BenchOptions& o) {
   size_t file_bytes = 0;
   for (const GgufTensor* t : m.file->tensor_list()) file_bytes += t->nbytes;
   const auto [rss, peak] = resident_gib();
+  j["energy"] = meter::to_json(energy);
   j["memory"] = {{"weights_gib", double(file_bytes) / (1024.0 * 1024.0 * 1024.0)}, {"resident_gib", rss}, {"peak_resident_gib", peak}};
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -186,6 +207,7 @@ void run_bench(const BenchOptions& o) {
                 d["tokens_per_s_max"].get<double>(), double(bytes_per_token) / 1e6, d["achieved_gbs"].get<double>(),
                 bandwidth, d["roofline_pct"].get<double>());
   }
+  std::printf("%s\n", meter::summary_line(energy).c_str());
   std::printf("memory: weights %.2f GiB (memory-mapped), resident %.2f GiB, peak %.2f GiB\n", j["memory"]["weights_gib"].get<double>(),
               rss, peak);
 }
@@ -202,6 +224,8 @@ void add_bench_command(CLI::App& app) {
   c->add_option("-r,--repetitions", o->reps, "Runs of each test; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_flag("--json", o->json, "Print one JSON object instead of the table");
   add_quant_option(c, o->quant);
+  c->add_option("--energy-log", o->energy_log, "Write a CSV time series of power (t_s,watts,joules,source) to FILE");
+  meter::add_meter_options(c, o->meter);
   c->add_flag("--reprobe", o->reprobe, "Measure the memory bandwidth again instead of using the cached value");
   c->callback([o] { run_bench(*o); });
 }
