@@ -4,11 +4,15 @@
 //                                               bandwidth with the same thread count
 //   matmul/<type>/<rows>x<cols>/tokens:<t>/threads:<n>   prefill; OP/s counter = 2*rows*cols*t
 //   read_bandwidth/threads:<n>                  the probe of kernels/bandwidth.h
+//   parallel_for_overhead/threads:<n>           one thread-pool dispatch of an empty job
 // e.g.  ./jevons_bench --benchmark_filter='matvec/q4_0'  or  'matvec/.*/threads:1'
 // The weights are random valid blocks (random codes, small positive fp16 scales): the
-// kernels' speed does not depend on the values.
+// kernels' speed does not depend on the values. matvec cycles through 256 MiB of copies
+// of its matrix so that the weights come from DRAM, as in a real decode.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -115,18 +119,38 @@ std::vector<float> activations(int64_t n) {
   return x;
 }
 
+// Copies of one weight matrix filling well over the last-level cache (32 MiB on the
+// development machine): each iteration reads the next copy, so the weights stream
+// from DRAM as in a real decode, not from L3.
+struct WeightCopies {
+  std::vector<uint8_t> bytes;
+  std::vector<Tensor> copies;
+  WeightCopies(const Tensor& w, size_t total_bytes) {
+    const size_t n = std::max<size_t>(2, (total_bytes + w.nbytes() - 1) / w.nbytes());
+    bytes.resize(n * w.nbytes());
+    for (size_t i = 0; i < n; ++i) {
+      std::memcpy(bytes.data() + i * w.nbytes(), w.data, w.nbytes());
+      Tensor t = w;
+      t.data = bytes.data() + i * w.nbytes();
+      copies.push_back(t);
+    }
+  }
+};
+
 void BM_Matvec(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int threads) {
-  const Tensor& w = weights(type, rows, cols);
+  const WeightCopies w(weights(type, rows, cols), size_t(256) << 20);
   const std::vector<float> x = activations(cols);
   std::vector<float> y(static_cast<size_t>(rows));
   ThreadPool& pool = pool_for(threads);
+  size_t i = 0;
   for (auto _ : state) {
-    matmul(w, x.data(), 1, y.data(), &pool);
+    matmul(w.copies[i++ % w.copies.size()], x.data(), 1, y.data(), &pool);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.nbytes()));
-  state.counters["bw_frac"] = benchmark::Counter(double(w.nbytes()) / 1e9 / probed_bandwidth(threads),
+  const size_t nbytes = w.copies[0].nbytes();
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(nbytes));
+  state.counters["bw_frac"] = benchmark::Counter(double(nbytes) / 1e9 / probed_bandwidth(threads),
                                                  benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(kernel_target_name());
 }
@@ -155,6 +179,23 @@ void BM_ReadBandwidth(benchmark::State& state, int threads) {
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(probe->bytes()));
 }
 
+// Cost of one parallel_for dispatch with an (almost) empty job: what every matmul
+// pays on top of its work (~7 per layer per token).
+void BM_ParallelForOverhead(benchmark::State& state, int threads) {
+  ThreadPool& pool = pool_for(threads);
+  std::atomic<int64_t> sink{0};
+  for (auto _ : state) pool.parallel_for(threads * 4, [&](int64_t b, int64_t e) { sink.fetch_add(e - b, std::memory_order_relaxed); });
+  benchmark::DoNotOptimize(sink.load());
+}
+
+// With --benchmark_repetitions=N: the fastest repetition is the least disturbed by
+// other processes on a shared machine ("min" of times, "max" of rates).
+benchmark::internal::Benchmark* with_extremes(benchmark::internal::Benchmark* b) {
+  return b
+      ->ComputeStatistics("min", [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); })
+      ->ComputeStatistics("max", [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); });
+}
+
 void register_all() {
   const std::pair<const char*, TensorType> types[] = {
       {"q4_0", TensorType::Q4_0}, {"q4_1", TensorType::Q4_1}, {"q5_0", TensorType::Q5_0},
@@ -166,23 +207,29 @@ void register_all() {
   if (hw >= 2) thread_counts.push_back(2);
   if (hw > 2) thread_counts.push_back(hw);
   for (int th : thread_counts) {
-    benchmark::RegisterBenchmark(("read_bandwidth/threads:" + std::to_string(th)).c_str(), BM_ReadBandwidth, th)
+    with_extremes(benchmark::RegisterBenchmark(("read_bandwidth/threads:" + std::to_string(th)).c_str(), BM_ReadBandwidth, th))
         ->UseRealTime()
         ->Unit(benchmark::kMillisecond);
   }
+  for (int th : thread_counts)
+    with_extremes(benchmark::RegisterBenchmark(("parallel_for_overhead/threads:" + std::to_string(th)).c_str(),
+                                               BM_ParallelForOverhead, th))
+        ->UseRealTime();
   for (auto [name, type] : types)
     for (auto [rows, cols] : shapes)
       for (int th : thread_counts) {
         const std::string n = std::string("matvec/") + name + "/" + std::to_string(rows) + "x" + std::to_string(cols) +
                               "/threads:" + std::to_string(th);
-        benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th)->UseRealTime()->Unit(benchmark::kMicrosecond);
+        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th))
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
       }
   for (auto [name, type] : types)
     for (int64_t tokens : {64, 512})
       for (int th : thread_counts) {
         const std::string n = std::string("matmul/") + name + "/4096x4096/tokens:" + std::to_string(tokens) +
                               "/threads:" + std::to_string(th);
-        benchmark::RegisterBenchmark(n.c_str(), BM_Matmul, type, 4096, 4096, tokens, th)
+        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matmul, type, 4096, 4096, tokens, th))
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
       }

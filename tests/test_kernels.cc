@@ -207,6 +207,22 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
   });
 }
 
+TEST(Kernels, VnniCodePathsMatchReference) {
+  // The AVX-512 VNNI variants of the kernels (real vpdpbusd on AVX-512 machines, an
+  // exact emulation on AVX2 ones); skipped where the best target is neither.
+  kernels::set_vnni_override(1);
+  const std::string target = kernel_target_name();
+  if (target.find("VNNI") == std::string::npos) {
+    kernels::set_vnni_override(-1);
+    GTEST_SKIP() << "no VNNI code path for " << target;
+  }
+  ThreadPool pool(2);
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
+                          TensorType::Q4_K, TensorType::Q6_K})
+    for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 13, type_traits(type).block_size == 256 ? 512 : 96, n_tokens, &pool, 21);
+  kernels::set_vnni_override(-1);
+}
+
 TEST(Kernels, LargerMatmulAcrossTokenBlocks) {
   // More tokens than one cache block (64) and rows spread over 2 threads.
   ThreadPool pool(2);

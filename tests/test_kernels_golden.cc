@@ -109,8 +109,9 @@ TEST_P(FastGolden, LogitsMatchLlamaCppWithActivationRounding) {
   const auto margin = ref_json["prompt_top2_margin"].get<std::vector<double>>();
   for (size_t p = 0; p < tokens.size(); ++p) {
     const float* row = &ref[p * size_t(n_vocab)];
-    if (margin[p] > 2 * c.tol * row_std(row, n_vocab))
+    if (margin[p] > 2 * c.tol * row_std(row, n_vocab)) {
       EXPECT_EQ(argmax(&logits[p * size_t(n_vocab)], n_vocab), ref_argmax[p]) << "position " << p;
+    }
   }
 
   // Greedy continuation, each token evaluated alone (decode path, n_tokens == 1).

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   jevons::cli::add_bench_command(app);
   jevons::cli::add_convert_command(app);
   jevons::cli::add_chat_command(app);
+  jevons::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 #include "core/thread_pool.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -31,21 +32,25 @@ int64_t spin_budget_ns() {
   return 200 * 1000;
 }
 
-// Spins until pred() holds or the budget runs out; true if pred() held. Checks the
-// clock only every 64 polls; yields the core now and then in case it is oversubscribed.
+// Waits for pred() by polling: pure spinning (pause) for the first few microseconds,
+// where a busy pool's next job or completion arrives, then polling with a yield of the
+// core between polls (if the machine is oversubscribed the thread we wait for gets to
+// run), until the budget runs out; true if pred() held.
 template <class Pred>
 bool spin_until(const Pred& pred, int64_t budget_ns) {
   if (pred()) return true;
   if (budget_ns <= 0) return false;
-  const int64_t deadline = now_ns() + budget_ns;
+  const int64_t start = now_ns(), spin_end = start + std::min<int64_t>(budget_ns, 20000), deadline = start + budget_ns;
   for (uint32_t i = 1;; ++i) {
     if (pred()) return true;
     cpu_relax();
-    if ((i & 63) == 0) {
-      if (now_ns() > deadline) return pred();
-      if ((i & 4095) == 0) std::this_thread::yield();
-    }
+    if ((i & 31) == 0 && now_ns() > spin_end) break;
   }
+  while (now_ns() < deadline) {
+    if (pred()) return true;
+    std::this_thread::yield();
+  }
+  return pred();
 }
 
 std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int k) {

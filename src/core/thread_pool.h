@@ -2,9 +2,10 @@
 // a range of rows into contiguous chunks, one per thread.
 //
 // Dispatch is cheap: a forward pass calls parallel_for ~7 times per layer per token,
-// so workers wait for the next job by spinning on an atomic generation counter for a
-// short while (JEVONS_SPIN_US microseconds, default 200) before falling back to a
-// condition variable, and the caller spins the same way for the workers to finish.
+// so workers wait for the next job by polling an atomic generation counter for a
+// short while (JEVONS_SPIN_US microseconds, default 200: pure spinning for the first
+// 20, then yielding the core between polls) before falling back to a condition
+// variable, and the caller waits the same way for the workers to finish.
 // A job therefore starts and ends in well under a microsecond when the pool is busy,
 // while an idle pool still sleeps.
 #pragma once

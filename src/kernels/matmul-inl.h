@@ -75,10 +75,13 @@ constexpr size_t kLF = hn::MaxLanes(DF());
 
 // Register tile: rows x tokens. 16 vector registers on AVX2 / 128-bit targets, 32 on
 // AVX-512.
+// Decode (one token) uses kTileR rows at a time; prefill kPrefR x kPrefT tiles.
 #if HWY_TARGET <= HWY_AVX3
-constexpr size_t kTileR = 4, kTileT = 4;
+constexpr size_t kTileR = 4, kPrefR = 4, kPrefT = 4;
+#elif JEVONS_MM_X86
+constexpr size_t kTileR = 4, kPrefR = 2, kPrefT = 4;
 #else
-constexpr size_t kTileR = 4, kTileT = 2;
+constexpr size_t kTileR = 4, kPrefR = 4, kPrefT = 2;
 #endif
 constexpr int64_t kTokenBlock = 64;  // tokens whose activations stay in L2 per row sweep
 
@@ -92,6 +95,17 @@ HWY_INLINE float F16ToF32(uint16_t h) {
 
 HWY_INLINE float ReduceSum(VF v) { return hn::GetLane(hn::SumOfLanes(DF(), v)); }
 
+// Software prefetch of the weight stream a few hundred bytes ahead: several rows are
+// streamed at once, and K-quant blocks are read end (scales) before start (codes),
+// which the hardware prefetchers follow poorly.
+template <size_t kBytes>
+HWY_INLINE void PrefetchAhead(const void* p) {
+  const size_t dist = kernels::prefetch_distance();
+  const char* c = static_cast<const char*>(p) + dist;
+  if (dist)
+    for (size_t o = 0; o < kBytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
+
 // ------------------------------------------------------------------ int8 dot products
 
 // acc + a * b summed over groups of 4 bytes (u8 x i8). Exact as long as pairs of
@@ -100,10 +114,20 @@ template <bool kVnni>
 HWY_INLINE V32 DotU8I8(V32 acc, VU8 a, V8 b) {
 #if JEVONS_MM_X86
   if constexpr (kVnni) {
+#if HWY_TARGET <= HWY_AVX3
     __m256i r = acc.raw;
     // EVEX-encoded on purpose: Zen 4 has AVX512-VNNI but not the VEX AVX-VNNI form.
     asm("%{evex%} vpdpbusd %2, %1, %0" : "+v"(r) : "v"(a.raw), "v"(b.raw));
     return V32{r};
+#else
+    // AVX2: an exact emulation of vpdpbusd, used only when tests force the VNNI code
+    // paths (set_vnni_override) to check their logic on machines without AVX-512.
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i a_lo = _mm256_unpacklo_epi8(a.raw, zero), a_hi = _mm256_unpackhi_epi8(a.raw, zero);
+    const __m256i b_lo = _mm256_srai_epi16(_mm256_unpacklo_epi8(b.raw, b.raw), 8);
+    const __m256i b_hi = _mm256_srai_epi16(_mm256_unpackhi_epi8(b.raw, b.raw), 8);
+    return V32{_mm256_add_epi32(acc.raw, _mm256_add_epi32(_mm256_madd_epi16(a_lo, b_lo), _mm256_madd_epi16(a_hi, b_hi)))};
+#endif
   } else {
     const __m256i p = _mm256_maddubs_epi16(a.raw, b.raw);
     return V32{_mm256_add_epi32(acc.raw, _mm256_madd_epi16(p, _mm256_set1_epi16(1)))};
@@ -429,6 +453,7 @@ HWY_NOINLINE void TileQ32(const TileArgs<ActQ8>& a) {
       for (size_t r = 0; r < R; ++r) {
         const Block& b0 = rows[r][b];
         const Block& b1 = rows[r][b + 1];
+        PrefetchAhead<2 * sizeof(Block)>(&b0);
         Dec::DecodePair(b0, b1, lo[r], hi[r]);
         dw2[r] = F16Pair(b0.d, b1.d);
         m0[r] = Dec::Min(b0);
@@ -466,6 +491,7 @@ HWY_NOINLINE void TileQ32(const TileArgs<ActQ8>& a) {
     float dw[R], mw[R];
     for (size_t r = 0; r < R; ++r) {
       const Block& blk = rows[r][b];
+      PrefetchAhead<sizeof(Block)>(&blk);
       dw[r] = Dec::Scale(blk);
       mw[r] = Dec::Min(blk);
       if constexpr (Dec::kSigned) {
@@ -548,6 +574,7 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
       float dw[R], dmin[R];
       for (size_t r = 0; r < R; ++r) {
         const BlockQ4_K& blk = rows[r][b];
+        PrefetchAhead<sizeof(BlockQ4_K)>(&blk);
         dw[r] = F16ToF32(blk.d);
         dmin[r] = F16ToF32(blk.dmin);
         alignas(16) uint8_t sc[8], mn[8];
@@ -601,6 +628,7 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
     float dw[R], dmin[R];
     for (size_t r = 0; r < R; ++r) {
       const BlockQ4_K& blk = rows[r][b];
+      PrefetchAhead<sizeof(BlockQ4_K)>(&blk);
       dw[r] = F16ToF32(blk.d);
       dmin[r] = F16ToF32(blk.dmin);
       UnpackScalesK4(blk.scales, sc[r], mn[r]);
@@ -657,12 +685,79 @@ HWY_NOINLINE void TileQ6_K(const TileArgs<ActQ8K>& a) {
   for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ6_K*>(a.w + r * a.w_stride);
   const VU8 m4 = hn::Set(du8, 0x0F), m3 = hn::Set(du8, 0x03);
   const auto lane0 = hn::FirstN(d32, 1);
+#if JEVONS_MM_X86
+  if constexpr (!kVnni) {
+    // Sub-block scales broadcast by byte shuffles: chunk j needs [sc[2j] x8 | sc[2j+1] x8]
+    // as int16; the source is the 128-bit half holding them, in both lanes.
+    alignas(32) static constexpr uint8_t kShuf[4][32] = {
+#define JEVONS_SHUF(j) {4 * j, 4 * j + 1, 4 * j, 4 * j + 1, 4 * j, 4 * j + 1, 4 * j, 4 * j + 1, \
+                        4 * j, 4 * j + 1, 4 * j, 4 * j + 1, 4 * j, 4 * j + 1, 4 * j, 4 * j + 1, \
+                        4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3, \
+                        4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3, 4 * j + 2, 4 * j + 3}
+        JEVONS_SHUF(0), JEVONS_SHUF(1), JEVONS_SHUF(2), JEVONS_SHUF(3)};
+#undef JEVONS_SHUF
+    const __m256i m4r = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    for (size_t b = 0; b < a.nb; ++b) {
+      __m256i sc_all[R], sc_half[R][2];
+      float dw[R];
+      for (size_t r = 0; r < R; ++r) {
+        const BlockQ6_K& blk = rows[r][b];
+        PrefetchAhead<sizeof(BlockQ6_K)>(&blk);
+        dw[r] = F16ToF32(blk.d);
+        sc_all[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
+        sc_half[r][0] = _mm256_permute2x128_si256(sc_all[r], sc_all[r], 0x00);
+        sc_half[r][1] = _mm256_permute2x128_si256(sc_all[r], sc_all[r], 0x11);
+      }
+      // Codes are q + 32: start every sum at -32 * sum_s sc[s] * bsums[s] (exact).
+      __m256i isum[R][T];
+      for (size_t t = 0; t < T; ++t) {
+        const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.act[t * a.act_stride + b].bsums));
+        for (size_t r = 0; r < R; ++r)
+          isum[r][t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(_mm256_madd_epi16(sc_all[r], bs), 5));
+      }
+      for (size_t h = 0; h < 2; ++h) {
+        __m256i q[R][4], scv[R][4];
+        for (size_t r = 0; r < R; ++r) {
+          const BlockQ6_K& blk = rows[r][b];
+          const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h));
+          const __m256i ql1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.ql + 64 * h + 32));
+          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk.qh + 32 * h));
+          q[r][0] = _mm256_or_si256(_mm256_and_si256(ql0, m4r), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+          q[r][1] = _mm256_or_si256(_mm256_and_si256(ql1, m4r), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+          q[r][2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4r), _mm256_and_si256(qh, m30));
+          q[r][3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4r),
+                                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+          for (size_t k = 0; k < 4; ++k)
+            scv[r][k] = _mm256_shuffle_epi8(sc_half[r][h],
+                                            _mm256_load_si256(reinterpret_cast<const __m256i*>(kShuf[k])));
+        }
+        for (size_t t = 0; t < T; ++t) {
+          const int8_t* xq = a.act[t * a.act_stride + b].qs + 128 * h;
+          for (size_t k = 0; k < 4; ++k) {
+            const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * k));
+            for (size_t r = 0; r < R; ++r)
+              isum[r][t] = _mm256_add_epi32(isum[r][t], _mm256_madd_epi16(_mm256_maddubs_epi16(q[r][k], x), scv[r][k]));
+          }
+        }
+      }
+      for (size_t t = 0; t < T; ++t) {
+        const ActQ8K& x = a.act[t * a.act_stride + b];
+        for (size_t r = 0; r < R; ++r)
+          acc[r][t] = VF{_mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][t]), _mm256_set1_ps(dw[r] * x.d), acc[r][t].raw)};
+      }
+    }
+    for (size_t t = 0; t < T; ++t)
+      for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]);
+    return;
+  }
+#endif
 
   for (size_t b = 0; b < a.nb; ++b) {
     float dw[R];
     const int8_t* sc[R];
     V32 isum[R][T];
     for (size_t r = 0; r < R; ++r) {
+      PrefetchAhead<sizeof(BlockQ6_K)>(&rows[r][b]);
       dw[r] = F16ToF32(rows[r][b].d);
       sc[r] = rows[r][b].scales;
     }
@@ -775,7 +870,7 @@ HWY_NOINLINE void TileFloat(const TileArgs<float>& a) {
 template <class Act, class TileFn>
 HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_end, int64_t n_tokens,
                         const TileFn& tile) {
-  constexpr size_t R = kTileR, T = kTileT;
+  constexpr size_t R = kPrefR, T = kPrefT;
   auto args = [&](int64_t r, int64_t t) {
     TileArgs<Act> a = base;
     a.w = base.w + size_t(r) * base.w_stride;
@@ -785,7 +880,7 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
   };
   if (n_tokens == 1) {
     int64_t r = r_begin;
-    for (; r + int64_t(R) <= r_end; r += R) tile.template operator()<R, 1>(args(r, 0));
+    for (; r + int64_t(kTileR) <= r_end; r += kTileR) tile.template operator()<kTileR, 1>(args(r, 0));
     for (; r < r_end; ++r) tile.template operator()<1, 1>(args(r, 0));
     return;
   }
@@ -892,13 +987,13 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
 #endif  // JEVONS_MM_ENABLED
 
 // The per-target entry point: false when this target has no kernel for w.type.
-// use_vnni: the CPU has AVX512-VNNI (only used by AVX-512 targets).
+// use_vnni: use the VNNI code paths (the CPU has AVX512-VNNI, or a test forces them).
 HWY_NOINLINE bool MatmulFast(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool,
                              bool use_vnni) {
 #if !JEVONS_MM_ENABLED
   return false;
 #else
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+#if JEVONS_MM_X86  // AVX-512: vpdpbusd; AVX2: its emulation (tests only, see matmul.cc)
   if (use_vnni) return MatmulImpl<true>(w, x, n_tokens, y, pool);
 #endif
   return MatmulImpl<false>(w, x, n_tokens, y, pool);

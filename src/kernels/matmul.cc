@@ -52,6 +52,8 @@ std::atomic<KernelMode>& mode_flag() {
   return mode;
 }
 
+std::atomic<int> vnni_override{-1};  // -1: detect, 0: off, 1: on (tests)
+
 bool cpu_has_vnni() {
 #if HWY_ARCH_X86 && (defined(__GNUC__) || defined(__clang__))
   static const bool has = __builtin_cpu_supports("avx512vnni") && std::getenv("JEVONS_NO_VNNI") == nullptr;
@@ -61,12 +63,25 @@ bool cpu_has_vnni() {
 #endif
 }
 
+bool use_vnni() {
+  const int o = vnni_override.load(std::memory_order_relaxed);
+  return o < 0 ? cpu_has_vnni() : o != 0;
+}
+
 }  // namespace
 
 void set_kernel_mode(KernelMode mode) { mode_flag().store(mode, std::memory_order_relaxed); }
 KernelMode kernel_mode() { return mode_flag().load(std::memory_order_relaxed); }
 
 namespace kernels {
+
+size_t prefetch_distance() {
+  static const size_t dist = [] {
+    const char* env = std::getenv("JEVONS_PREFETCH");
+    return env && *env ? size_t(std::atoll(env)) : size_t(768);
+  }();
+  return dist;
+}
 
 uint8_t* scratch(size_t bytes) {
   struct Buffer {
@@ -87,12 +102,14 @@ uint8_t* scratch(size_t bytes) {
 bool quantize_act_q8(const float* x, int64_t n, ActQ8* out) { return HWY_DYNAMIC_DISPATCH(QuantizeActQ8)(x, n, out); }
 bool quantize_act_q8k(const float* x, int64_t n, ActQ8K* out) { return HWY_DYNAMIC_DISPATCH(QuantizeActQ8K)(x, n, out); }
 
+void set_vnni_override(int mode) { vnni_override.store(mode, std::memory_order_relaxed); }
+
 }  // namespace kernels
 
 void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
   if (n_tokens <= 0 || w.rows <= 0) return;
   if (kernel_mode() == KernelMode::kFast &&
-      HWY_DYNAMIC_DISPATCH(MatmulFast)(w, x, n_tokens, y, pool, cpu_has_vnni()))
+      HWY_DYNAMIC_DISPATCH(MatmulFast)(w, x, n_tokens, y, pool, use_vnni()))
     return;
   matmul_reference(w, x, n_tokens, y, pool);
 }
@@ -115,7 +132,7 @@ const char* kernel_target_name() {
   const int64_t best = targets.empty() ? HWY_SCALAR : targets.front();
   name = hwy::TargetName(best);
 #if HWY_ARCH_X86
-  if (best == HWY_AVX3 && cpu_has_vnni()) name += "+VNNI";
+  if (use_vnni()) name += best == HWY_AVX3 ? "+VNNI" : "+VNNI(emulated)";
 #endif
   return name.c_str();
 }

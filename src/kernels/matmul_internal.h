@@ -29,6 +29,10 @@ struct ActQ8K {
 };
 static_assert(sizeof(ActQ8K) == 320);
 
+// Bytes ahead of the current block that the kernels prefetch in each weight row
+// (JEVONS_PREFETCH overrides; 0 disables).
+size_t prefetch_distance();
+
 // A per-thread scratch buffer of at least `bytes` bytes (64-byte aligned), reused
 // across calls: the activation copies of one matmul live here.
 uint8_t* scratch(size_t bytes);
@@ -40,5 +44,10 @@ namespace jevons::kernels {
 // The fast activation quantizers, exposed for tests (false if the CPU's target has none).
 bool quantize_act_q8(const float* x, int64_t n, ActQ8* out);
 bool quantize_act_q8k(const float* x, int64_t n, ActQ8K* out);
+
+// Tests: force the VNNI code paths on (1) or off (0), or detect the CPU (-1, default).
+// On AVX2 targets "on" runs an exact emulation of vpdpbusd, so the VNNI-specific
+// logic (offset-128 Q8_0, scaled K-quant sums) is tested without AVX-512 hardware.
+void set_vnni_override(int mode);
 
 }  // namespace jevons::kernels

@@ -1,0 +1,140 @@
+// jevons serve: an OpenAI-compatible HTTP server with continuous batching and
+// per-request energy (src/server/).
+#include <cctype>
+#include <chrono>
+#include <thread>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "cli/common.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "meter/cli_options.h"
+#include "meter/meter.h"
+#include "server/http.h"
+#include "server/scheduler.h"
+#include "tokenizer/chat_template.h"
+
+namespace jevons::cli {
+namespace {
+
+struct ServeOptions {
+  std::string model, quant, alias, chat_template, kv_budget = "1G", api_key, cors;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int parallel = 8;
+  int threads = 0;
+  int ctx = 0;
+  int max_queue = 64;
+  int prefill_chunk = 128;
+  int http_threads = 128;
+  size_t max_body = size_t(8) << 20;
+  meter::Overrides meter;
+};
+
+size_t parse_size(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  if (i == 0) fail("cannot parse size '{}': expected e.g. 512M, 2G, 1073741824", text);
+  const double v = std::stod(text.substr(0, i));
+  std::string unit = text.substr(i);
+  for (char& c : unit) c = char(std::tolower(static_cast<unsigned char>(c)));
+  double mul = 1;
+  if (unit.empty() || unit == "b") mul = 1;
+  else if (unit == "k" || unit == "kb" || unit == "kib") mul = 1024.0;
+  else if (unit == "m" || unit == "mb" || unit == "mib") mul = 1024.0 * 1024;
+  else if (unit == "g" || unit == "gb" || unit == "gib") mul = 1024.0 * 1024 * 1024;
+  else fail("cannot parse size '{}': unknown unit '{}' (K, M, G)", text, unit);
+  return size_t(v * mul);
+}
+
+std::string base_name(const std::string& path) {
+  std::string p = path;
+  while (!p.empty() && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  std::string b = slash == std::string::npos ? p : p.substr(slash + 1);
+  if (b.size() > 5 && b.compare(b.size() - 5, 5, ".gguf") == 0) b.resize(b.size() - 5);
+  return b;
+}
+
+void serve(const ServeOptions& o) {
+  const meter::MeterConfig meter_config = meter::resolve_config(o.meter);
+  const size_t kv_budget = parse_size(o.kv_budget);
+  server::ServerOptions so;
+  so.host = o.host;
+  so.port = o.port;
+  so.api_key = o.api_key;
+  so.cors_origin = o.cors;
+  so.model_name = o.alias.empty() ? base_name(o.model) : o.alias;
+  so.max_body_bytes = o.max_body;
+  so.http_threads = o.http_threads;
+  server::HttpServer http(so);
+  const int port = http.bind();
+  http.start();  // /health answers 503 while the model loads
+  std::fprintf(stderr, "[jevons] serve: listening on http://%s:%d (loading %s)\n", o.host.c_str(), port, o.model.c_str());
+  if (o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1" && o.api_key.empty())
+    std::fprintf(stderr, "[jevons] warning: listening on %s without --api-key: anyone who can reach it can use it\n", o.host.c_str());
+
+  LoadedModel m = load(o.model, true, o.quant);
+  const ModelConfig& cfg = m.model->config();
+  ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
+  m.model->set_thread_pool(&pool);
+  std::unique_ptr<ChatTemplate> tmpl;
+  if (!o.chat_template.empty()) {
+    std::ifstream f(o.chat_template, std::ios::binary);
+    if (!f) fail("cannot read --chat-template {}", o.chat_template);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    const Tokenizer& t = *m.tokenizer;
+    tmpl = std::make_unique<ChatTemplate>(ss.str(), t.bos_id() >= 0 ? t.token_text(t.bos_id()) : "",
+                                          t.eos_id() >= 0 ? t.token_text(t.eos_id()) : "");
+  } else {
+    tmpl = std::make_unique<ChatTemplate>(ChatTemplate::from_source(*m.file, *m.tokenizer));
+  }
+  meter::Meter meter(meter_config);
+  for (const std::string& w : meter.warnings()) std::fprintf(stderr, "[jevons] energy: %s\n", w.c_str());
+  server::SchedulerOptions sched;
+  sched.parallel = o.parallel;
+  sched.n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
+  sched.kv_budget_bytes = kv_budget;
+  sched.max_queue = o.max_queue;
+  sched.prefill_chunk = o.prefill_chunk;
+  server::Scheduler scheduler(*m.model, *m.tokenizer, meter, sched);
+  http.attach(server::Backend{&scheduler, tmpl.get(), &meter});
+  const server::SchedulerStats s = scheduler.stats();
+  std::fprintf(stderr,
+               "[jevons] serve: ready: model '%s', ctx %d per sequence, %d parallel, KV pool %zu blocks of %d tokens (%s), "
+               "%d threads, energy source %s\n",
+               so.model_name.c_str(), sched.n_ctx, sched.parallel, s.kv_blocks_total, KvBlockPool::kBlockTokens, o.kv_budget.c_str(),
+               pool.size(), meter.source().c_str());
+  // Serve until the process is stopped (Ctrl-C / SIGTERM end it).
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* c = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching and per-request energy");
+  c->add_option("-m,--model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
+  add_quant_option(c, o->quant);
+  c->add_option("--host", o->host, "Address to listen on (default loopback only)")->capture_default_str();
+  c->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+  c->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every /v1 route (env JEVONS_API_KEY)")->envname("JEVONS_API_KEY");
+  c->add_option("--kv-budget", o->kv_budget, "Memory for the shared paged KV cache, e.g. 512M, 4G")->capture_default_str();
+  c->add_option("--parallel", o->parallel, "Sequences decoded together in one batch at most")->capture_default_str()->check(CLI::Range(1, 1024));
+  c->add_option("-c,--ctx-size", o->ctx, "Context per sequence (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
+  c->add_option("-t,--threads", o->threads, "Compute threads (default: physical cores)")->check(CLI::Range(1, 1024));
+  c->add_option("--max-queue", o->max_queue, "Requests waiting beyond the running batch; more get 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  c->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens prefilled per step while others decode")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  c->add_option("--chat-template", o->chat_template, "Jinja chat template file (overrides the model's)")->type_name("FILE");
+  c->add_option("--alias", o->alias, "Model id served in /v1/models (default: the file name)");
+  c->add_option("--cors", o->cors, "Allow browser calls from this origin ('*' for any); off by default");
+  c->add_option("--max-body", o->max_body, "Largest request body in bytes")->capture_default_str();
+  c->add_option("--http-threads", o->http_threads, "HTTP worker threads (each open stream holds one)")->capture_default_str()->check(CLI::Range(8, 4096));
+  meter::add_meter_options(c, o->meter);
+  c->callback([o] { serve(*o); });
+}
+
+}  // namespace jevons::cli

@@ -1,0 +1,76 @@
+#include "server/metrics.h"
+
+#include <fmt/format.h>
+
+namespace jevons::server {
+
+void Metrics::count_request(const std::string& endpoint, int status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++requests_[{endpoint, status}];
+}
+
+void Metrics::add_completed(int prompt_tokens, int completion_tokens, int reasoning_tokens, double joules, double cost_usd,
+                            double co2_g) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++completed_;
+  prompt_tokens_ += prompt_tokens;
+  completion_tokens_ += completion_tokens;
+  reasoning_tokens_ += reasoning_tokens;
+  joules_ += joules;
+  cost_usd_ += cost_usd;
+  co2_g_ += co2_g;
+}
+
+static void metric(std::string& out, const char* name, const char* type, const char* help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+std::string Metrics::render(const SchedulerStats* s, const std::string& model_name, const std::string& energy_source) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string o;
+  metric(o, "jevons_up", "gauge", "1 when the model is loaded and the server takes requests");
+  o += fmt::format("jevons_up{{model=\"{}\"}} {}\n", model_name, s ? 1 : 0);
+  metric(o, "jevons_requests_total", "counter", "HTTP requests by endpoint and status");
+  for (const auto& [k, v] : requests_) o += fmt::format("jevons_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", k.first, k.second, v);
+  metric(o, "jevons_completions_total", "counter", "Generation requests completed");
+  o += fmt::format("jevons_completions_total {}\n", completed_);
+  metric(o, "jevons_prompt_tokens_total", "counter", "Prompt tokens of completed requests");
+  o += fmt::format("jevons_prompt_tokens_total {}\n", prompt_tokens_);
+  metric(o, "jevons_completion_tokens_total", "counter", "Generated tokens of completed requests");
+  o += fmt::format("jevons_completion_tokens_total {}\n", completion_tokens_);
+  metric(o, "jevons_reasoning_tokens_total", "counter", "Reasoning tokens of completed requests");
+  o += fmt::format("jevons_reasoning_tokens_total {}\n", reasoning_tokens_);
+  metric(o, "jevons_request_joules_total", "counter", "Joules charged to completed requests");
+  o += fmt::format("jevons_request_joules_total{{source=\"{}\"}} {:.6f}\n", energy_source, joules_);
+  metric(o, "jevons_request_cost_usd_total", "counter", "Cost in US dollars (energy + hardware) of completed requests");
+  o += fmt::format("jevons_request_cost_usd_total {:.9f}\n", cost_usd_);
+  metric(o, "jevons_request_co2_grams_total", "counter", "Grams of CO2e of completed requests");
+  o += fmt::format("jevons_request_co2_grams_total {:.9f}\n", co2_g_);
+  if (s) {
+    metric(o, "jevons_queue_depth", "gauge", "Sequences waiting for a batch slot or KV blocks");
+    o += fmt::format("jevons_queue_depth {}\n", s->queued);
+    metric(o, "jevons_running_sequences", "gauge", "Sequences in the running batch");
+    o += fmt::format("jevons_running_sequences {}\n", s->running);
+    metric(o, "jevons_kv_blocks_used", "gauge", "KV cache blocks in use");
+    o += fmt::format("jevons_kv_blocks_used {}\n", s->kv_blocks_used);
+    metric(o, "jevons_kv_blocks_total", "gauge", "KV cache blocks in the pool (--kv-budget)");
+    o += fmt::format("jevons_kv_blocks_total {}\n", s->kv_blocks_total);
+    metric(o, "jevons_engine_steps_total", "counter", "Batched forward passes");
+    o += fmt::format("jevons_engine_steps_total {}\n", s->steps);
+    metric(o, "jevons_engine_prompt_tokens_total", "counter", "Prompt tokens prefilled");
+    o += fmt::format("jevons_engine_prompt_tokens_total {}\n", s->prompt_tokens);
+    metric(o, "jevons_engine_generated_tokens_total", "counter", "Tokens generated (all requests, incl. cancelled)");
+    o += fmt::format("jevons_engine_generated_tokens_total {}\n", s->generated_tokens);
+    metric(o, "jevons_engine_joules_total", "counter", "Joules measured or estimated over forward passes");
+    o += fmt::format("jevons_engine_joules_total {:.6f}\n", s->joules);
+    metric(o, "jevons_engine_busy_seconds_total", "counter", "Seconds spent in forward passes");
+    o += fmt::format("jevons_engine_busy_seconds_total {:.6f}\n", s->busy_s);
+    metric(o, "jevons_decode_tokens_per_second", "gauge", "Recent aggregate decode throughput");
+    o += fmt::format("jevons_decode_tokens_per_second {:.3f}\n", s->decode_tokens_per_s);
+    metric(o, "jevons_batch_tokens", "gauge", "Tokens in the last batched forward pass");
+    o += fmt::format("jevons_batch_tokens {}\n", s->batch_tokens_last);
+  }
+  return o;
+}
+
+}  // namespace jevons::server

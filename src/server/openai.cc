@@ -1,0 +1,227 @@
+#include "server/openai.h"
+
+#include <random>
+
+#include <fmt/format.h>
+
+namespace jevons::server {
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void bad(const std::string& param, const std::string& msg) {
+  throw ApiError(400, "invalid_request_error", msg, param);
+}
+
+double get_number(const json& b, const char* key, double lo, double hi) {
+  const json& v = b.at(key);
+  if (!v.is_number()) bad(key, fmt::format("'{}' must be a number", key));
+  const double x = v.get<double>();
+  if (!(x >= lo && x <= hi)) bad(key, fmt::format("'{}' must be between {} and {}, got {}", key, lo, hi, x));
+  return x;
+}
+
+int64_t get_int(const json& b, const char* key, int64_t lo, int64_t hi) {
+  const json& v = b.at(key);
+  if (!v.is_number_integer() && !(v.is_number_float() && v.get<double>() == double(int64_t(v.get<double>()))))
+    bad(key, fmt::format("'{}' must be an integer", key));
+  const double d = v.get<double>();
+  if (d < double(lo) || d > double(hi)) bad(key, fmt::format("'{}' must be between {} and {}", key, lo, hi));
+  return v.is_number_unsigned() ? int64_t(v.get<uint64_t>()) : int64_t(d == double(v.get<int64_t>()) ? v.get<int64_t>() : int64_t(d));
+}
+
+bool get_bool(const json& b, const char* key) {
+  const json& v = b.at(key);
+  if (!v.is_boolean()) bad(key, fmt::format("'{}' must be a boolean", key));
+  return v.get<bool>();
+}
+
+bool has(const json& b, const char* key) { return b.contains(key) && !b.at(key).is_null(); }
+
+std::string content_text(const json& c, const std::string& where) {
+  if (c.is_null()) return "";
+  if (c.is_string()) return c.get<std::string>();
+  if (c.is_array()) {
+    std::string out;
+    for (const json& part : c) {
+      if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
+        bad(where, "content parts must be objects with a 'type'");
+      if (part["type"] != "text") bad(where, fmt::format("content part type '{}' is not supported (text only)", part["type"].get<std::string>()));
+      if (!part.contains("text") || !part["text"].is_string()) bad(where, "a text content part needs a string 'text'");
+      out += part["text"].get<std::string>();
+    }
+    return out;
+  }
+  bad(where, "'content' must be a string or an array of content parts");
+}
+
+}  // namespace
+
+ParsedRequest parse_request(const std::string& body, bool chat) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) bad("", "the request body is not valid JSON");
+  return parse_request(j, chat);
+}
+
+ParsedRequest parse_request(const json& b, bool chat) {
+  if (!b.is_object()) bad("", "the request body must be a JSON object");
+  ParsedRequest r;
+  r.chat = chat;
+  if (has(b, "model")) {
+    if (!b["model"].is_string()) bad("model", "'model' must be a string");
+    r.model = b["model"].get<std::string>();
+  }
+  if (has(b, "stream")) r.stream = get_bool(b, "stream");
+  if (has(b, "stream_options")) {
+    const json& so = b["stream_options"];
+    if (!so.is_object()) bad("stream_options", "'stream_options' must be an object");
+    if (has(so, "include_usage")) r.include_usage = get_bool(so, "include_usage");
+  }
+  if (has(b, "n")) r.n = int(get_int(b, "n", 1, 16));
+  SamplerParams& s = r.params.sampling;
+  if (has(b, "temperature")) s.temperature = float(get_number(b, "temperature", 0, 2));
+  if (has(b, "top_p")) s.top_p = float(get_number(b, "top_p", 0, 1));
+  if (has(b, "top_k")) s.top_k = int(get_int(b, "top_k", -1, 1 << 30));
+  if (has(b, "min_p")) s.min_p = float(get_number(b, "min_p", 0, 1));
+  if (has(b, "presence_penalty")) s.presence_penalty = float(get_number(b, "presence_penalty", -2, 2));
+  if (has(b, "frequency_penalty")) s.frequency_penalty = float(get_number(b, "frequency_penalty", -2, 2));
+  if (has(b, "repeat_penalty")) s.repeat_penalty = float(get_number(b, "repeat_penalty", 0, 10));
+  if (has(b, "seed")) {
+    const json& v = b["seed"];
+    if (!v.is_number_integer()) bad("seed", "'seed' must be an integer");
+    s.seed = v.is_number_unsigned() ? v.get<uint64_t>() : uint64_t(v.get<int64_t>());
+  } else {
+    s.seed = std::random_device{}();
+  }
+  if (has(b, "max_tokens")) r.params.max_tokens = int(get_int(b, "max_tokens", 1, 1 << 24));
+  if (has(b, "max_completion_tokens")) r.params.max_tokens = int(get_int(b, "max_completion_tokens", 1, 1 << 24));
+  if (has(b, "stop")) {
+    const json& st = b["stop"];
+    if (st.is_string()) {
+      r.params.stop.push_back(st.get<std::string>());
+    } else if (st.is_array()) {
+      if (st.size() > 16) bad("stop", "at most 16 stop sequences");
+      for (const json& x : st) {
+        if (!x.is_string()) bad("stop", "'stop' must be a string or an array of strings");
+        r.params.stop.push_back(x.get<std::string>());
+      }
+    } else {
+      bad("stop", "'stop' must be a string or an array of strings");
+    }
+  }
+  if (chat) {
+    if (has(b, "logprobs")) r.logprobs = get_bool(b, "logprobs");
+    if (has(b, "top_logprobs")) {
+      const int k = int(get_int(b, "top_logprobs", 0, 20));
+      if (!r.logprobs) bad("top_logprobs", "'top_logprobs' requires 'logprobs': true");
+      r.params.top_logprobs = k;
+    } else if (r.logprobs) {
+      r.params.top_logprobs = 0;
+    }
+  } else if (has(b, "logprobs")) {
+    r.logprobs = true;
+    r.params.top_logprobs = int(get_int(b, "logprobs", 0, 20));
+  }
+  if (has(b, "max_reasoning_tokens")) r.params.max_reasoning_tokens = int(get_int(b, "max_reasoning_tokens", 0, 1 << 24));
+  if (has(b, "max_reasoning_joules")) r.params.max_reasoning_joules = get_number(b, "max_reasoning_joules", 0, 1e12);
+
+  if (chat) {
+    if (!b.contains("messages")) bad("messages", "'messages' is required");
+    const json& ms = b["messages"];
+    if (!ms.is_array() || ms.empty()) bad("messages", "'messages' must be a non-empty array");
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const json& m = ms[i];
+      const std::string where = fmt::format("messages[{}]", i);
+      if (!m.is_object()) bad(where, "each message must be an object");
+      if (!m.contains("role") || !m["role"].is_string()) bad(where + ".role", "each message needs a string 'role'");
+      ChatMessage cm;
+      cm.role = m["role"].get<std::string>();
+      if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" && cm.role != "developer" && cm.role != "tool")
+        bad(where + ".role", fmt::format("unknown role '{}'", cm.role));
+      if (cm.role == "developer") cm.role = "system";
+      cm.content = content_text(m.contains("content") ? m["content"] : json(), where + ".content");
+      if (has(m, "reasoning_content")) {
+        if (!m["reasoning_content"].is_string()) bad(where + ".reasoning_content", "'reasoning_content' must be a string");
+        cm.reasoning_content = m["reasoning_content"].get<std::string>();
+      }
+      r.messages.push_back(std::move(cm));
+    }
+  } else {
+    if (!b.contains("prompt")) bad("prompt", "'prompt' is required");
+    const json& p = b["prompt"];
+    r.params.split_reasoning = false;
+    if (p.is_string()) {
+      r.prompt_text = p.get<std::string>();
+    } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
+      r.prompt_text = p[0].get<std::string>();
+    } else if (p.is_array() && !p.empty() && p[0].is_number_integer()) {
+      for (const json& x : p) {
+        if (!x.is_number_integer()) bad("prompt", "a token prompt must be an array of integers");
+        r.prompt_ids.push_back(int32_t(x.get<int64_t>()));
+      }
+      r.prompt_is_ids = true;
+    } else {
+      bad("prompt", "'prompt' must be a string, an array of one string, or an array of token ids");
+    }
+  }
+  return r;
+}
+
+json error_json(const std::string& message, const std::string& type, const std::string& param, const std::string& code) {
+  return json{{"error",
+               {{"message", message},
+                {"type", type},
+                {"param", param.empty() ? json(nullptr) : json(param)},
+                {"code", code.empty() ? json(nullptr) : json(code)}}}};
+}
+
+json error_json(const ApiError& e) { return error_json(e.what(), e.type, e.param, e.code); }
+
+json energy_json(const meter::EnergyReport& r) {
+  return json{{"joules", r.total_j},
+              {"source", r.estimated ? "estimated" : "measured"},
+              {"meter", r.source},
+              {"prefill_joules", r.prefill.joules},
+              {"decode_joules", r.decode.joules},
+              {"tokens_per_joule", r.tokens_per_j},
+              {"cost_usd", r.cost_usd},
+              {"co2_g", r.co2_g}};
+}
+
+json usage_json(int prompt_tokens, const std::vector<ChoiceResult>& choices, const meter::EnergyReport& energy) {
+  int completion = 0, reasoning = 0;
+  for (const ChoiceResult& c : choices) {
+    completion += c.completion_tokens;
+    reasoning += c.reasoning_tokens;
+  }
+  return json{{"prompt_tokens", prompt_tokens},
+              {"completion_tokens", completion},
+              {"total_tokens", prompt_tokens + completion},
+              {"completion_tokens_details", {{"reasoning_tokens", reasoning}}},
+              {"energy", energy_json(energy)}};
+}
+
+static json bytes_of(const std::string& s) {
+  json a = json::array();
+  for (unsigned char c : s) a.push_back(int(c));
+  return a;
+}
+
+// Token pieces may be fragments of UTF-8 characters; JSON needs valid UTF-8.
+static std::string safe_text(const std::string& s) {
+  return json(s).dump(-1, ' ', false, json::error_handler_t::replace).size() ? json::parse(json(s).dump(-1, ' ', false, json::error_handler_t::replace)).get<std::string>() : s;
+}
+
+json chat_logprob_json(const TokenLogprob& lp) {
+  json top = json::array();
+  for (const auto& [t, l] : lp.top) top.push_back(json{{"token", safe_text(t)}, {"logprob", l}, {"bytes", bytes_of(t)}});
+  return json{{"token", safe_text(lp.token)}, {"logprob", lp.logprob}, {"bytes", bytes_of(lp.token)}, {"top_logprobs", top}};
+}
+
+std::string new_id(const std::string& prefix) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{}{:016x}", prefix, rng());
+}
+
+}  // namespace jevons::server

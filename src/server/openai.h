@@ -1,0 +1,46 @@
+// The OpenAI wire format: request bodies to generation parameters (with the type
+// checks that make a malformed request a 400), and responses, streaming chunks,
+// usage (with jevons' energy) and errors as JSON.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "meter/meter.h"
+#include "server/scheduler.h"
+#include "tokenizer/chat_template.h"
+
+namespace jevons::server {
+
+struct ParsedRequest {
+  bool chat = false;
+  std::string model;  // as sent ("" if absent)
+  bool stream = false, include_usage = false;
+  int n = 1;
+  bool logprobs = false;
+  GenParams params;
+  std::vector<ChatMessage> messages;  // chat
+  std::string prompt_text;            // completions: a string prompt
+  std::vector<int32_t> prompt_ids;    // completions: a token-id prompt
+  bool prompt_is_ids = false;
+};
+
+// Throws ApiError(400) naming the offending parameter.
+ParsedRequest parse_request(const nlohmann::json& body, bool chat);
+// Parses the body text first (malformed JSON -> 400).
+ParsedRequest parse_request(const std::string& body, bool chat);
+
+nlohmann::json error_json(const std::string& message, const std::string& type, const std::string& param = "",
+                          const std::string& code = "");
+nlohmann::json error_json(const ApiError& e);
+
+// usage with completion_tokens_details.reasoning_tokens and energy.
+nlohmann::json usage_json(int prompt_tokens, const std::vector<ChoiceResult>& choices, const meter::EnergyReport& energy);
+nlohmann::json energy_json(const meter::EnergyReport& r);
+// OpenAI's chat logprobs entry {"token","logprob","bytes","top_logprobs"}.
+nlohmann::json chat_logprob_json(const TokenLogprob& lp);
+
+std::string new_id(const std::string& prefix);
+
+}  // namespace jevons::server

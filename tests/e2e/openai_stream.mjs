@@ -1,0 +1,61 @@
+// Drives `jevons serve` with the official openai npm client: a streaming chat
+// completion whose reasoning arrives in reasoning_content deltas (DeepSeek's field),
+// with usage (and jevons' energy) on the final chunk; then a non-streaming one.
+import OpenAI from "openai";
+import assert from "node:assert/strict";
+
+const [baseURL, apiKey] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey, timeout: 60_000, maxRetries: 0 });
+
+const models = await client.models.list();
+const model = models.data[0].id;
+console.log("model:", model);
+
+const stream = await client.chat.completions.create({
+  model,
+  messages: [{ role: "user", content: "What is 2 + 2?" }],
+  stream: true,
+  stream_options: { include_usage: true },
+  temperature: 0,
+  max_tokens: 32,
+  max_reasoning_tokens: 8,
+});
+let reasoning = "", content = "", usage = null, finish = null, chunks = 0;
+for await (const chunk of stream) {
+  chunks++;
+  if (chunk.usage) usage = chunk.usage;
+  for (const c of chunk.choices) {
+    if (c.delta.reasoning_content) reasoning += c.delta.reasoning_content;
+    if (c.delta.content) content += c.delta.content;
+    if (c.finish_reason) finish = c.finish_reason;
+  }
+}
+console.log(JSON.stringify({ chunks, reasoning, content, finish, usage }, null, 1));
+assert.ok(chunks > 3, "several chunks streamed");
+assert.ok(reasoning.length > 0, "reasoning_content streamed");
+assert.ok(!content.includes("think>"), "no think tags in content");
+assert.ok(usage, "usage on the final chunk");
+assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);
+assert.ok(usage.completion_tokens_details.reasoning_tokens > 0);
+assert.ok(usage.completion_tokens_details.reasoning_tokens <= usage.completion_tokens);
+assert.ok(usage.energy.joules > 0, "energy reported");
+assert.ok(["measured", "estimated"].includes(usage.energy.source));
+assert.ok(["stop", "length"].includes(finish));
+
+const whole = await client.chat.completions.create({
+  model,
+  messages: [{ role: "user", content: "What is 2 + 2?" }],
+  temperature: 0,
+  max_tokens: 32,
+  max_reasoning_tokens: 8,
+});
+assert.equal(whole.choices[0].message.reasoning_content, reasoning);
+assert.equal(whole.choices[0].message.content, content);
+assert.equal(whole.usage.completion_tokens, usage.completion_tokens);
+
+// Errors come back as the client's typed errors.
+await assert.rejects(client.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }),
+                     (e) => e.status === 404);
+const bad = new OpenAI({ baseURL, apiKey: "wrong", maxRetries: 0 });
+await assert.rejects(bad.models.list(), (e) => e.status === 401);
+console.log("openai-node e2e: OK");
