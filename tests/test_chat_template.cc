@@ -452,26 +452,8 @@ TEST(Jinja, DeepNestingIsAnErrorNotACrash) {
 
 // ---- jevons chat end to end
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-Result run_shell(const std::string& cmd_line) {
-  const std::string err_path =
-      (std::filesystem::temp_directory_path() / ("jevons_chat_" + std::to_string(::getpid()) + "_stderr.txt")).string();
-  const std::string cmd = cmd_line + " 2>" + err_path;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.err = test::read_file(err_path);
-  std::filesystem::remove(err_path);
-  return r;
-}
+using Result = test::ShellResult;
+using test::run_shell;
 
 size_t count(const std::string& s, const std::string& what) {
   size_t n = 0;

@@ -15,30 +15,14 @@
 namespace jevons {
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = test::ShellResult;
 
 std::string tmp(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("jevons_cli_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
 // Runs `jevons ARGS` under a 120 s timeout (a hang fails the test instead of CI).
-Result jevons(const std::string& args) {
-  const std::string err_path = tmp("stderr.txt");
-  const std::string cmd = "timeout 120 " + std::string(JEVONS_CLI_PATH) + " " + args + " 2>" + err_path;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.err = test::read_file(err_path);
-  std::filesystem::remove(err_path);
-  return r;
-}
+Result jevons(const std::string& args) { return test::run_shell("timeout 120 " + std::string(JEVONS_CLI_PATH) + " " + args); }
 
 std::string stories() { return test::shared_dir() + "/models/stories260K/stories260K-f32.gguf"; }
 

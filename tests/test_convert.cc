@@ -17,19 +17,6 @@ namespace jevons {
 namespace {
 namespace fs = std::filesystem;
 
-double max_rel_diff(const std::vector<float>& x, const std::vector<float>& ref, int n_vocab) {
-  double worst = 0;
-  for (size_t p = 0; p < ref.size() / size_t(n_vocab); ++p) {
-    double mean = 0, var = 0, md = 0;
-    for (int v = 0; v < n_vocab; ++v) mean += ref[p * n_vocab + v];
-    mean /= n_vocab;
-    for (int v = 0; v < n_vocab; ++v) var += std::pow(ref[p * n_vocab + v] - mean, 2);
-    for (int v = 0; v < n_vocab; ++v) md = std::max(md, double(std::fabs(x[p * n_vocab + v] - ref[p * n_vocab + v])));
-    worst = std::max(worst, md / std::sqrt(var / n_vocab));
-  }
-  return worst;
-}
-
 struct Case {
   std::string model, type, ref;
 };
@@ -59,7 +46,7 @@ TEST_P(Convert, GgufReproducesLlamaCpp) {
   const std::string ref_bytes = test::read_file(dir + "/ref/logits-" + c.ref + ".f32");
   std::vector<float> ref(ref_bytes.size() / 4);
   std::memcpy(ref.data(), ref_bytes.data(), ref_bytes.size());
-  EXPECT_LE(max_rel_diff(logits, ref, V), 1e-4);
+  EXPECT_LE(test::max_rel_diff(logits, ref, V), 1e-4);
   // The vocabulary went along.
   auto tok = Tokenizer::from_gguf(*f);
   EXPECT_EQ(tok->encode(prompt["text"].get<std::string>(), tok->add_bos_default()),

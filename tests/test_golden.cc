@@ -33,33 +33,6 @@ struct GoldenCase {
 
 std::ostream& operator<<(std::ostream& os, const GoldenCase& c) { return os << c.model << "/" << c.file; }
 
-std::vector<float> read_f32(const std::string& path) {
-  const std::string s = test::read_file(path);
-  std::vector<float> v(s.size() / 4);
-  std::memcpy(v.data(), s.data(), v.size() * 4);
-  return v;
-}
-
-// max over positions of max_v |x - ref| / std_v(ref)
-double max_rel_diff(const std::vector<float>& x, const std::vector<float>& ref, int n_vocab, int* worst_pos) {
-  double worst = 0.0;
-  for (size_t p = 0; p < ref.size() / size_t(n_vocab); ++p) {
-    const float* r = &ref[p * size_t(n_vocab)];
-    const float* e = &x[p * size_t(n_vocab)];
-    double mean = 0, var = 0, maxdiff = 0;
-    for (int v = 0; v < n_vocab; ++v) mean += r[v];
-    mean /= n_vocab;
-    for (int v = 0; v < n_vocab; ++v) var += (r[v] - mean) * (r[v] - mean);
-    const double sd = std::sqrt(var / n_vocab);
-    for (int v = 0; v < n_vocab; ++v) maxdiff = std::max(maxdiff, double(std::fabs(e[v] - r[v])));
-    if (maxdiff / sd > worst) {
-      worst = maxdiff / sd;
-      if (worst_pos) *worst_pos = int(p);
-    }
-  }
-  return worst;
-}
-
 class Golden : public ::testing::TestWithParam<GoldenCase> {};
 
 TEST_P(Golden, LogitsAndGreedyMatchLlamaCpp) {
@@ -81,10 +54,10 @@ TEST_P(Golden, LogitsAndGreedyMatchLlamaCpp) {
   model->forward(cache, tokens.data(), int64_t(tokens.size()), logits.data(), true);
 
   // 1. Same weights, f32 arithmetic: the README's 1e-4 tolerance at every position.
-  const std::vector<float> exact = read_f32(dir + "/ref/logits-" + c.exact + ".f32");
+  const std::vector<float> exact = test::read_f32(dir + "/ref/logits-" + c.exact + ".f32");
   ASSERT_EQ(exact.size(), logits.size());
   int worst_pos = -1;
-  const double r = max_rel_diff(logits, exact, n_vocab, &worst_pos);
+  const double r = test::max_rel_diff(logits, exact, n_vocab, &worst_pos);
   EXPECT_LE(r, 1e-4) << "max r_p at position " << worst_pos;
   const auto ref_json = nlohmann::json::parse(test::read_file(dir + "/ref/greedy-" + c.exact + ".json"));
   const auto ref_argmax = ref_json["prompt_argmax"].get<std::vector<int32_t>>();
@@ -94,8 +67,8 @@ TEST_P(Golden, LogitsAndGreedyMatchLlamaCpp) {
 
   // 2. llama.cpp with its activation rounding: differences of that rounding's size only.
   if (!c.rounded.empty()) {
-    const std::vector<float> rounded = read_f32(dir + "/ref/logits-" + c.rounded + ".f32");
-    EXPECT_LE(max_rel_diff(logits, rounded, n_vocab, nullptr), c.rounded_tol);
+    const std::vector<float> rounded = test::read_f32(dir + "/ref/logits-" + c.rounded + ".f32");
+    EXPECT_LE(test::max_rel_diff(logits, rounded, n_vocab, nullptr), c.rounded_tol);
   }
 
   // 3. Greedy continuation, each token evaluated alone. A difference is only

@@ -27,26 +27,6 @@ namespace fs = std::filesystem;
 // the exact reference kernels (the fast ones round activations like llama.cpp's
 // bf16/q8 paths; tests/test_kernels_golden.cc holds those to llama.cpp's own runs).
 
-std::vector<float> read_f32(const std::string& path) {
-  const std::string s = test::read_file(path);
-  std::vector<float> v(s.size() / 4);
-  std::memcpy(v.data(), s.data(), v.size() * 4);
-  return v;
-}
-
-double max_rel_diff(const std::vector<float>& x, const std::vector<float>& ref, int n_vocab) {
-  double worst = 0;
-  for (size_t p = 0; p < ref.size() / size_t(n_vocab); ++p) {
-    double mean = 0, var = 0, md = 0;
-    for (int v = 0; v < n_vocab; ++v) mean += ref[p * n_vocab + v];
-    mean /= n_vocab;
-    for (int v = 0; v < n_vocab; ++v) var += std::pow(ref[p * n_vocab + v] - mean, 2);
-    for (int v = 0; v < n_vocab; ++v) md = std::max(md, double(std::fabs(x[p * n_vocab + v] - ref[p * n_vocab + v])));
-    worst = std::max(worst, md / std::sqrt(var / n_vocab));
-  }
-  return worst;
-}
-
 std::vector<float> all_logits(Model& model, const std::vector<int32_t>& ids) {
   KvCache cache = model.new_cache(int(ids.size()));
   std::vector<float> logits(ids.size() * size_t(model.config().n_vocab));
@@ -64,7 +44,7 @@ TEST_P(HfGolden, MatchesLlamaCppF32) {
   const auto prompt = nlohmann::json::parse(test::read_file(dir + "/ref/prompt.json"));
   const auto ids = prompt["token_ids"].get<std::vector<int32_t>>();
   const std::vector<float> logits = all_logits(*model, ids);
-  EXPECT_LE(max_rel_diff(logits, read_f32(dir + "/ref/logits-f32.f32"), model->config().n_vocab), 1e-4);
+  EXPECT_LE(test::max_rel_diff(logits, test::read_f32(dir + "/ref/logits-f32.f32"), model->config().n_vocab), 1e-4);
   // The tokenizer comes from tokenizer.json + tokenizer_config.json.
   auto tok = Tokenizer::from_gguf(*src);
   EXPECT_EQ(tok->encode(prompt["text"].get<std::string>(), tok->add_bos_default()),
@@ -104,7 +84,7 @@ TEST(HfModel, QuantizeOnLoadRunsAtTheChosenType) {
   const auto ids = nlohmann::json::parse(test::read_file(dir + "/ref/prompt.json"))["token_ids"].get<std::vector<int32_t>>();
   // Same weights llama.cpp quantized to Q8_0 (our quantizer is ggml's for Q8_0): the
   // dequantized-f32 reference, within its own quantization noise.
-  EXPECT_LE(max_rel_diff(all_logits(*model, ids), read_f32(dir + "/ref/logits-q8_0-dequant.f32"), 4096), 1e-3);
+  EXPECT_LE(test::max_rel_diff(all_logits(*model, ids), test::read_f32(dir + "/ref/logits-q8_0-dequant.f32"), 4096), 1e-3);
 }
 
 // ---- Writing small checkpoints for the FP8 and bad-input tests ----
@@ -230,8 +210,8 @@ TEST(HfModel, Fp8BlockScaledMatchesBf16) {
   auto m_orig = load_model(*bf16);
   const std::vector<int32_t> ids = {0, 525, 2386, 299, 2718, 296, 1345, 565};
   const auto l8 = all_logits(*m8, ids);
-  EXPECT_LE(max_rel_diff(l8, all_logits(*m_same, ids), 4096), 1e-4);
-  EXPECT_GT(max_rel_diff(l8, all_logits(*m_orig, ids), 4096), 1e-3);
+  EXPECT_LE(test::max_rel_diff(l8, all_logits(*m_same, ids), 4096), 1e-4);
+  EXPECT_GT(test::max_rel_diff(l8, all_logits(*m_orig, ids), 4096), 1e-3);
   fs::remove_all(dir);
   fs::remove_all(same_dir);
 }

@@ -42,36 +42,12 @@ struct FastGoldenCase {
 
 std::ostream& operator<<(std::ostream& os, const FastGoldenCase& c) { return os << c.model << "/" << c.file; }
 
-std::vector<float> read_f32(const std::string& path) {
-  const std::string s = test::read_file(path);
-  std::vector<float> v(s.size() / 4);
-  std::memcpy(v.data(), s.data(), v.size() * 4);
-  return v;
-}
-
 double row_std(const float* r, int n) {
   double mean = 0, var = 0;
   for (int v = 0; v < n; ++v) mean += r[v];
   mean /= n;
   for (int v = 0; v < n; ++v) var += (r[v] - mean) * (r[v] - mean);
   return std::sqrt(var / n);
-}
-
-// max over positions of max_v |x - ref| / std_v(ref)
-double max_rel_diff(const std::vector<float>& x, const std::vector<float>& ref, int n_vocab, int* worst_pos) {
-  double worst = 0.0;
-  for (size_t p = 0; p < ref.size() / size_t(n_vocab); ++p) {
-    const float* r = &ref[p * size_t(n_vocab)];
-    const float* e = &x[p * size_t(n_vocab)];
-    double maxdiff = 0;
-    for (int v = 0; v < n_vocab; ++v) maxdiff = std::max(maxdiff, double(std::fabs(e[v] - r[v])));
-    const double rp = maxdiff / row_std(r, n_vocab);
-    if (rp > worst) {
-      worst = rp;
-      if (worst_pos) *worst_pos = int(p);
-    }
-  }
-  return worst;
 }
 
 class FastGolden : public ::testing::TestWithParam<FastGoldenCase> {};
@@ -95,11 +71,11 @@ TEST_P(FastGolden, LogitsMatchLlamaCppWithActivationRounding) {
   std::vector<float> logits(tokens.size() * size_t(n_vocab));
   model->forward(cache, tokens.data(), int64_t(tokens.size()), logits.data(), true);
 
-  const std::vector<float> ref = read_f32(dir + "/ref/logits-" + c.variant + ".f32");
+  const std::vector<float> ref = test::read_f32(dir + "/ref/logits-" + c.variant + ".f32");
   ASSERT_EQ(ref.size(), logits.size());
   for (size_t i = 0; i < logits.size(); ++i) ASSERT_TRUE(std::isfinite(logits[i])) << "logit " << i;
   int worst_pos = -1;
-  const double r = max_rel_diff(logits, ref, n_vocab, &worst_pos);
+  const double r = test::max_rel_diff(logits, ref, n_vocab, &worst_pos);
   std::printf("[ fast     ] %s/%s vs llama.cpp %s: max r_p %.3g (position %d), asserted <= %.3g\n", c.model.c_str(),
               c.file.c_str(), c.variant.c_str(), r, worst_pos, c.tol);
   EXPECT_LE(r, c.tol) << "max r_p at position " << worst_pos;

@@ -16,10 +16,7 @@
 namespace jevons {
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
+using Result = test::ShellResult;
 
 std::string tmp(const std::string& name) {
   return (std::filesystem::temp_directory_path() / ("jevons_metercli_" + std::to_string(::getpid()) + "_" + name)).string();
@@ -27,19 +24,7 @@ std::string tmp(const std::string& name) {
 
 // Runs `ENV jevons ARGS` with no user config file in the way, under a timeout.
 Result jevons(const std::string& args, const std::string& env = "") {
-  const std::string err_path = tmp("stderr.txt");
-  const std::string cmd = "env XDG_CONFIG_HOME=/nonexistent/xdg " + env + " timeout 120 " + std::string(JEVONS_CLI_PATH) +
-                          " " + args + " 2>" + err_path;
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.err = test::read_file(err_path);
-  std::filesystem::remove(err_path);
-  return r;
+  return test::run_shell("env XDG_CONFIG_HOME=/nonexistent/xdg " + env + " timeout 120 " + std::string(JEVONS_CLI_PATH) + " " + args);
 }
 
 const std::string kNoSources = " --powercap-root /nonexistent/powercap --nvml-library /nonexistent/libnvidia-ml.so.1";
