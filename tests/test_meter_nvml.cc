@@ -232,7 +232,7 @@ TEST_F(FakeNvml, EnergyLogOfSampledPower) {
     char src[32] = {0};
     ASSERT_EQ(std::sscanf(line.c_str(), "%lf,%lf,%lf,%31s", &t, &w, &j, src), 4) << line;
     EXPECT_NEAR(w, 100.0, 1e-9) << line;
-    EXPECT_NEAR(j, 100.0 * t, 0.06) << line;  // t printed to 1 ms
+    EXPECT_NEAR(j, 100.0 * t, 1e-3) << line;  // t printed to 1 us
     EXPECT_STREQ(src, "nvml");
     ++rows;
   }

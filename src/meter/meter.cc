@@ -125,6 +125,7 @@ void Meter::start_log(const std::string& path) {
     log_t0_ = log_last_t_ = t;
     log_j0_ = log_last_j_ = j;
     log_last_w_ = 0;
+    log_rows_ = 0;
   }
   ensure_thread();
 }
@@ -141,9 +142,12 @@ void Meter::stop_log() {
 }
 
 void Meter::write_row_locked(double t, double j) {
+  // Watts over the interval since the previous row; a final row that lands within a
+  // millisecond of it repeats the previous figure rather than divide by almost nothing.
   const double dt = t - log_last_t_;
-  if (dt > 1e-6) log_last_w_ = (j - log_last_j_) / dt;
-  std::fprintf(log_, "%.3f,%.3f,%.6f,%s\n", t - log_t0_, log_last_w_, j - log_j0_, source_.c_str());
+  if (dt >= 1e-3 || (!log_rows_ && dt > 0)) log_last_w_ = (j - log_last_j_) / dt;
+  ++log_rows_;
+  std::fprintf(log_, "%.6f,%.3f,%.6f,%s\n", t - log_t0_, log_last_w_, j - log_j0_, source_.c_str());
   std::fflush(log_);
   log_last_t_ = t;
   log_last_j_ = j;

@@ -101,6 +101,7 @@ class Meter {
   std::FILE* log_ = nullptr;
   std::string log_path_;
   double log_t0_ = 0, log_j0_ = 0, log_last_t_ = 0, log_last_j_ = 0, log_last_w_ = 0;
+  int64_t log_rows_ = 0;
 
   std::mutex mu_;
   std::condition_variable cv_;
