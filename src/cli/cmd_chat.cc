@@ -182,15 +182,7 @@ void add_chat_command(CLI::App& app) {
   c->add_option("--chat-template", o->chat_template,
                 "Chat template: a Jinja file, or a built-in name (chatml, llama3, deepseek-r1, deepseek-v3); default: the model's");
   c->add_option("-n,--n-predict", o->n_predict, "Tokens to generate per reply at most")->capture_default_str()->check(CLI::Range(1, 1 << 30));
-  c->add_option("--temp", o->sampling.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  c->add_option("--top-k", o->sampling.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
-  c->add_option("--top-p", o->sampling.top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
-  c->add_option("--min-p", o->sampling.min_p, "Drop tokens below min-p x the top probability (0 = off)")->capture_default_str();
-  c->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Penalize recently seen tokens (1 = off)")->capture_default_str();
-  c->add_option("--repeat-last-n", o->sampling.repeat_last_n, "How many recent tokens the penalties consider")->capture_default_str();
-  c->add_option("--presence-penalty", o->sampling.presence_penalty, "Subtract from logits of tokens already seen")->capture_default_str();
-  c->add_option("--frequency-penalty", o->sampling.frequency_penalty, "Subtract per occurrence of a seen token")->capture_default_str();
-  c->add_option("--seed", o->sampling.seed, "Random seed (default: random)")->each([o](const std::string&) { o->seed_given = true; });
+  add_sampling_options(c, o->sampling, o->seed_given);
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("-c,--ctx-size", o->ctx, "Context length in tokens (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
   c->callback([o] { chat(*o); });

@@ -117,16 +117,7 @@ void add_run_command(CLI::App& app) {
   add_quant_option(c, o->quant);
   c->add_option("-p,--prompt", o->prompt, "Prompt text");
   c->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most (stops earlier at end of text)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
-  c->add_option("--temp", o->sampling.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  c->add_option("--top-k", o->sampling.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
-  c->add_option("--top-p", o->sampling.top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
-  c->add_option("--min-p", o->sampling.min_p, "Drop tokens below min-p x the top probability (0 = off)")->capture_default_str();
-  c->add_option("--repeat-penalty", o->sampling.repeat_penalty, "Penalize recently seen tokens (1 = off)")->capture_default_str();
-  c->add_option("--repeat-last-n", o->sampling.repeat_last_n, "How many recent tokens the penalties consider")->capture_default_str();
-  c->add_option("--presence-penalty", o->sampling.presence_penalty, "Subtract from logits of tokens already seen")->capture_default_str();
-  c->add_option("--frequency-penalty", o->sampling.frequency_penalty, "Subtract per occurrence of a seen token")->capture_default_str();
-  c->add_option("--seed", o->sampling.seed, "Random seed (same seed, same output; default: random, printed at the end)")
-      ->each([o](const std::string&) { o->seed_given = true; });
+  add_sampling_options(c, o->sampling, o->seed_given);
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("-c,--ctx-size", o->ctx, "Context length in tokens (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
   c->add_flag("--no-bos", o->no_bos, "Do not add the BOS token even if the model asks for it");

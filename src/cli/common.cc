@@ -48,6 +48,19 @@ std::vector<int32_t> parse_ids(const std::string& text) {
   return ids;
 }
 
+void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given) {
+  c->add_option("--temp", sampling.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  c->add_option("--top-k", sampling.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
+  c->add_option("--top-p", sampling.top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
+  c->add_option("--min-p", sampling.min_p, "Drop tokens below min-p x the top probability (0 = off)")->capture_default_str();
+  c->add_option("--repeat-penalty", sampling.repeat_penalty, "Penalize recently seen tokens (1 = off)")->capture_default_str();
+  c->add_option("--repeat-last-n", sampling.repeat_last_n, "How many recent tokens the penalties consider")->capture_default_str();
+  c->add_option("--presence-penalty", sampling.presence_penalty, "Subtract from logits of tokens already seen")->capture_default_str();
+  c->add_option("--frequency-penalty", sampling.frequency_penalty, "Subtract per occurrence of a seen token")->capture_default_str();
+  c->add_option("--seed", sampling.seed, "Random seed (same seed, same output; default: random)")
+      ->each([&seed_given](const std::string&) { seed_given = true; });
+}
+
 void add_quant_option(CLI::App* c, std::string& quant) {
   c->add_option("--quant", quant,
                 "Quantize a Hugging Face checkpoint's matrices at load: q8_0, q4_0, q4_k, ... (k-quants fall back on short rows)");

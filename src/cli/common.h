@@ -9,6 +9,7 @@
 
 #include "formats/gguf.h"
 #include "model/model.h"
+#include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace jevons::cli {
@@ -23,6 +24,10 @@ struct LoadedModel {
 // model when with_model. quant ("" or a type name like q8_0) converts an HF
 // checkpoint's matrices at load.
 LoadedModel load(const std::string& path, bool with_model, const std::string& quant = "");
+
+// Adds --temp, --top-k, --top-p, --min-p, the penalties and --seed (setting
+// seed_given when the user chose one) for commands that sample.
+void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given);
 
 // Adds the --quant option (quantize-on-load for Hugging Face directories).
 void add_quant_option(CLI::App* c, std::string& quant);
