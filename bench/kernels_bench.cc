@@ -3,6 +3,7 @@
 //                                               streamed; bw_frac = that / probed read
 //                                               bandwidth with the same thread count
 //   matmul/<type>/<rows>x<cols>/tokens:<t>/threads:<n>   prefill; OP/s counter = 2*rows*cols*t
+//   peak/<int8_dot|f32_fma>/threads:<n>         the compute ceilings of kernels/peak.h
 //   read_bandwidth/threads:<n>                  the probe of kernels/bandwidth.h
 //   parallel_for_overhead/threads:<n>           one thread-pool dispatch of an empty job
 // e.g.  ./jevons_bench --benchmark_filter='matvec/q4_0'  or  'matvec/.*/threads:1'
@@ -19,12 +20,14 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/float16.h"
 #include "core/thread_pool.h"
 #include "kernels/bandwidth.h"
 #include "kernels/matmul.h"
+#include "kernels/peak.h"
 #include "quant/blocks.h"
 #include "quant/types.h"
 
@@ -179,6 +182,14 @@ void BM_ReadBandwidth(benchmark::State& state, int threads) {
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(probe->bytes()));
 }
 
+// The compute ceilings of kernels/peak.h (what `jevons bench` compares prefill with).
+void BM_ComputePeak(benchmark::State& state, PeakKind kind, int threads) {
+  double gops = 0;
+  for (auto _ : state) gops = measure_compute_peak_gops(kind, threads);
+  state.counters["OP/s"] = benchmark::Counter(gops * 1e9, benchmark::Counter::kDefaults, benchmark::Counter::kIs1000);
+  state.SetLabel(peak_kind_name(kind));
+}
+
 // Cost of one parallel_for dispatch with an (almost) empty job: what every matmul
 // pays on top of its work (~7 per layer per token).
 void BM_ParallelForOverhead(benchmark::State& state, int threads) {
@@ -224,15 +235,24 @@ void register_all() {
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }
+  // 4096x512: one token's activations fit L1, which isolates the arithmetic of a tile
+  // from the cache traffic of wide rows.
+  const std::tuple<int64_t, int64_t, int64_t> matmul_shapes[] = {{4096, 4096, 64}, {4096, 4096, 512}, {4096, 512, 64}};
   for (auto [name, type] : types)
-    for (int64_t tokens : {64, 512})
+    for (auto [rows, cols, tokens] : matmul_shapes)
       for (int th : thread_counts) {
-        const std::string n = std::string("matmul/") + name + "/4096x4096/tokens:" + std::to_string(tokens) +
-                              "/threads:" + std::to_string(th);
-        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matmul, type, 4096, 4096, tokens, th))
+        const std::string n = std::string("matmul/") + name + "/" + std::to_string(rows) + "x" + std::to_string(cols) +
+                              "/tokens:" + std::to_string(tokens) + "/threads:" + std::to_string(th);
+        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matmul, type, rows, cols, tokens, th))
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
       }
+  for (auto [name, kind] : {std::pair{"int8_dot", PeakKind::kInt8Dot}, std::pair{"f32_fma", PeakKind::kF32Fma}})
+    for (int th : thread_counts)
+      with_extremes(benchmark::RegisterBenchmark((std::string("peak/") + name + "/threads:" + std::to_string(th)).c_str(),
+                                                 BM_ComputePeak, kind, th))
+          ->UseRealTime()
+          ->Iterations(1);
 }
 
 }  // namespace

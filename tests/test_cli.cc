@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
 #include "formats/gguf.h"
@@ -105,6 +106,50 @@ TEST(Cli, HelpForEverySubcommand) {
   }
   EXPECT_EQ(jevons("").code, 1);  // no subcommand
   EXPECT_EQ(jevons("run").code, 1);  // -m missing
+}
+
+TEST(Cli, BenchJsonReportsRatesRooflineAndPeak) {
+  // A private cache directory: the first run measures the bandwidth and the compute peak
+  // and caches them, the second (decode only) reads the cache.
+  const std::string cache = tmp("bench_cache");
+  std::filesystem::remove_all(cache);
+  const std::string env = "XDG_CACHE_HOME=" + cache + " ";
+  const Result r = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + stories() +
+                                   " -p 16 -n 8 -r 2 -t 1 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["type"], "f32");
+  EXPECT_EQ(j["threads"], 1);
+  const auto& p = j["prefill"];
+  EXPECT_EQ(p["tokens"], 16);
+  EXPECT_GT(p["tokens_per_s"].get<double>(), 0.0);
+  EXPECT_LE(p["tokens_per_s_min"].get<double>(), p["tokens_per_s"].get<double>());
+  EXPECT_GE(p["tokens_per_s_max"].get<double>(), p["tokens_per_s"].get<double>());
+  EXPECT_GT(p["gops"].get<double>(), 0.0);
+  EXPECT_GT(p["peak_gops"].get<double>(), 0.0);
+  EXPECT_NE(p["peak"].get<std::string>().find("f32 FMA"), std::string::npos) << p["peak"];
+  EXPECT_NEAR(p["peak_pct"].get<double>(), 100.0 * p["gops"].get<double>() / p["peak_gops"].get<double>(), 1e-6);
+  const auto& d = j["decode"];
+  EXPECT_EQ(d["tokens"], 8);
+  // stories260K in f32: every matrix is read once per token (~1 MB).
+  EXPECT_GT(d["bytes_per_token"].get<double>(), 0.9e6);
+  EXPECT_LT(d["bytes_per_token"].get<double>(), 1.2e6);
+  EXPECT_GT(d["bandwidth_gbs"].get<double>(), 0.0);
+  EXPECT_NEAR(d["roofline_pct"].get<double>(),
+              100.0 * d["bytes_per_token"].get<double>() * d["tokens_per_s"].get<double>() / 1e9 / d["bandwidth_gbs"].get<double>(),
+              1e-6);
+  EXPECT_TRUE(j.contains("energy"));
+
+  const auto probes = nlohmann::json::parse(test::read_file(cache + "/jevons/probes.json"));
+  EXPECT_EQ(probes.size(), 2u) << probes.dump();
+  // The cached bandwidth is what a decode-only run reports.
+  const Result r2 = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + stories() +
+                                    " -p 0 -n 4 -r 1 -t 1 --json");
+  ASSERT_EQ(r2.code, 0) << r2.err;
+  const auto j2 = nlohmann::json::parse(r2.out);
+  EXPECT_FALSE(j2.contains("prefill"));
+  EXPECT_EQ(j2["decode"]["bandwidth_gbs"].get<double>(), d["bandwidth_gbs"].get<double>());
+  std::filesystem::remove_all(cache);
 }
 
 TEST(Cli, MissingFile) { expect_error(jevons("run -m /nonexistent/model.gguf -p hi"), "cannot open /nonexistent/model.gguf"); }

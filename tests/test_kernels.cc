@@ -195,7 +195,7 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
       const int64_t bs = type_traits(type).block_size;
       std::vector<int64_t> col_options;
       if (bs == 256) col_options = {256, 768};
-      else if (bs == 32) col_options = {32, 160};
+      else if (bs == 32) col_options = {32, 64, 160};  // odd and even block counts
       else col_options = {172, 64, 7};
       for (int64_t cols : col_options)
         for (int64_t rows : {1, 7, 37})
@@ -224,10 +224,11 @@ TEST(Kernels, VnniCodePathsMatchReference) {
 }
 
 TEST(Kernels, LargerMatmulAcrossTokenBlocks) {
-  // More tokens than one cache block (64) and rows spread over 2 threads.
+  // More tokens than one activation block (those whose activations fit 256 KiB: about
+  // 25 at 4096 columns) and rows spread over 2 threads.
   ThreadPool pool(2);
   for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::BF16})
-    check_matmul(type, 45, 512, 70, &pool, 77);
+    check_matmul(type, 45, 4096, 70, &pool, 77);
 }
 
 TEST(Kernels, ReferenceModeIsExactlyTheReference) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -13,6 +14,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/bandwidth.h"
+#include "kernels/peak.h"
 #include "meter/cli_options.h"
 #include "meter/meter.h"
 
@@ -48,16 +50,16 @@ std::string cpu_model_name() {
   return "unknown cpu";
 }
 
-// Measured read bandwidth, cached per machine (CPU model + thread count) because
-// the probe takes a few seconds. --reprobe measures again.
-double machine_bandwidth_gbs(int threads, bool reprobe) {
+// Machine probes (read bandwidth, compute peaks), cached per machine (CPU model +
+// thread count) because each takes seconds. --reprobe measures again.
+double cached_probe(const std::string& what, int threads, bool reprobe, const std::function<double()>& measure) {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
   const std::filesystem::path dir = xdg && *xdg ? std::filesystem::path(xdg) / "jevons"
                                     : home && *home ? std::filesystem::path(home) / ".cache/jevons"
                                                     : std::filesystem::temp_directory_path() / "jevons";
-  const std::filesystem::path file = dir / "bandwidth.json";
-  const std::string key = fmt::format("{} | {} threads", cpu_model_name(), threads);
+  const std::filesystem::path file = dir / "probes.json";
+  const std::string key = fmt::format("{} | {} threads | {}", cpu_model_name(), threads, what);
   nlohmann::json cache = nlohmann::json::object();
   if (std::ifstream in(file); in) {
     try {
@@ -66,13 +68,14 @@ double machine_bandwidth_gbs(int threads, bool reprobe) {
       cache = nlohmann::json::object();  // a corrupt cache is just re-measured
     }
   }
-  if (!reprobe && cache.contains(key) && cache[key].is_number()) return cache[key].get<double>();
-  const double gbs = measure_read_bandwidth_gbs(threads);
-  cache[key] = gbs;
+  if (!reprobe && cache.is_object() && cache.contains(key) && cache[key].is_number()) return cache[key].get<double>();
+  if (!cache.is_object()) cache = nlohmann::json::object();
+  const double value = measure();
+  cache[key] = value;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (std::ofstream out(file); out) out << cache.dump(2) << "\n";
-  return gbs;
+  return value;
 }
 
 // Resident and peak resident memory of this process (kB from /proc/self/status).
@@ -87,12 +90,14 @@ std::pair<double, double> resident_gib() {
   return {rss, hwm};
 }
 
-// Name of the type holding most of the weight bytes (e.g. "q4_0").
-std::string dominant_type(const ModelSource& f) {
-  std::map<std::string, size_t> bytes;
-  for (const GgufTensor* t : f.tensor_list()) bytes[type_name(t->type)] += t->nbytes;
+// The type holding most of the weight bytes (e.g. Q4_0).
+TensorType dominant_tensor_type(const ModelSource& f) {
+  std::map<TensorType, size_t> bytes;
+  for (const GgufTensor* t : f.tensor_list()) bytes[t->type] += t->nbytes;
+  if (bytes.empty()) fail("{}: the model has no tensors", f.path());
   return std::max_element(bytes.begin(), bytes.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
 }
+std::string dominant_type(const ModelSource& f) { return type_name(dominant_tensor_type(f)); }
 
 void run_bench(const BenchOptions& o) {
   using clock = std::chrono::steady_clock;
@@ -157,7 +162,15 @@ void run_bench(const BenchOptions& o) {
   const meter::EnergyReport energy = span.finish(int64_t(o.n_prompt) * o.reps, int64_t(o.n_gen) * o.reps);
   meter.stop_log();
   const uint64_t bytes_per_token = weight_bytes;
-  const double bandwidth = o.n_gen > 0 ? machine_bandwidth_gbs(threads, o.reprobe) : 0.0;
+  const double bandwidth =
+      o.n_gen > 0 ? cached_probe("read bandwidth GB/s", threads, o.reprobe, [&] { return measure_read_bandwidth_gbs(threads); })
+                  : 0.0;
+  const PeakKind peak_kind = peak_kind_for(dominant_tensor_type(*m.file));
+  const std::string peak_name = peak_kind_name(peak_kind);
+  const double peak_gops =
+      o.n_prompt > 0 ? cached_probe(peak_name + " GOP/s", threads, o.reprobe,
+                                    [&] { return measure_compute_peak_gops(peak_kind, threads); })
+                     : 0.0;
   double prefill_flops = model.matmul_flops_per_token() * o.n_prompt;
   for (int p = 0; p < o.n_prompt; ++p) prefill_flops += model.attention_flops(p);
 
@@ -170,8 +183,11 @@ void run_bench(const BenchOptions& o) {
   j["repetitions"] = o.reps;
   if (o.n_prompt > 0) {
     const Stats s = stats_of(prefill_tps);
+    const double gops = prefill_flops / o.n_prompt * s.median / 1e9;
     j["prefill"] = {{"tokens", o.n_prompt}, {"tokens_per_s", s.median}, {"tokens_per_s_min", s.min},
-                    {"tokens_per_s_max", s.max}, {"gflops", prefill_flops / o.n_prompt * s.median / 1e9}};
+                    {"tokens_per_s_max", s.max}, {"gflops", gops}, {"gops", gops},
+                    {"peak", peak_name}, {"peak_gops", peak_gops},
+                    {"peak_pct", peak_gops > 0 ? 100.0 * gops / peak_gops : 0.0}};
   }
   if (o.n_gen > 0) {
     const Stats s = stats_of(decode_tps);
@@ -197,8 +213,9 @@ void run_bench(const BenchOptions& o) {
   std::printf("%-8s %7s %12s %12s %12s %s\n", "phase", "tokens", "tok/s", "min", "max", "");
   if (o.n_prompt > 0) {
     const auto& p = j["prefill"];
-    std::printf("%-8s %7d %12.2f %12.2f %12.2f %.1f GFLOP/s\n", "prefill", o.n_prompt, p["tokens_per_s"].get<double>(),
-                p["tokens_per_s_min"].get<double>(), p["tokens_per_s_max"].get<double>(), p["gflops"].get<double>());
+    std::printf("%-8s %7d %12.2f %12.2f %12.2f %.1f of %.1f GOP/s = %.1f%% of the %s peak\n", "prefill", o.n_prompt,
+                p["tokens_per_s"].get<double>(), p["tokens_per_s_min"].get<double>(), p["tokens_per_s_max"].get<double>(),
+                p["gops"].get<double>(), peak_gops, p["peak_pct"].get<double>(), peak_name.c_str());
   }
   if (o.n_gen > 0) {
     const auto& d = j["decode"];
@@ -226,7 +243,7 @@ void add_bench_command(CLI::App& app) {
   add_quant_option(c, o->quant);
   c->add_option("--energy-log", o->energy_log, "Write a CSV time series of power (t_s,watts,joules,source) to FILE");
   meter::add_meter_options(c, o->meter);
-  c->add_flag("--reprobe", o->reprobe, "Measure the memory bandwidth again instead of using the cached value");
+  c->add_flag("--reprobe", o->reprobe, "Measure the memory bandwidth and compute peak again instead of using the cached values");
   c->callback([o] { run_bench(*o); });
 }
 

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <hwy/highway.h>
 
 #include "core/float16.h"
@@ -73,17 +74,35 @@ constexpr size_t kSub = 32 / kL8;  // int8 vectors per 32 elements
 static_assert(kL8 == 16 || kL8 == 32, "kernels assume 128- or 256-bit int8 vectors");
 constexpr size_t kLF = hn::MaxLanes(DF());
 
-// Register tile: rows x tokens. 16 vector registers on AVX2 / 128-bit targets, 32 on
-// AVX-512.
-// Decode (one token) uses kTileR rows at a time; prefill kPrefR x kPrefT tiles.
+// Register tiles for prefill: R rows x T tokens, per kernel family (16 vector registers
+// on AVX2 / SSE, 32 on AVX-512 and NEON). On x86 the quantized kernels take one row and
+// eight tokens: the row's decoded codes stay in registers while the activations come
+// from L1 as memory operands, and the accumulators never spill.
+// Decode (one token) always streams one row after the other: consecutive rows are
+// consecutive in memory, so the weights are read as one linear stream that the hardware
+// prefetchers follow (several interleaved rows cut single-core bandwidth to a third).
 #if HWY_TARGET <= HWY_AVX3
-constexpr size_t kTileR = 4, kPrefR = 4, kPrefT = 4;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 4, kFloatT = 4;
 #elif JEVONS_MM_X86
-constexpr size_t kTileR = 4, kPrefR = 2, kPrefT = 4;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4;
 #else
-constexpr size_t kTileR = 4, kPrefR = 4, kPrefT = 2;
+constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 4, kFloatT = 2;
 #endif
-constexpr int64_t kTokenBlock = 64;  // tokens whose activations stay in L2 per row sweep
+// Tokens per row sweep: their activations (at most this many bytes) stay in L2 while
+// every row of the thread's range passes over them.
+constexpr size_t kActBlockBytes = size_t(256) << 10;
+
+// f(integral_constant<0>), ..., f(integral_constant<N-1>): an unrolled loop whose index
+// is a constant from the start, so that GCC keeps register-tile arrays in registers
+// (a plain loop is unrolled only after the pass that would have done so).
+template <size_t N, class F, size_t... I>
+HWY_INLINE void ForEachIndexImpl(F&& f, std::index_sequence<I...>) {
+  (f(std::integral_constant<size_t, I>{}), ...);
+}
+template <size_t N, class F>
+HWY_INLINE void ForEachIndex(F&& f) {
+  ForEachIndexImpl<N>(f, std::make_index_sequence<N>{});
+}
 
 HWY_INLINE float F16ToF32(uint16_t h) {
 #if JEVONS_MM_X86
@@ -406,6 +425,14 @@ struct DecQ8_0 {
   static constexpr bool kMin = false, kSigned = true;
   static HWY_INLINE float Scale(const Block& b) { return F16ToF32(b.d); }
   static HWY_INLINE float Min(const Block&) { return 0.0f; }
+#if JEVONS_MM_X86
+  // Signed codes in the lo/hi layout of NibblesPair.
+  static HWY_INLINE void DecodePair(const Block& b0, const Block& b1, __m256i& lo, __m256i& hi) {
+    lo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1.qs), reinterpret_cast<const __m128i*>(b0.qs));
+    hi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(b1.qs + 16),
+                             reinterpret_cast<const __m128i*>(b0.qs + 16));
+  }
+#endif
 };
 
 // ------------------------------------------------------------------ tiles
@@ -442,50 +469,7 @@ HWY_NOINLINE void TileQ32(const TileArgs<ActQ8>& a) {
   const Block* rows[R];
   for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
 
-  size_t b = 0;
-#if JEVONS_MM_X86
-  if constexpr (!Dec::kSigned) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (; b + 2 <= a.nb; b += 2) {
-      __m256i lo[R], hi[R];
-      __m256 dw2[R];
-      float m0[R], m1[R];
-      for (size_t r = 0; r < R; ++r) {
-        const Block& b0 = rows[r][b];
-        const Block& b1 = rows[r][b + 1];
-        PrefetchAhead<2 * sizeof(Block)>(&b0);
-        Dec::DecodePair(b0, b1, lo[r], hi[r]);
-        dw2[r] = F16Pair(b0.d, b1.d);
-        m0[r] = Dec::Min(b0);
-        m1[r] = Dec::Min(b1);
-      }
-      for (size_t t = 0; t < T; ++t) {
-        const ActQ8& x0 = a.act[t * a.act_stride + b];
-        const ActQ8& x1 = a.act[t * a.act_stride + b + 1];
-        const __m256i xlo = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.qs),
-                                                reinterpret_cast<const __m128i*>(x0.qs));
-        const __m256i xhi = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(x1.qs + 16),
-                                                reinterpret_cast<const __m128i*>(x0.qs + 16));
-        const __m256i init = kOff ? _mm256_setr_epi32(-kOff * x0.sum, 0, 0, 0, -kOff * x1.sum, 0, 0, 0)
-                                  : _mm256_setzero_si256();
-        const __m256 dx2 = _mm256_set_m128(_mm_set1_ps(x1.d), _mm_set1_ps(x0.d));
-        for (size_t r = 0; r < R; ++r) {
-          __m256i i;
-          if constexpr (kVnni) {
-            i = DotU8I8<true>(DotU8I8<true>(V32{init}, VU8{lo[r]}, V8{xlo}), VU8{hi[r]}, V8{xhi}).raw;
-          } else {
-            // Pair sums <= 2 * 31 * 127 per pmaddubsw lane: two of them still fit int16.
-            const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xlo), _mm256_maddubs_epi16(hi[r], xhi));
-            i = _mm256_add_epi32(_mm256_madd_epi16(p, ones), init);
-          }
-          acc[r][t] = VF{_mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw2[r], dx2), acc[r][t].raw)};
-          if constexpr (Dec::kMin) macc[r][t] += m0[r] * x0.s + m1[r] * x1.s;
-        }
-      }
-    }
-  }
-#endif
-  for (; b < a.nb; ++b) {
+  for (size_t b = 0; b < a.nb; ++b) {
     VU8 q[R][kSub];
     V8 qs[R][kSub];  // signed weights (Q8_0 without VNNI)
     float dw[R], mw[R];
@@ -523,6 +507,101 @@ HWY_NOINLINE void TileQ32(const TileArgs<ActQ8>& a) {
   for (size_t t = 0; t < T; ++t)
     for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]) + macc[r][t];
 }
+
+#if JEVONS_MM_X86
+// x86 layout of the activations for the 32-block types: two consecutive ActQ8 blocks
+// interleaved like NibblesPair (lo = elements 0..15 of each block, hi = 16..31), with
+// every per-block term the dot product needs already broadcast, so that the tile's inner
+// loop is pure vector work on memory operands. A row with an odd number of blocks ends
+// in a pair whose second half is zero.
+struct ActQ8Pair {
+  int8_t lo[32];
+  int8_t hi[32];
+  int32_t init[8];  // -offset * sum(qs) of block 0 in lane 0, of block 1 in lane 4
+  float d[8];       // d of block 0 in lanes 0..3, of block 1 in lanes 4..7
+  float s4[8];      // s / 4 likewise: the 4 lanes of a block sum to the Q4_1 / Q5_1 min term
+};
+static_assert(sizeof(ActQ8Pair) == 160);
+
+// nb ActQ8 blocks of one token -> (nb + 1) / 2 pairs; code_offset as in TileQ32Pairs.
+HWY_INLINE void PairActQ8(const ActQ8* x, size_t nb, int code_offset, ActQ8Pair* out) {
+  for (size_t p = 0; p < (nb + 1) / 2; ++p) {
+    ActQ8Pair& o = out[p];
+    std::memset(&o, 0, sizeof o);
+    for (size_t h = 0; h < 2 && 2 * p + h < nb; ++h) {
+      const ActQ8& b = x[2 * p + h];
+      std::memcpy(o.lo + 16 * h, b.qs, 16);
+      std::memcpy(o.hi + 16 * h, b.qs + 16, 16);
+      o.init[4 * h] = -code_offset * b.sum;
+      for (size_t l = 0; l < 4; ++l) {
+        o.d[4 * h + l] = b.d;
+        o.s4[4 * h + l] = b.s * 0.25f;
+      }
+    }
+  }
+}
+
+// The 32-block types on x86, two blocks per step (halves the per-block scale work of a
+// one-block loop). Unsigned codes: pmaddubsw on codes x activations (or vpdpbusd);
+// Q8_0 without VNNI: the sign trick (|w| x sign(x, w)). Odd block counts: the last step
+// reads its block twice, against the zero second half of the last activation pair.
+template <class Dec, size_t R, size_t T, bool kVnni>
+HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
+  using Block = typename Dec::Block;
+  constexpr bool kSignTrick = Dec::kSigned && !kVnni;
+  __m256 acc[R][T];
+  for (size_t r = 0; r < R; ++r)
+    for (size_t t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  const Block* rows[R];
+  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
+  const size_t nb = a.nb;  // blocks per row (the activations hold (nb + 1) / 2 pairs)
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (size_t b = 0; b < nb; b += 2) {
+    const size_t b1 = b + 1 < nb ? b + 1 : b;
+    __m256i lo[R], hi[R];
+    __m256 dw2[R], mw2[R];
+    for (size_t r = 0; r < R; ++r) {
+      const Block& blk0 = rows[r][b];
+      const Block& blk1 = rows[r][b1];
+      PrefetchAhead<2 * sizeof(Block)>(&blk0);
+      Dec::DecodePair(blk0, blk1, lo[r], hi[r]);
+      if constexpr (Dec::kSigned && kVnni) {  // offset-128 codes for vpdpbusd
+        lo[r] = _mm256_xor_si256(lo[r], _mm256_set1_epi8(char(0x80)));
+        hi[r] = _mm256_xor_si256(hi[r], _mm256_set1_epi8(char(0x80)));
+      }
+      dw2[r] = F16Pair(blk0.d, blk1.d);
+      if constexpr (Dec::kMin) mw2[r] = F16Pair(blk0.m, blk1.m);
+    }
+    const ActQ8Pair* xp = a.act + b / 2;
+    ForEachIndex<T>([&](auto t) {
+      const ActQ8Pair& x = xp[t * a.act_stride];
+      const __m256i xlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.lo));
+      const __m256i xhi = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.hi));
+      const __m256i init = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.init));
+      const __m256 dx2 = _mm256_load_ps(x.d);
+      ForEachIndex<R>([&](auto r) {
+        __m256i i;
+        if constexpr (kVnni) {
+          i = DotU8I8<true>(DotU8I8<true>(V32{init}, VU8{lo[r]}, V8{xlo}), VU8{hi[r]}, V8{xhi}).raw;
+        } else if constexpr (kSignTrick) {
+          // Pair sums up to 2 * 128 * 127 fill int16: widen each half before adding.
+          const __m256i plo = _mm256_maddubs_epi16(_mm256_sign_epi8(lo[r], lo[r]), _mm256_sign_epi8(xlo, lo[r]));
+          const __m256i phi = _mm256_maddubs_epi16(_mm256_sign_epi8(hi[r], hi[r]), _mm256_sign_epi8(xhi, hi[r]));
+          i = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+        } else {
+          // Pair sums <= 2 * 31 * 127 per pmaddubsw lane: two of them still fit int16.
+          const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xlo), _mm256_maddubs_epi16(hi[r], xhi));
+          i = _mm256_add_epi32(_mm256_madd_epi16(p, ones), init);
+        }
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw2[r], dx2), acc[r][t]);
+        if constexpr (Dec::kMin) acc[r][t] = _mm256_fmadd_ps(mw2[r], _mm256_load_ps(x.s4), acc[r][t]);
+      });
+    });
+  }
+  for (size_t t = 0; t < T; ++t)
+    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(VF{acc[r][t]});
+}
+#endif  // JEVONS_MM_X86
 
 // Q4_K / Q5_K scale packing -> sc[0..7], m[0..7] (bytes), as unpack_scale_min_k4.
 HWY_INLINE void UnpackScalesK4(const uint8_t* scales, uint8_t* sc, uint8_t* m) {
@@ -865,12 +944,11 @@ HWY_NOINLINE void TileFloat(const TileArgs<float>& a) {
 
 // ------------------------------------------------------------------ driver
 
-// Runs tile<R, T> over rows [r_begin, r_end) x all tokens, in token blocks that stay
-// in cache; remainders go through the 1-row / 1-token instantiations.
-template <class Act, class TileFn>
+// Runs tile<R, T> over rows [r_begin, r_end) x all tokens, in token blocks whose
+// activations stay in cache; remainders go through the 1-row / 1-token instantiations.
+template <size_t R, size_t T, class Act, class TileFn>
 HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_end, int64_t n_tokens,
                         const TileFn& tile) {
-  constexpr size_t R = kPrefR, T = kPrefT;
   auto args = [&](int64_t r, int64_t t) {
     TileArgs<Act> a = base;
     a.w = base.w + size_t(r) * base.w_stride;
@@ -879,13 +957,13 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
     return a;
   };
   if (n_tokens == 1) {
-    int64_t r = r_begin;
-    for (; r + int64_t(kTileR) <= r_end; r += kTileR) tile.template operator()<kTileR, 1>(args(r, 0));
-    for (; r < r_end; ++r) tile.template operator()<1, 1>(args(r, 0));
+    for (int64_t r = r_begin; r < r_end; ++r) tile.template operator()<1, 1>(args(r, 0));
     return;
   }
-  for (int64_t t_blk = 0; t_blk < n_tokens; t_blk += kTokenBlock) {
-    const int64_t t_end = std::min(n_tokens, t_blk + kTokenBlock);
+  const size_t token_bytes = std::max<size_t>(1, base.act_stride * sizeof(Act));
+  const int64_t token_block = int64_t(std::max<size_t>(T, kActBlockBytes / token_bytes / T * T));
+  for (int64_t t_blk = 0; t_blk < n_tokens; t_blk += token_block) {
+    const int64_t t_end = std::min(n_tokens, t_blk + token_block);
     int64_t r = r_begin;
     for (; r + int64_t(R) <= r_end; r += R) {
       int64_t t = t_blk;
@@ -894,16 +972,17 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
     }
     for (; r < r_end; ++r) {
       int64_t t = t_blk;
-      for (; t + int64_t(T) <= t_end; t += T) tile.template operator()<1, T>(args(r, t));
+      if constexpr (R > 1)
+        for (; t + int64_t(T) <= t_end; t += T) tile.template operator()<1, T>(args(r, t));
       for (; t < t_end; ++t) tile.template operator()<1, 1>(args(r, t));
     }
   }
 }
 
-// Splits the rows over the pool (contiguous chunks of whole tiles) and runs them.
-template <class Act, class TileFn>
+// Splits the rows over the pool (contiguous chunks of whole R-row tiles) and runs them.
+template <size_t R, size_t T, class Act, class TileFn>
 void ParallelRows(const TileArgs<Act>& base, int64_t rows, int64_t n_tokens, ThreadPool* pool, const TileFn& tile) {
-  const int64_t groups = (rows + int64_t(kTileR) - 1) / int64_t(kTileR);
+  const int64_t groups = (rows + int64_t(R) - 1) / int64_t(R);
   struct Ctx {
     const TileArgs<Act>* base;
     int64_t rows, n_tokens;
@@ -911,7 +990,7 @@ void ParallelRows(const TileArgs<Act>& base, int64_t rows, int64_t n_tokens, Thr
   } ctx{&base, rows, n_tokens, &tile};
   const Ctx* c = &ctx;
   auto body = [c](int64_t g0, int64_t g1) {
-    RunRows(*c->base, g0 * int64_t(kTileR), std::min(c->rows, g1 * int64_t(kTileR)), c->n_tokens, *c->tile);
+    RunRows<R, T>(*c->base, g0 * int64_t(R), std::min(c->rows, g1 * int64_t(R)), c->n_tokens, *c->tile);
   };
   if (pool && pool->size() > 1 && groups > 1) pool->parallel_for(groups, body);
   else body(0, groups);
@@ -936,11 +1015,27 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
   auto q8_path = [&](auto dec) -> bool {
     using Dec = decltype(dec);
     const int64_t nb = cols / 32;
+#if JEVONS_MM_X86
+    constexpr int kOff = Dec::kSigned ? (kVnni ? 128 : 0) : Dec::kOffset;
+    const int64_t np = (nb + 1) / 2;
+    uint8_t* buf = kernels::scratch(size_t(n_tokens) * (size_t(np) * sizeof(ActQ8Pair) + size_t(nb) * sizeof(ActQ8)));
+    ActQ8Pair* pairs = reinterpret_cast<ActQ8Pair*>(buf);
+    ActQ8* act = reinterpret_cast<ActQ8*>(pairs + n_tokens * np);
+    ForTokens(n_tokens, pool, [&](int64_t t) {
+      QuantizeRowQ8(x + t * cols, cols, act + t * nb);
+      PairActQ8(act + t * nb, size_t(nb), kOff, pairs + t * np);
+    });
+    const TileArgs<ActQ8Pair> base{w.data, w.row_bytes(), pairs, size_t(np), size_t(nb), y, size_t(rows)};
+    ParallelRows<kQuantR, kQuantT>(base, rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8Pair>& a) {
+      TileQ32Pairs<Dec, R, T, kVnni>(a);
+    });
+#else
     ActQ8* act = reinterpret_cast<ActQ8*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8)));
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8(x + t * cols, cols, act + t * nb); });
     const TileArgs<ActQ8> base{w.data, w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows)};
-    ParallelRows(base, rows, n_tokens, pool,
-                 []<size_t R, size_t T>(const TileArgs<ActQ8>& a) { TileQ32<Dec, R, T, kVnni>(a); });
+    ParallelRows<kQuantR, kQuantT>(base, rows, n_tokens, pool,
+                                   []<size_t R, size_t T>(const TileArgs<ActQ8>& a) { TileQ32<Dec, R, T, kVnni>(a); });
+#endif
     return true;
   };
   auto q8k_path = [&](auto tag) -> bool {
@@ -949,7 +1044,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     ActQ8K* act = reinterpret_cast<ActQ8K*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8K)));
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
     const TileArgs<ActQ8K> base{w.data, w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows)};
-    ParallelRows(base, rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+    ParallelRows<kQuantR, kQuantT>(base, rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
       if constexpr (kQ6) TileQ6_K<R, T, kVnni>(a);
       else TileQ4_K<R, T, kVnni>(a);
     });
@@ -958,8 +1053,8 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
   auto float_path = [&](auto wt, const float* act) -> bool {
     using WT = decltype(wt);
     const TileArgs<float> base{w.data, w.row_bytes(), act, size_t(cols), size_t(cols), y, size_t(rows)};
-    ParallelRows(base, rows, n_tokens, pool,
-                 []<size_t R, size_t T>(const TileArgs<float>& a) { TileFloat<WT, R, T>(a); });
+    ParallelRows<kFloatR, kFloatT>(base, rows, n_tokens, pool,
+                                   []<size_t R, size_t T>(const TileArgs<float>& a) { TileFloat<WT, R, T>(a); });
     return true;
   };
 
@@ -982,6 +1077,71 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     }
     default: return false;
   }
+}
+
+// ------------------------------------------------------------------ compute peaks
+
+// Makes v look modified to the compiler (no instruction emitted), so that work on it
+// cannot be hoisted out of a timing loop.
+template <class V>
+HWY_INLINE void Opaque(V& v) {
+#if HWY_ARCH_X86
+  asm volatile("" : "+v"(v.raw));
+#elif HWY_ARCH_ARM
+  asm volatile("" : "+w"(v.raw));
+#else
+  asm volatile("" : : "r"(&v) : "memory");
+#endif
+}
+
+// The arithmetic ceilings prefill is measured against: `iters` steps of independent
+// accumulator chains, each step one vector of the instruction sequence the kernels use.
+// Returns a checksum (keeps the loop alive) and sets *ops to the operations done
+// (multiply and add counted separately).
+template <bool kVnni>
+HWY_INLINE int64_t PeakInt8Chains(int64_t iters) {
+  // 6 chains, each with its own operands (shared ones would let the compiler compute one
+  // product for all). Named variables, not arrays: GCC keeps them in registers.
+  const D32 d32;
+  const VU8 a = hn::Set(DU8(), 3);
+  V8 b0 = hn::Set(D8(), 5), b1 = hn::Set(D8(), 6), b2 = hn::Set(D8(), 7), b3 = hn::Set(D8(), 8),
+     b4 = hn::Set(D8(), 9), b5 = hn::Set(D8(), 10);
+  V32 c0 = hn::Zero(d32), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+  for (int64_t i = 0; i < iters; ++i) {
+    c0 = DotU8I8<kVnni>(c0, a, b0);
+    c1 = DotU8I8<kVnni>(c1, a, b1);
+    c2 = DotU8I8<kVnni>(c2, a, b2);
+    c3 = DotU8I8<kVnni>(c3, a, b3);
+    c4 = DotU8I8<kVnni>(c4, a, b4);
+    c5 = DotU8I8<kVnni>(c5, a, b5);
+    Opaque(b0), Opaque(b1), Opaque(b2), Opaque(b3), Opaque(b4), Opaque(b5);
+  }
+  const V32 sum = hn::Add(hn::Add(hn::Add(c0, c1), hn::Add(c2, c3)), hn::Add(c4, c5));
+  return hn::GetLane(hn::SumOfLanes(d32, sum));
+}
+
+HWY_NOINLINE int64_t PeakInt8Loop(int64_t iters, bool vnni, double* ops) {
+  *ops = 2.0 * 6 * double(kL8) * double(iters);  // 6 chains x one int8 vector per step
+#if JEVONS_MM_X86
+  if (vnni) return PeakInt8Chains<true>(iters);
+#endif
+  return PeakInt8Chains<false>(iters);
+}
+
+HWY_NOINLINE int64_t PeakF32Loop(int64_t iters, double* ops) {
+  const DF df;
+  const VF a = hn::Set(df, 1.0000001f);
+  VF b = hn::Set(df, 0.999999f);
+  VF acc[8];
+  for (auto& v : acc) v = hn::Zero(df);
+  for (int64_t i = 0; i < iters; ++i) {
+    for (auto& v : acc) v = hn::MulAdd(a, b, v);
+    Opaque(b);
+  }
+  VF sum = acc[0];
+  for (size_t k = 1; k < 8; ++k) sum = hn::Add(sum, acc[k]);
+  *ops = 2.0 * 8 * double(kLF) * double(iters);
+  return int64_t(ReduceSum(sum));
 }
 
 #endif  // JEVONS_MM_ENABLED
@@ -1012,6 +1172,16 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
     default:
       return false;
   }
+#endif
+}
+
+// kind: 0 = int8 dot, 1 = f32 FMA. False on targets without kernels.
+HWY_NOINLINE bool PeakLoop(int kind, int64_t iters, bool use_vnni, double* ops, int64_t* checksum) {
+#if !JEVONS_MM_ENABLED
+  return false;
+#else
+  *checksum = kind == 0 ? PeakInt8Loop(iters, use_vnni, ops) : PeakF32Loop(iters, ops);
+  return true;
 #endif
 }
 

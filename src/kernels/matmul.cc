@@ -11,6 +11,7 @@
 //    NEON serves Arm.
 //  - SSSE3: no gain over the SSE4 code, one less compile pass.
 #include "kernels/matmul.h"
+#include "kernels/peak.h"
 
 #ifndef HWY_DISABLED_TARGETS
 #define HWY_DISABLED_TARGETS \
@@ -25,13 +26,17 @@
 #include "kernels/matmul-inl.h"
 
 #if HWY_ONCE
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
 
+#include "core/thread_pool.h"
 #include "kernels/ops.h"
+#include "quant/types.h"
 
 namespace jevons {
 
@@ -39,6 +44,7 @@ HWY_EXPORT(MatmulFast);
 HWY_EXPORT(HasFastPath);
 HWY_EXPORT(QuantizeActQ8);
 HWY_EXPORT(QuantizeActQ8K);
+HWY_EXPORT(PeakLoop);
 
 namespace {
 
@@ -135,6 +141,57 @@ const char* kernel_target_name() {
   if (use_vnni()) name += best == HWY_AVX3 ? "+VNNI" : "+VNNI(emulated)";
 #endif
   return name.c_str();
+}
+
+PeakKind peak_kind_for(TensorType weights) {
+  switch (weights) {
+    case TensorType::F32: case TensorType::F16: case TensorType::BF16: return PeakKind::kF32Fma;
+    default: return PeakKind::kInt8Dot;
+  }
+}
+
+std::string peak_kind_name(PeakKind kind) {
+  std::string target = kernel_target_name();
+  return (kind == PeakKind::kInt8Dot ? "int8 dot (" : "f32 FMA (") + target + ")";
+}
+
+double measure_compute_peak_gops(PeakKind kind, int n_threads, double seconds) {
+  using clock = std::chrono::steady_clock;
+  const int k = kind == PeakKind::kInt8Dot ? 0 : 1;
+  const bool vnni = use_vnni() && cpu_has_vnni();  // the AVX2 emulation of vpdpbusd is no peak
+  double ops = 0;
+  int64_t checksum = 0;
+  if (!HWY_DYNAMIC_DISPATCH(PeakLoop)(k, 1, vnni, &ops, &checksum)) return 0.0;
+  // Calibrate the step count on one thread, then time all threads together.
+  int64_t iters = 1 << 16;
+  for (;;) {
+    const auto t0 = clock::now();
+    HWY_DYNAMIC_DISPATCH(PeakLoop)(k, iters, vnni, &ops, &checksum);
+    const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    if (dt > 0.02 || iters > (int64_t(1) << 40)) {
+      iters = std::max<int64_t>(1, int64_t(double(iters) * seconds / std::max(dt, 1e-9)));
+      break;
+    }
+    iters *= 4;
+  }
+  ThreadPool pool(std::max(1, n_threads));
+  double best = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    std::vector<double> thread_ops(size_t(pool.size()), 0.0);
+    const auto t0 = clock::now();
+    pool.parallel_for(pool.size(), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        int64_t sink = 0;
+        HWY_DYNAMIC_DISPATCH(PeakLoop)(k, iters, vnni, &thread_ops[size_t(i)], &sink);
+        if (sink == 42) thread_ops[size_t(i)] += 0.0;  // keeps the result observed
+      }
+    });
+    const double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    double total = 0;
+    for (double o : thread_ops) total += o;
+    best = std::max(best, total / dt / 1e9);
+  }
+  return best;
 }
 
 }  // namespace jevons

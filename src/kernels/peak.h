@@ -1,0 +1,27 @@
+// Compute ceilings of this CPU, measured rather than taken from a data sheet: prefill
+// is arithmetic-bound, so `jevons bench` reports its rate as a percentage of the peak
+// of the instruction sequence the matching kernel uses.
+#pragma once
+#include "core/tensor.h"
+
+namespace jevons {
+
+enum class PeakKind {
+  kInt8Dot,  // u8 x i8 -> i32 dot products (vpdpbusd with AVX512-VNNI, else
+             // vpmaddubsw + vpmaddwd + vpaddd): the kernels of the integer-quantized types
+  kF32Fma,   // f32 fused multiply-add: F32, F16 and BF16 weights (the BF16 kernel widens
+             // to f32; this engine has no BF16 dot-product kernel)
+};
+
+// The peak a matmul on weights of this type is measured against.
+PeakKind peak_kind_for(TensorType weights);
+
+// e.g. "int8 dot (AVX2)" or "f32 FMA (AVX3)".
+std::string peak_kind_name(PeakKind kind);
+
+// GOP/s (1e9 operations per second; a multiply-add counts 2) with n_threads threads
+// each running the sequence on independent register chains for about `seconds`.
+// Best of three passes. 0 where the CPU has no SIMD kernels.
+double measure_compute_peak_gops(PeakKind kind, int n_threads, double seconds = 0.2);
+
+}  // namespace jevons
