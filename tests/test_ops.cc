@@ -71,7 +71,7 @@ TEST(Ops, AttentionIsSoftmaxWeightedValues) {
   float out[2];
   const float* k_rows[2] = {k, k + 1};
   const float* v_rows[2] = {v, v + 2};
-  attention_head(q, k_rows, 0, v_rows, 0, 2, 1, 2, 1.0f, out);
+  attention_head_reference(q, k_rows, 0, v_rows, 0, 2, 1, 2, 1.0f, out);
   EXPECT_NEAR(out[0], 1.0f, 1e-5);
   EXPECT_NEAR(out[1], 6.0f, 1e-5);
 }

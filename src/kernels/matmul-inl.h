@@ -549,14 +549,19 @@ template <class Dec, size_t R, size_t T, bool kVnni>
 HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
   using Block = typename Dec::Block;
   constexpr bool kSignTrick = Dec::kSigned && !kVnni;
-  __m256 acc[R][T];
-  for (size_t r = 0; r < R; ++r)
-    for (size_t t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  // Decode (one row, one token) keeps two accumulators, for even and odd steps: one
+  // alone would chain every step's FMA to the previous one's.
+  constexpr size_t kChains = (R == 1 && T == 1) ? 2 : 1;
+  __m256 acc[kChains][R][T];
+  for (size_t c = 0; c < kChains; ++c)
+    for (size_t r = 0; r < R; ++r)
+      for (size_t t = 0; t < T; ++t) acc[c][r][t] = _mm256_setzero_ps();
   const Block* rows[R];
   for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
   const size_t nb = a.nb;  // blocks per row (the activations hold (nb + 1) / 2 pairs)
   const __m256i ones = _mm256_set1_epi16(1);
-  for (size_t b = 0; b < nb; b += 2) {
+  // Blocks b and b + 1 (b itself again when b + 1 is past the row's end) into chain c.
+  auto step = [&](size_t b, auto c) HWY_ATTR {
     const size_t b1 = b + 1 < nb ? b + 1 : b;
     __m256i lo[R], hi[R];
     __m256 dw2[R], mw2[R];
@@ -573,13 +578,13 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
       if constexpr (Dec::kMin) mw2[r] = F16Pair(blk0.m, blk1.m);
     }
     const ActQ8Pair* xp = a.act + b / 2;
-    ForEachIndex<T>([&](auto t) {
+    ForEachIndex<T>([&](auto t) HWY_ATTR {
       const ActQ8Pair& x = xp[t * a.act_stride];
       const __m256i xlo = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.lo));
       const __m256i xhi = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.hi));
       const __m256i init = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.init));
       const __m256 dx2 = _mm256_load_ps(x.d);
-      ForEachIndex<R>([&](auto r) {
+      ForEachIndex<R>([&](auto r) HWY_ATTR {
         __m256i i;
         if constexpr (kVnni) {
           i = DotU8I8<true>(DotU8I8<true>(V32{init}, VU8{lo[r]}, V8{xlo}), VU8{hi[r]}, V8{xhi}).raw;
@@ -593,13 +598,23 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
           const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xlo), _mm256_maddubs_epi16(hi[r], xhi));
           i = _mm256_add_epi32(_mm256_madd_epi16(p, ones), init);
         }
-        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw2[r], dx2), acc[r][t]);
-        if constexpr (Dec::kMin) acc[r][t] = _mm256_fmadd_ps(mw2[r], _mm256_load_ps(x.s4), acc[r][t]);
+        acc[c][r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw2[r], dx2), acc[c][r][t]);
+        if constexpr (Dec::kMin) acc[c][r][t] = _mm256_fmadd_ps(mw2[r], _mm256_load_ps(x.s4), acc[c][r][t]);
       });
     });
+  };
+  size_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    step(b, std::integral_constant<size_t, 0>{});
+    step(b + 2, std::integral_constant<size_t, kChains - 1>{});
   }
+  for (; b < nb; b += 2) step(b, std::integral_constant<size_t, 0>{});
   for (size_t t = 0; t < T; ++t)
-    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(VF{acc[r][t]});
+    for (size_t r = 0; r < R; ++r) {
+      __m256 sum = acc[0][r][t];
+      if constexpr (kChains == 2) sum = _mm256_add_ps(sum, acc[1][r][t]);
+      a.y[t * a.y_stride + r] = ReduceSum(VF{sum});
+    }
 }
 #endif  // JEVONS_MM_X86
 
@@ -1079,6 +1094,37 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
   }
 }
 
+// ------------------------------------------------------------------ attention
+
+HWY_INLINE float DotF32(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n) {
+  const DF df;
+  VF s0 = hn::Zero(df), s1 = hn::Zero(df);
+  size_t i = 0;
+  for (; i + 2 * kLF <= n; i += 2 * kLF) {
+    s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(df, a + i + kLF), hn::LoadU(df, b + i + kLF), s1);
+  }
+  for (; i + kLF <= n; i += kLF) s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+  float s = ReduceSum(hn::Add(s0, s1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// acc[0..n) = acc * c + p * v (c = 1 skips the rescale).
+HWY_INLINE void ScaleAddF32(float* HWY_RESTRICT acc, float c, float p, const float* HWY_RESTRICT v, size_t n) {
+  const DF df;
+  const VF vc = hn::Set(df, c), vp = hn::Set(df, p);
+  size_t i = 0;
+  if (c == 1.0f) {
+    for (; i + kLF <= n; i += kLF) hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, v + i), hn::LoadU(df, acc + i)), df, acc + i);
+    for (; i < n; ++i) acc[i] += p * v[i];
+  } else {
+    for (; i + kLF <= n; i += kLF)
+      hn::StoreU(hn::MulAdd(vp, hn::LoadU(df, v + i), hn::Mul(vc, hn::LoadU(df, acc + i))), df, acc + i);
+    for (; i < n; ++i) acc[i] = acc[i] * c + p * v[i];
+  }
+}
+
 // ------------------------------------------------------------------ compute peaks
 
 // Makes v look modified to the compiler (no instruction emitted), so that work on it
@@ -1145,6 +1191,35 @@ HWY_NOINLINE int64_t PeakF32Loop(int64_t iters, double* ops) {
 }
 
 #endif  // JEVONS_MM_ENABLED
+
+// Online softmax (Milakov & Gimelshein 2018): one pass over the keys and values, the
+// running maximum m rescaling the sums when it grows.
+HWY_NOINLINE bool AttentionHeadFast(const float* q, const float* const* k_rows, int64_t k_offset,
+                                    const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
+                                    int head_dim_v, float scale, float* out) {
+#if !JEVONS_MM_ENABLED
+  return false;
+#else
+  float* acc = reinterpret_cast<float*>(kernels::scratch(size_t(head_dim_v) * sizeof(float)));
+  std::fill(acc, acc + head_dim_v, 0.0f);
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = 0; j < n_kv; ++j) {
+    const float s = DotF32(q, k_rows[j] + k_offset, size_t(head_dim_k)) * scale;
+    float c = 1.0f;
+    if (s > m) {
+      c = std::exp(m - s);  // exp(-inf) = 0 for the first key
+      l *= c;
+      m = s;
+    }
+    const float p = std::exp(s - m);
+    l += p;
+    ScaleAddF32(acc, c, p, v_rows[j] + v_offset, size_t(head_dim_v));
+  }
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  for (int d = 0; d < head_dim_v; ++d) out[d] = acc[d] * inv;
+  return true;
+#endif
+}
 
 // The per-target entry point: false when this target has no kernel for w.type.
 // use_vnni: use the VNNI code paths (the CPU has AVX512-VNNI, or a test forces them).

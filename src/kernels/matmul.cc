@@ -45,6 +45,7 @@ HWY_EXPORT(HasFastPath);
 HWY_EXPORT(QuantizeActQ8);
 HWY_EXPORT(QuantizeActQ8K);
 HWY_EXPORT(PeakLoop);
+HWY_EXPORT(AttentionHeadFast);
 
 namespace {
 
@@ -81,13 +82,10 @@ KernelMode kernel_mode() { return mode_flag().load(std::memory_order_relaxed); }
 
 namespace kernels {
 
-size_t prefetch_distance() {
-  static const size_t dist = [] {
-    const char* env = std::getenv("JEVONS_PREFETCH");
-    return env && *env ? size_t(std::atoll(env)) : size_t(768);
-  }();
-  return dist;
-}
+const size_t prefetch_distance_bytes = [] {
+  const char* env = std::getenv("JEVONS_PREFETCH");
+  return env && *env ? size_t(std::atoll(env)) : size_t(768);
+}();
 
 uint8_t* scratch(size_t bytes) {
   struct Buffer {
@@ -118,6 +116,15 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
       HWY_DYNAMIC_DISPATCH(MatmulFast)(w, x, n_tokens, y, pool, use_vnni()))
     return;
   matmul_reference(w, x, n_tokens, y, pool);
+}
+
+void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
+                    int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out) {
+  if (kernel_mode() == KernelMode::kFast &&
+      HWY_DYNAMIC_DISPATCH(AttentionHeadFast)(q, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v,
+                                              scale, out))
+    return;
+  attention_head_reference(q, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v, scale, out);
 }
 
 bool matmul_has_fast_path(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasFastPath)(type); }

@@ -30,8 +30,11 @@ struct ActQ8K {
 static_assert(sizeof(ActQ8K) == 320);
 
 // Bytes ahead of the current block that the kernels prefetch in each weight row
-// (JEVONS_PREFETCH overrides; 0 disables).
-size_t prefetch_distance();
+// (JEVONS_PREFETCH overrides; 0 disables). A variable set at start-up, not a function
+// with a lazily initialized static: a possible call inside a kernel loop makes the
+// compiler keep the vector registers in memory around it.
+extern const size_t prefetch_distance_bytes;
+inline size_t prefetch_distance() { return prefetch_distance_bytes; }
 
 // A per-thread scratch buffer of at least `bytes` bytes (64-byte aligned), reused
 // across calls: the activation copies of one matmul live here.

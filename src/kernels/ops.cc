@@ -100,7 +100,7 @@ void silu_mul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
-void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
+void attention_head_reference(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
                     int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out) {
   std::vector<float> score(static_cast<size_t>(n_kv));
   for (int64_t j = 0; j < n_kv; ++j) {

@@ -36,8 +36,9 @@ void silu_mul(float* gate, const float* up, int64_t n);
 
 // One query head attending over n_kv cached positions: key j is k_rows[j] + k_offset,
 // value j is v_rows[j] + v_offset (rows may live in different KV blocks).
-// out[d] = sum_j softmax_j(scale * q.k_j) * v_j[d].
-void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
+// out[d] = sum_j softmax_j(scale * q.k_j) * v_j[d]. The reference (double dot products,
+// two passes); the model calls attention_head() of kernels/matmul.h.
+void attention_head_reference(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
                     int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out);
 
 }  // namespace jevons

@@ -22,6 +22,7 @@
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "kernels/latent.h"
+#include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/architectures.h"
 #include "model/weights.h"

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
+#include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/architectures.h"
 #include "model/model.h"
