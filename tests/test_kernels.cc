@@ -207,6 +207,27 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
   });
 }
 
+TEST(Kernels, TokenResultDoesNotDependOnTheBatch) {
+  // The server batches tokens of different requests into one matmul; each token's
+  // result must be bit-identical to computing it alone (a greedy stream must not change
+  // with the traffic around it). Every tile shape sums in the same order.
+  ThreadPool pool(2);
+  for_each_target([&] {
+    for (TensorType type : kFastTypes) {
+      SCOPED_TRACE(testing::Message() << kernel_target_name() << " " << type_name(type));
+      const int64_t rows = 37, cols = type_traits(type).block_size == 256 ? 768 : 160 + 32 * 3, n_tokens = 11;
+      const Weights w = make_weights(type, rows, cols, 9);
+      const std::vector<float> x = random_floats(size_t(n_tokens * cols), 10);
+      std::vector<float> batch(static_cast<size_t>(n_tokens * rows)), alone(static_cast<size_t>(rows));
+      matmul(w.t, x.data(), n_tokens, batch.data(), &pool);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        matmul(w.t, &x[size_t(t * cols)], 1, alone.data(), &pool);
+        for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(batch[size_t(t * rows + r)], alone[size_t(r)]) << "token " << t << " row " << r;
+      }
+    }
+  });
+}
+
 TEST(Kernels, AttentionMatchesReference) {
   // Odd head sizes (not multiples of the vector width), a single key, keys whose scores
   // rise and fall steeply (the online softmax rescales its sums at every new maximum),

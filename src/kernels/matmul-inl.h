@@ -82,11 +82,11 @@ constexpr size_t kLF = hn::MaxLanes(DF());
 // consecutive in memory, so the weights are read as one linear stream that the hardware
 // prefetchers follow (several interleaved rows cut single-core bandwidth to a third).
 #if HWY_TARGET <= HWY_AVX3
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 4, kFloatT = 4;
-#elif JEVONS_MM_X86
 constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4;
+#elif JEVONS_MM_X86
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 1, kFloatT = 4;
 #else
-constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 4, kFloatT = 2;
+constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 2, kFloatT = 4;
 #endif
 // Tokens per row sweep: their activations (at most this many bytes) stay in L2 while
 // every row of the thread's range passes over them.
@@ -549,19 +549,17 @@ template <class Dec, size_t R, size_t T, bool kVnni>
 HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
   using Block = typename Dec::Block;
   constexpr bool kSignTrick = Dec::kSigned && !kVnni;
-  // Decode (one row, one token) keeps two accumulators, for even and odd steps: one
-  // alone would chain every step's FMA to the previous one's.
-  constexpr size_t kChains = (R == 1 && T == 1) ? 2 : 1;
-  __m256 acc[kChains][R][T];
-  for (size_t c = 0; c < kChains; ++c)
-    for (size_t r = 0; r < R; ++r)
-      for (size_t t = 0; t < T; ++t) acc[c][r][t] = _mm256_setzero_ps();
+  // Every tile shape sums each (row, token) in the same order, so a token's result does
+  // not depend on the batch it is computed in.
+  __m256 acc[R][T];
+  for (size_t r = 0; r < R; ++r)
+    for (size_t t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   const Block* rows[R];
   for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
   const size_t nb = a.nb;  // blocks per row (the activations hold (nb + 1) / 2 pairs)
   const __m256i ones = _mm256_set1_epi16(1);
-  // Blocks b and b + 1 (b itself again when b + 1 is past the row's end) into chain c.
-  auto step = [&](size_t b, auto c) HWY_ATTR {
+  // Blocks b and b + 1 (b itself again when b + 1 is past the row's end).
+  auto step = [&](size_t b) HWY_ATTR {
     const size_t b1 = b + 1 < nb ? b + 1 : b;
     __m256i lo[R], hi[R];
     __m256 dw2[R], mw2[R];
@@ -598,23 +596,14 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
           const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xlo), _mm256_maddubs_epi16(hi[r], xhi));
           i = _mm256_add_epi32(_mm256_madd_epi16(p, ones), init);
         }
-        acc[c][r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw2[r], dx2), acc[c][r][t]);
-        if constexpr (Dec::kMin) acc[c][r][t] = _mm256_fmadd_ps(mw2[r], _mm256_load_ps(x.s4), acc[c][r][t]);
+        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw2[r], dx2), acc[r][t]);
+        if constexpr (Dec::kMin) acc[r][t] = _mm256_fmadd_ps(mw2[r], _mm256_load_ps(x.s4), acc[r][t]);
       });
     });
   };
-  size_t b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    step(b, std::integral_constant<size_t, 0>{});
-    step(b + 2, std::integral_constant<size_t, kChains - 1>{});
-  }
-  for (; b < nb; b += 2) step(b, std::integral_constant<size_t, 0>{});
+  for (size_t b = 0; b < nb; b += 2) step(b);
   for (size_t t = 0; t < T; ++t)
-    for (size_t r = 0; r < R; ++r) {
-      __m256 sum = acc[0][r][t];
-      if constexpr (kChains == 2) sum = _mm256_add_ps(sum, acc[1][r][t]);
-      a.y[t * a.y_stride + r] = ReduceSum(VF{sum});
-    }
+    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(VF{acc[r][t]});
 }
 #endif  // JEVONS_MM_X86
 
@@ -937,21 +926,34 @@ HWY_NOINLINE void TileFloat(const TileArgs<float>& a) {
   const size_t cols = a.nb;
   const WT* rows[R];
   for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const WT*>(a.w + r * a.w_stride);
-  VF acc[R][T];
-  for (size_t r = 0; r < R; ++r)
-    for (size_t t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
-  size_t c = 0;
-  for (; c + kLF <= cols; c += kLF) {
+  // Two chains per (row, token), over alternate vectors of columns: with one, every
+  // FMA of a decode (1 x 1 tile) would wait for the previous one's result. Every tile
+  // shape sums in this same order, so a token's result does not depend on the batch
+  // it is computed in (the server's batched streams equal unbatched runs).
+  VF acc[2][R][T];
+  for (size_t h = 0; h < 2; ++h)
+    for (size_t r = 0; r < R; ++r)
+      for (size_t t = 0; t < T; ++t) acc[h][r][t] = hn::Zero(df);
+  auto step = [&](size_t c, auto h) HWY_ATTR {
     VF w[R];
     for (size_t r = 0; r < R; ++r) w[r] = LoadWeightsF(rows[r] + c);
     for (size_t t = 0; t < T; ++t) {
       const VF x = hn::LoadU(df, a.act + t * a.act_stride + c);
-      for (size_t r = 0; r < R; ++r) acc[r][t] = hn::MulAdd(w[r], x, acc[r][t]);
+      for (size_t r = 0; r < R; ++r) acc[h][r][t] = hn::MulAdd(w[r], x, acc[h][r][t]);
     }
+  };
+  size_t c = 0;
+  for (; c + 2 * kLF <= cols; c += 2 * kLF) {
+    step(c, std::integral_constant<size_t, 0>{});
+    step(c + kLF, std::integral_constant<size_t, 1>{});
+  }
+  if (c + kLF <= cols) {
+    step(c, std::integral_constant<size_t, 0>{});
+    c += kLF;
   }
   for (size_t t = 0; t < T; ++t)
     for (size_t r = 0; r < R; ++r) {
-      float s = ReduceSum(acc[r][t]);
+      float s = ReduceSum(hn::Add(acc[0][r][t], acc[1][r][t]));
       for (size_t cc = c; cc < cols; ++cc) s += WeightToF32(rows[r] + cc) * a.act[t * a.act_stride + cc];
       a.y[t * a.y_stride + r] = s;
     }
