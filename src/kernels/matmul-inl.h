@@ -449,7 +449,8 @@ struct TileArgs {
   size_t y_stride;
 };
 
-// Legacy 32-element block types x ActQ8.
+// Legacy 32-element block types x ActQ8, in portable Highway code: the kernel of the
+// 128-bit targets (SSE4, NEON). x86 AVX2 / AVX-512 use TileQ32Pairs below.
 template <class Dec, size_t R, size_t T, bool kVnni>
 HWY_NOINLINE void TileQ32(const TileArgs<ActQ8>& a) {
   using Block = typename Dec::Block;
