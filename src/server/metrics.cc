@@ -25,6 +25,12 @@ static void metric(std::string& out, const char* name, const char* type, const c
   out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
 
+// A metric with one unlabeled sample: its HELP and TYPE lines, then `name value`.
+static void metric(std::string& out, const char* name, const char* type, const char* help, const std::string& value) {
+  metric(out, name, type, help);
+  out += fmt::format("{} {}\n", name, value);
+}
+
 std::string Metrics::render(const SchedulerStats* s, const std::string& model_name, const std::string& energy_source) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string o;
@@ -32,43 +38,26 @@ std::string Metrics::render(const SchedulerStats* s, const std::string& model_na
   o += fmt::format("jevons_up{{model=\"{}\"}} {}\n", model_name, s ? 1 : 0);
   metric(o, "jevons_requests_total", "counter", "HTTP requests by endpoint and status");
   for (const auto& [k, v] : requests_) o += fmt::format("jevons_requests_total{{endpoint=\"{}\",status=\"{}\"}} {}\n", k.first, k.second, v);
-  metric(o, "jevons_completions_total", "counter", "Generation requests completed");
-  o += fmt::format("jevons_completions_total {}\n", completed_);
-  metric(o, "jevons_prompt_tokens_total", "counter", "Prompt tokens of completed requests");
-  o += fmt::format("jevons_prompt_tokens_total {}\n", prompt_tokens_);
-  metric(o, "jevons_completion_tokens_total", "counter", "Generated tokens of completed requests");
-  o += fmt::format("jevons_completion_tokens_total {}\n", completion_tokens_);
-  metric(o, "jevons_reasoning_tokens_total", "counter", "Reasoning tokens of completed requests");
-  o += fmt::format("jevons_reasoning_tokens_total {}\n", reasoning_tokens_);
+  metric(o, "jevons_completions_total", "counter", "Generation requests completed", fmt::format("{}", completed_));
+  metric(o, "jevons_prompt_tokens_total", "counter", "Prompt tokens of completed requests", fmt::format("{}", prompt_tokens_));
+  metric(o, "jevons_completion_tokens_total", "counter", "Generated tokens of completed requests", fmt::format("{}", completion_tokens_));
+  metric(o, "jevons_reasoning_tokens_total", "counter", "Reasoning tokens of completed requests", fmt::format("{}", reasoning_tokens_));
   metric(o, "jevons_request_joules_total", "counter", "Joules charged to completed requests");
   o += fmt::format("jevons_request_joules_total{{source=\"{}\"}} {:.6f}\n", energy_source, joules_);
-  metric(o, "jevons_request_cost_usd_total", "counter", "Cost in US dollars (energy + hardware) of completed requests");
-  o += fmt::format("jevons_request_cost_usd_total {:.9f}\n", cost_usd_);
-  metric(o, "jevons_request_co2_grams_total", "counter", "Grams of CO2e of completed requests");
-  o += fmt::format("jevons_request_co2_grams_total {:.9f}\n", co2_g_);
+  metric(o, "jevons_request_cost_usd_total", "counter", "Cost in US dollars (energy + hardware) of completed requests", fmt::format("{:.9f}", cost_usd_));
+  metric(o, "jevons_request_co2_grams_total", "counter", "Grams of CO2e of completed requests", fmt::format("{:.9f}", co2_g_));
   if (s) {
-    metric(o, "jevons_queue_depth", "gauge", "Sequences waiting for a batch slot or KV blocks");
-    o += fmt::format("jevons_queue_depth {}\n", s->queued);
-    metric(o, "jevons_running_sequences", "gauge", "Sequences in the running batch");
-    o += fmt::format("jevons_running_sequences {}\n", s->running);
-    metric(o, "jevons_kv_blocks_used", "gauge", "KV cache blocks in use");
-    o += fmt::format("jevons_kv_blocks_used {}\n", s->kv_blocks_used);
-    metric(o, "jevons_kv_blocks_total", "gauge", "KV cache blocks in the pool (--kv-budget)");
-    o += fmt::format("jevons_kv_blocks_total {}\n", s->kv_blocks_total);
-    metric(o, "jevons_engine_steps_total", "counter", "Batched forward passes");
-    o += fmt::format("jevons_engine_steps_total {}\n", s->steps);
-    metric(o, "jevons_engine_prompt_tokens_total", "counter", "Prompt tokens prefilled");
-    o += fmt::format("jevons_engine_prompt_tokens_total {}\n", s->prompt_tokens);
-    metric(o, "jevons_engine_generated_tokens_total", "counter", "Tokens generated (all requests, incl. cancelled)");
-    o += fmt::format("jevons_engine_generated_tokens_total {}\n", s->generated_tokens);
-    metric(o, "jevons_engine_joules_total", "counter", "Joules measured or estimated over forward passes");
-    o += fmt::format("jevons_engine_joules_total {:.6f}\n", s->joules);
-    metric(o, "jevons_engine_busy_seconds_total", "counter", "Seconds spent in forward passes");
-    o += fmt::format("jevons_engine_busy_seconds_total {:.6f}\n", s->busy_s);
-    metric(o, "jevons_decode_tokens_per_second", "gauge", "Recent aggregate decode throughput");
-    o += fmt::format("jevons_decode_tokens_per_second {:.3f}\n", s->decode_tokens_per_s);
-    metric(o, "jevons_batch_tokens", "gauge", "Tokens in the last batched forward pass");
-    o += fmt::format("jevons_batch_tokens {}\n", s->batch_tokens_last);
+    metric(o, "jevons_queue_depth", "gauge", "Sequences waiting for a batch slot or KV blocks", fmt::format("{}", s->queued));
+    metric(o, "jevons_running_sequences", "gauge", "Sequences in the running batch", fmt::format("{}", s->running));
+    metric(o, "jevons_kv_blocks_used", "gauge", "KV cache blocks in use", fmt::format("{}", s->kv_blocks_used));
+    metric(o, "jevons_kv_blocks_total", "gauge", "KV cache blocks in the pool (--kv-budget)", fmt::format("{}", s->kv_blocks_total));
+    metric(o, "jevons_engine_steps_total", "counter", "Batched forward passes", fmt::format("{}", s->steps));
+    metric(o, "jevons_engine_prompt_tokens_total", "counter", "Prompt tokens prefilled", fmt::format("{}", s->prompt_tokens));
+    metric(o, "jevons_engine_generated_tokens_total", "counter", "Tokens generated (all requests, incl. cancelled)", fmt::format("{}", s->generated_tokens));
+    metric(o, "jevons_engine_joules_total", "counter", "Joules measured or estimated over forward passes", fmt::format("{:.6f}", s->joules));
+    metric(o, "jevons_engine_busy_seconds_total", "counter", "Seconds spent in forward passes", fmt::format("{:.6f}", s->busy_s));
+    metric(o, "jevons_decode_tokens_per_second", "gauge", "Recent aggregate decode throughput", fmt::format("{:.3f}", s->decode_tokens_per_s));
+    metric(o, "jevons_batch_tokens", "gauge", "Tokens in the last batched forward pass", fmt::format("{}", s->batch_tokens_last));
   }
   return o;
 }
