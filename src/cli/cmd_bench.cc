@@ -234,13 +234,12 @@ void run_bench(const BenchOptions& o) {
 void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   CLI::App* c = app.add_subcommand("bench", "Measure prefill and decode speed and the decode roofline percentage");
-  c->add_option("-m,--model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
+  add_model_options(c, o->model, o->quant);
   c->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for the prefill test (0 skips it)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   c->add_option("-n,--n-gen", o->n_gen, "Tokens for the decode test (0 skips it)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("-r,--repetitions", o->reps, "Runs of each test; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_flag("--json", o->json, "Print one JSON object instead of the table");
-  add_quant_option(c, o->quant);
   c->add_option("--energy-log", o->energy_log, "Write a CSV time series of power (t_s,watts,joules,source) to FILE");
   meter::add_meter_options(c, o->meter);
   c->add_flag("--reprobe", o->reprobe, "Measure the memory bandwidth and compute peak again instead of using the cached values");

@@ -176,8 +176,7 @@ void chat(ChatOptions o) {
 void add_chat_command(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
   CLI::App* c = app.add_subcommand("chat", "Multi-turn chat: user lines from stdin (/reset clears, /exit or EOF ends), replies to stdout, timing to stderr");
-  c->add_option("-m,--model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
-  add_quant_option(c, o->quant);
+  add_model_options(c, o->model, o->quant);
   c->add_option("--system", o->system, "System prompt");
   c->add_option("--chat-template", o->chat_template,
                 "Chat template: a Jinja file, or a built-in name (chatml, llama3, deepseek-r1, deepseek-v3); default: the model's");

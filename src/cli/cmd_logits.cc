@@ -39,11 +39,10 @@ void run_logits(const LogitsOptions& o) {
 void add_logits_command(CLI::App& app) {
   auto o = std::make_shared<LogitsOptions>();
   CLI::App* c = app.add_subcommand("logits", "Evaluate token ids as one sequence and write float32 logits for every position [n_tokens, n_vocab]");
-  c->add_option("-m,--model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
+  add_model_options(c, o->model, o->quant);
   c->add_option("--tokens", o->tokens, "Token ids, comma-separated, e.g. 1,2,3")->required();
   c->add_option("--out", o->out, "Output file (raw little-endian float32)")->required();
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
-  add_quant_option(c, o->quant);
   c->callback([o] { run_logits(*o); });
 }
 

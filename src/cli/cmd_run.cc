@@ -113,8 +113,7 @@ void run(RunOptions o) {
 void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* c = app.add_subcommand("run", "Generate text from a prompt; the prompt and the continuation stream to stdout, timing to stderr");
-  c->add_option("-m,--model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
-  add_quant_option(c, o->quant);
+  add_model_options(c, o->model, o->quant);
   c->add_option("-p,--prompt", o->prompt, "Prompt text");
   c->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most (stops earlier at end of text)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
   add_sampling_options(c, o->sampling, o->seed_given);

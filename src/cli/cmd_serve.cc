@@ -117,8 +117,7 @@ void serve(const ServeOptions& o) {
 void add_serve_command(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
   CLI::App* c = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching and per-request energy");
-  c->add_option("-m,--model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
-  add_quant_option(c, o->quant);
+  add_model_options(c, o->model, o->quant);
   c->add_option("--host", o->host, "Address to listen on (default loopback only)")->capture_default_str();
   c->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   c->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every /v1 route (env JEVONS_API_KEY)")->envname("JEVONS_API_KEY");

@@ -61,7 +61,8 @@ void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given
       ->each([&seed_given](const std::string&) { seed_given = true; });
 }
 
-void add_quant_option(CLI::App* c, std::string& quant) {
+void add_model_options(CLI::App* c, std::string& model, std::string& quant) {
+  c->add_option("-m,--model", model, "Model: a GGUF file or a Hugging Face directory")->required();
   c->add_option("--quant", quant,
                 "Quantize a Hugging Face checkpoint's matrices at load: q8_0, q4_0, q4_k, ... (k-quants fall back on short rows)");
 }

@@ -29,8 +29,9 @@ LoadedModel load(const std::string& path, bool with_model, const std::string& qu
 // seed_given when the user chose one) for commands that sample.
 void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given);
 
-// Adds the --quant option (quantize-on-load for Hugging Face directories).
-void add_quant_option(CLI::App* c, std::string& quant);
+// Adds -m/--model (required: a GGUF file or a Hugging Face directory) and --quant
+// (quantize-on-load for Hugging Face directories), shared by the commands that load a model.
+void add_model_options(CLI::App* c, std::string& model, std::string& quant);
 
 // "1,2,3" or "1 2 3" -> ids; throws Error on anything else.
 std::vector<int32_t> parse_ids(const std::string& text);
