@@ -17,6 +17,8 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -25,6 +27,7 @@
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
+#include "kernels/repack.h"
 #include "quant/blocks.h"
 #include "quant/quants.h"
 #include "quant/types.h"
@@ -42,11 +45,24 @@ std::vector<float> random_floats(size_t n, uint32_t seed, float scale = 1.0f) {
 
 struct Weights {
   std::vector<uint8_t> bytes;
-  std::vector<float> deq;  // exact dequantization, row-major
+  std::vector<uint8_t> packed;  // x8 layout of the first rows / 8 * 8 rows (repacked weights)
+  std::vector<float> deq;       // exact dequantization, row-major
   Tensor t;
 };
 
-Weights make_weights(TensorType type, int64_t rows, int64_t cols, uint32_t seed) {
+// Repacked weights (kernels/repack.h). Where the kernels read the x8 layout, the
+// repacked rows' bytes in `data` are overwritten with NaN scales, so a kernel that read
+// them instead of `packed` would produce NaN.
+void repack(Weights& w) {
+  const int64_t packed_rows = w.t.rows / kRepackRows * kRepackRows;
+  w.packed.resize(size_t(packed_rows) * w.t.row_bytes());
+  repack_x8(w.t, w.packed.data());
+  w.t.packed = w.packed.data();
+  w.t.packed_rows = packed_rows;
+  if (matmul_reads_x8(w.t.type)) std::fill(w.bytes.begin(), w.bytes.begin() + std::ptrdiff_t(w.packed.size()), 0xFF);
+}
+
+Weights make_weights(TensorType type, int64_t rows, int64_t cols, uint32_t seed, bool repacked = false) {
   Weights w;
   const TypeTraits& tr = type_traits(type);
   std::vector<float> f = random_floats(size_t(rows * cols), seed, 0.5f);
@@ -59,6 +75,7 @@ Weights make_weights(TensorType type, int64_t rows, int64_t cols, uint32_t seed)
   w.deq.resize(size_t(rows * cols));
   for (int64_t r = 0; r < rows; ++r) tr.to_float(w.bytes.data() + size_t(r) * rb, &w.deq[size_t(r * cols)], cols);
   w.t = Tensor{"w", type, cols, rows, w.bytes.data()};
+  if (repacked) repack(w);
   return w;
 }
 
@@ -104,10 +121,11 @@ ActRounding rounding_of(TensorType t) {
 
 // Runs matmul (fast) on random data and checks it against the reference, both on the
 // exact activations (derived bound) and on the rounded ones (exact integer arithmetic).
-void check_matmul(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens, ThreadPool* pool, uint32_t seed) {
+void check_matmul(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens, ThreadPool* pool, uint32_t seed,
+                  bool repacked = false) {
   SCOPED_TRACE(testing::Message() << type_name(type) << " rows=" << rows << " cols=" << cols << " tokens=" << n_tokens
-                                  << " target=" << kernel_target_name());
-  const Weights w = make_weights(type, rows, cols, seed);
+                                  << " target=" << kernel_target_name() << (repacked ? " repacked" : ""));
+  const Weights w = make_weights(type, rows, cols, seed, repacked);
   std::vector<float> x = random_floats(size_t(n_tokens * cols), seed + 1);
   if (cols >= 96) std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // an all-zero activation block
   for (size_t i = 5; i < x.size(); i += 97) x[i] *= 20.0f;          // outliers
@@ -129,8 +147,11 @@ void check_matmul(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens,
   std::vector<float> y(size_t(n_tokens * rows), NAN), y_ref(y.size()), y_ref_rounded(y.size());
   ASSERT_EQ(kernel_mode(), KernelMode::kFast);
   matmul(w.t, x.data(), n_tokens, y.data(), pool);
-  matmul_reference(w.t, x.data(), n_tokens, y_ref.data(), nullptr);
-  matmul_reference(w.t, xr.data(), n_tokens, y_ref_rounded.data(), nullptr);
+  // The reference reads `data`: give it intact rows when the repacked ones were spoiled.
+  const Weights intact = repacked ? make_weights(type, rows, cols, seed) : Weights{};
+  const Tensor& ref_w = repacked ? intact.t : w.t;
+  matmul_reference(ref_w, x.data(), n_tokens, y_ref.data(), nullptr);
+  matmul_reference(ref_w, xr.data(), n_tokens, y_ref_rounded.data(), nullptr);
 
   for (int64_t t = 0; t < n_tokens; ++t)
     for (int64_t r = 0; r < rows; ++r) {
@@ -207,6 +228,61 @@ TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
   });
 }
 
+TEST(Kernels, RepackedWeightsMatchReference) {
+  // The x8 kernels (8 rows interleaved) on every target: where a target reads them, the
+  // original rows are spoiled (see repack()), so these results come from the repacked
+  // bytes; rows past the last full group of 8 come from `data`.
+  ThreadPool pool(2);
+  for_each_target([&] {
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0})
+      for (int64_t cols : {32, 64, 160})
+        for (int64_t rows : {8, 13, 40})
+          for (int64_t n_tokens : {1, 2, 5, 9, 17}) {
+            check_matmul(type, rows, cols, n_tokens, rows == 13 ? nullptr : &pool, uint32_t(rows * 31 + cols + n_tokens), true);
+            if (HasFatalFailure()) return;
+          }
+  });
+  kernels::set_vnni_override(1);
+  if (std::string(kernel_target_name()).find("VNNI") != std::string::npos)
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0})
+      for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 96, n_tokens, &pool, 23, true);
+  kernels::set_vnni_override(-1);
+}
+
+TEST(Kernels, RepackedLayoutInterleavesEightRows) {
+  // Spelled out for one group: scales first, then 4-byte chunks of the 8 rows in turn.
+  Weights w = make_weights(TensorType::Q4_0, 9, 64, 3);
+  std::vector<uint8_t> out(8 * w.t.row_bytes());
+  repack_x8(w.t, out.data());
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t r = 0; r < 8; ++r) {
+      const auto* blk = reinterpret_cast<const BlockQ4_0*>(w.t.row(r)) + b;
+      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ4_0);
+      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
+      for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(g + 16 + (8 * j + r) * 4, blk->qs + 4 * j, 4), 0);
+    }
+}
+
+TEST(Kernels, RowSlicesKeepWholeRepackedGroups) {
+  Weights w = make_weights(TensorType::Q8_0, 37, 96, 4, true);
+  const Tensor a = w.t.row_slice(16, 21);  // rows 16..36: groups at 16 and 24, then rows 32..36 from data
+  EXPECT_EQ(a.packed, w.t.packed + 16 * w.t.row_bytes());
+  EXPECT_EQ(a.packed_rows, 16);
+  const Tensor b = w.t.row_slice(4, 16);  // not on a group boundary
+  EXPECT_EQ(b.packed, nullptr);
+  EXPECT_EQ(b.packed_rows, 0);
+  const Tensor c = w.t.row_slice(32, 5);  // past the last full group
+  EXPECT_EQ(c.packed, nullptr);
+  if (!matmul_reads_x8(TensorType::Q8_0)) return;
+  // The slice's results come from the repacked groups plus its own tail rows.
+  const Weights intact = make_weights(TensorType::Q8_0, 37, 96, 4);
+  const std::vector<float> x = random_floats(3 * 96, 5);
+  std::vector<float> y(3 * 21), y_ref(3 * 21);
+  matmul(a, x.data(), 3, y.data(), nullptr);
+  matmul(intact.t.row_slice(16, 21), x.data(), 3, y_ref.data(), nullptr);
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], y_ref[i], 1e-4f * (1.0f + std::fabs(y_ref[i]))) << i;
+}
+
 TEST(Kernels, TokenResultDoesNotDependOnTheBatch) {
   // The server batches tokens of different requests into one matmul; each token's
   // result must be bit-identical to computing it alone (a greedy stream must not change
@@ -216,13 +292,18 @@ TEST(Kernels, TokenResultDoesNotDependOnTheBatch) {
     for (TensorType type : kFastTypes) {
       SCOPED_TRACE(testing::Message() << kernel_target_name() << " " << type_name(type));
       const int64_t rows = 37, cols = type_traits(type).block_size == 256 ? 768 : 160 + 32 * 3, n_tokens = 11;
-      const Weights w = make_weights(type, rows, cols, 9);
-      const std::vector<float> x = random_floats(size_t(n_tokens * cols), 10);
-      std::vector<float> batch(static_cast<size_t>(n_tokens * rows)), alone(static_cast<size_t>(rows));
-      matmul(w.t, x.data(), n_tokens, batch.data(), &pool);
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        matmul(w.t, &x[size_t(t * cols)], 1, alone.data(), &pool);
-        for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(batch[size_t(t * rows + r)], alone[size_t(r)]) << "token " << t << " row " << r;
+      for (bool repacked : {false, true}) {
+        if (repacked && !has_x8_layout(type)) continue;
+        SCOPED_TRACE(repacked ? "repacked" : "");
+        const Weights w = make_weights(type, rows, cols, 9, repacked);
+        const std::vector<float> x = random_floats(size_t(n_tokens * cols), 10);
+        std::vector<float> batch(static_cast<size_t>(n_tokens * rows)), alone(static_cast<size_t>(rows));
+        matmul(w.t, x.data(), n_tokens, batch.data(), &pool);
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          matmul(w.t, &x[size_t(t * cols)], 1, alone.data(), &pool);
+          for (int64_t r = 0; r < rows; ++r)
+            ASSERT_EQ(batch[size_t(t * rows + r)], alone[size_t(r)]) << "token " << t << " row " << r;
+        }
       }
     }
   });

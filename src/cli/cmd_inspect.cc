@@ -5,6 +5,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "formats/hf_model.h"
+#include "kernels/matmul.h"
 
 namespace jevons::cli {
 namespace {
@@ -58,6 +59,12 @@ void inspect(const std::string& path, bool all_tensors) {
                 c.arch.c_str(), c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim_k, c.n_ff, c.n_vocab, c.n_ctx_train);
     std::printf("KV cache: %zu bytes per token (f32), %s at the default context of %d\n", c.kv_bytes_per_token(),
                 human_bytes(double(c.kv_bytes_per_token()) * default_context(c)).c_str(), default_context(c));
+    if (model->repacked_bytes() > 0)
+      std::printf("repacked at load: %s (Q4_0/Q8_0 matrices, 8 rows interleaved for the %s kernels; the file's pages of "
+                  "those rows are released; JEVONS_REPACK=0 turns this off)\n",
+                  human_bytes(double(model->repacked_bytes())).c_str(), kernel_target_name());
+    else
+      std::printf("repacked at load: nothing (the %s kernels read every weight type in place)\n", kernel_target_name());
     if (c.is_mla())
       std::printf("MLA: the cache holds the %d-dim latent + %d-dim RoPE key per layer = (%d + %d) x 4 bytes x %d layers\n",
                   c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.n_layer);

@@ -1,6 +1,7 @@
 #include "core/mapped_file.h"
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -34,6 +35,15 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);  // the mapping keeps the file alive
   if (p == MAP_FAILED) fail("cannot map {}: {}", path, std::strerror(e));
   data_ = static_cast<const uint8_t*>(p);
+}
+
+void MappedFile::release(const uint8_t* p, size_t n) const {
+  if (p < data_ || n > size_ || p - data_ > std::ptrdiff_t(size_ - n)) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  // A private read-only file mapping: dropped pages come back from the file.
+  if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
 MappedFile::~MappedFile() {

@@ -18,6 +18,10 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Drops the whole pages within [p, p + n) from this process's memory (they are read
+  // from the file again if touched): for ranges copied elsewhere, e.g. repacked
+  // weights. Ignores ranges outside the map.
+  void release(const uint8_t* p, size_t n) const;
 
  private:
   std::string path_;

@@ -2,6 +2,7 @@
 // its bytes live (a GGUF map today, a safetensors map tomorrow). Rows are
 // contiguous: row r holds `cols` elements starting at data + r * row_bytes.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -20,6 +21,11 @@ struct Tensor {
   const float* block_scale = nullptr;
   int64_t scale_block = 0, scale_cols = 0;
   int64_t scale_row0 = 0;  // a view of rows starting at this row of the scaled tensor
+  // Rows [0, packed_rows) also stored repacked for the matmul kernels (kernels/repack.h:
+  // groups of 8 rows, the same bytes as those rows); null when not repacked. Everything
+  // except the fast matmul reads `data`.
+  const uint8_t* packed = nullptr;
+  int64_t packed_rows = 0;
 
   explicit operator bool() const { return data != nullptr; }
   size_t row_bytes() const { return jevons::row_bytes(type, cols); }
@@ -31,6 +37,13 @@ struct Tensor {
     t.rows = n;
     t.data = row(first);
     t.scale_row0 = scale_row0 + first;
+    // A repacked view survives when it starts on a group of 8 rows.
+    t.packed = nullptr;
+    t.packed_rows = 0;
+    if (packed && first % 8 == 0 && first < packed_rows && std::min(n, packed_rows - first) >= 8) {
+      t.packed = packed + size_t(first) * row_bytes();
+      t.packed_rows = std::min(n, packed_rows - first) / 8 * 8;
+    }
     return t;
   }
 };

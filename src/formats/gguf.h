@@ -97,6 +97,10 @@ class ModelSource {
   double get_float_or(std::string_view key, double def) const;
   std::string get_string_or(std::string_view key, std::string_view def) const;
   bool get_bool_or(std::string_view key, bool def) const;
+
+  // Tells the source that the tensor bytes [p, p + n) have been copied (repacked) and
+  // need not stay in memory; a mapped file drops those pages. Default: nothing.
+  virtual void release_pages(const uint8_t* p, size_t n) const { (void)p, (void)n; }
 };
 
 class GgufFile : public ModelSource {
@@ -117,6 +121,7 @@ class GgufFile : public ModelSource {
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* find_tensor(std::string_view name) const override;
   std::vector<const GgufTensor*> tensor_list() const override;
+  void release_pages(const uint8_t* p, size_t n) const override { map_->release(p, n); }
 
  private:
   GgufFile() = default;

@@ -28,8 +28,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 #include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
 
 #include "core/float16.h"
 #include "core/tensor.h"
@@ -81,10 +83,11 @@ constexpr size_t kLF = hn::MaxLanes(DF());
 // Decode (one token) always streams one row after the other: consecutive rows are
 // consecutive in memory, so the weights are read as one linear stream that the hardware
 // prefetchers follow (several interleaved rows cut single-core bandwidth to a third).
+// Repacked weights (TileX8) take 8 rows and kX8T tokens: 8 accumulators, 8 int sums.
 #if HWY_TARGET <= HWY_AVX3
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4, kX8T = 8;
 #elif JEVONS_MM_X86
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 1, kFloatT = 4;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 1, kFloatT = 4, kX8T = 4;
 #else
 constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 2, kFloatT = 4;
 #endif
@@ -125,6 +128,19 @@ HWY_INLINE void PrefetchAhead(const void* p) {
     for (size_t o = 0; o < kBytes; o += 64) __builtin_prefetch(c + o, 0, 3);
 }
 
+// Makes v look modified to the compiler (no instruction emitted), so that work on it
+// cannot be hoisted out of a timing loop, nor reassociated with later work.
+template <class V>
+HWY_INLINE void Opaque(V& v) {
+#if HWY_ARCH_X86
+  asm volatile("" : "+v"(v.raw));
+#elif HWY_ARCH_ARM
+  asm volatile("" : "+w"(v.raw));
+#else
+  asm volatile("" : : "r"(&v) : "memory");
+#endif
+}
+
 // ------------------------------------------------------------------ int8 dot products
 
 // acc + a * b summed over groups of 4 bytes (u8 x i8). Exact as long as pairs of
@@ -141,11 +157,11 @@ HWY_INLINE V32 DotU8I8(V32 acc, VU8 a, V8 b) {
 #else
     // AVX2: an exact emulation of vpdpbusd, used only when tests force the VNNI code
     // paths (set_vnni_override) to check their logic on machines without AVX-512.
-    const __m256i zero = _mm256_setzero_si256();
-    const __m256i a_lo = _mm256_unpacklo_epi8(a.raw, zero), a_hi = _mm256_unpackhi_epi8(a.raw, zero);
-    const __m256i b_lo = _mm256_srai_epi16(_mm256_unpacklo_epi8(b.raw, b.raw), 8);
-    const __m256i b_hi = _mm256_srai_epi16(_mm256_unpackhi_epi8(b.raw, b.raw), 8);
-    return V32{_mm256_add_epi32(acc.raw, _mm256_add_epi32(_mm256_madd_epi16(a_lo, b_lo), _mm256_madd_epi16(a_hi, b_hi)))};
+    // Even and odd bytes widened to int16 in place: each 32-bit lane sums exactly its own
+    // 4 bytes, as vpdpbusd does (the repacked kernels keep one row per lane).
+    const __m256i a_even = _mm256_and_si256(a.raw, _mm256_set1_epi16(0xFF)), a_odd = _mm256_srli_epi16(a.raw, 8);
+    const __m256i b_even = _mm256_srai_epi16(_mm256_slli_epi16(b.raw, 8), 8), b_odd = _mm256_srai_epi16(b.raw, 8);
+    return V32{_mm256_add_epi32(acc.raw, _mm256_add_epi32(_mm256_madd_epi16(a_even, b_even), _mm256_madd_epi16(a_odd, b_odd)))};
 #endif
   } else {
     const __m256i p = _mm256_maddubs_epi16(a.raw, b.raw);
@@ -240,7 +256,7 @@ HWY_NOINLINE void QuantizeRowQ8(const float* HWY_RESTRICT x, int64_t n, ActQ8* H
     o.d = fp16_to_float(float_to_fp16(d));
     o.sum = s;
     o.s = fp16_to_float(float_to_fp16(d * float(s)));
-    o.pad = 0;
+    o.offset_sum = 0;
   }
 }
 
@@ -447,6 +463,7 @@ struct TileArgs {
   size_t nb;             // blocks (or floats for float types) per row
   float* y;              // y[t * y_stride + r]
   size_t y_stride;
+  size_t rows_per_w = 1;  // output rows per w_stride step (8 for a repacked group)
 };
 
 // Legacy 32-element block types x ActQ8, in portable Highway code: the kernel of the
@@ -605,6 +622,82 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
   for (size_t b = 0; b < nb; b += 2) step(b);
   for (size_t t = 0; t < T; ++t)
     for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(VF{acc[r][t]});
+}
+
+// Repacked Q4_0 / Q8_0 (x8 layout, kernels/repack.h): one tile is a group of 8 rows x
+// T tokens, one row per 32-bit lane, so each (row, token) ends as one lane of one
+// accumulator: no horizontal sums, and one vcvtph2ps per block for the 8 row scales.
+// For each 4-byte chunk of the codes, every lane multiplies its row's 4 codes with the
+// same 4 activation bytes (broadcast from L1). Q4_0 without VNNI adds a whole block's
+// pmaddubsw results in int16 (8 pair sums of at most 2 * 15 * 127 = 3810 each stay
+// below 32767) and widens once per block: 9 multiply instructions per 256 products.
+// Q8_0 without VNNI: the sign trick, widened per chunk. The code offset (Q4_0: 8; Q8_0
+// with VNNI: 128) is removed with the activation's offset_sum. Every tile shape sums a
+// (row, token) block by block in the same order (batch invariance).
+HWY_INLINE __m256i Broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+template <class Dec, size_t R, size_t T, bool kVnni>
+HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
+  static_assert(R == 1, "a repacked tile is one group of 8 rows");
+  constexpr bool kQ8 = Dec::kSigned;
+  constexpr size_t kChunks = kQ8 ? 8 : 4;  // 4-byte chunks of a row's codes per block
+  constexpr size_t kBlockBytes = 8 * sizeof(typename Dec::Block);
+  constexpr bool kOffset = !kQ8 || kVnni;
+  __m256 acc[T];
+  ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (size_t b = 0; b < a.nb; ++b) {
+    const uint8_t* g = a.w + b * kBlockBytes;
+    PrefetchAhead<kBlockBytes>(g);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    const __m256i* qs = reinterpret_cast<const __m256i*>(g + 16);
+    const ActQ8* x = a.act + b;
+    __m256i isum[T];
+    ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
+    ForEachIndex<kChunks>([&](auto j) HWY_ATTR {
+      const __m256i raw = _mm256_loadu_si256(qs + j);
+      if constexpr (!kQ8) {
+        const __m256i lo = _mm256_and_si256(raw, m4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        ForEachIndex<T>([&](auto t) HWY_ATTR {
+          const int8_t* xq = x[t * a.act_stride].qs;
+          const __m256i xlo = Broadcast4(xq + 4 * j), xhi = Broadcast4(xq + 16 + 4 * j);
+          if constexpr (kVnni) {
+            isum[t] = DotU8I8<true>(DotU8I8<true>(V32{isum[t]}, VU8{lo}, V8{xlo}), VU8{hi}, V8{xhi}).raw;
+          } else {
+            const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+            V32 sum{_mm256_add_epi16(isum[t], p)};
+            Opaque(sum);  // else GCC regroups the block's sums into a tree and spills
+            isum[t] = sum.raw;
+          }
+        });
+      } else if constexpr (kVnni) {
+        const __m256i u = _mm256_xor_si256(raw, _mm256_set1_epi8(char(0x80)));  // offset-128 codes
+        ForEachIndex<T>([&](auto t) HWY_ATTR {
+          isum[t] = DotU8I8<true>(V32{isum[t]}, VU8{u}, V8{Broadcast4(x[t * a.act_stride].qs + 4 * j)}).raw;
+        });
+      } else {
+        const __m256i mag = _mm256_sign_epi8(raw, raw);
+        ForEachIndex<T>([&](auto t) HWY_ATTR {
+          const __m256i sx = _mm256_sign_epi8(Broadcast4(x[t * a.act_stride].qs + 4 * j), raw);
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(mag, sx), ones));
+        });
+      }
+    });
+    ForEachIndex<T>([&](auto t) HWY_ATTR {
+      const ActQ8& xt = x[t * a.act_stride];
+      __m256i i = isum[t];
+      if constexpr (!kQ8 && !kVnni) i = _mm256_madd_epi16(i, ones);
+      if constexpr (kOffset) i = _mm256_add_epi32(i, _mm256_set1_epi32(xt.offset_sum));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw, _mm256_set1_ps(xt.d)), acc[t]);
+    });
+  }
+  ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
 }
 #endif  // JEVONS_MM_X86
 
@@ -971,7 +1064,7 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
     TileArgs<Act> a = base;
     a.w = base.w + size_t(r) * base.w_stride;
     a.act = base.act + size_t(t) * base.act_stride;
-    a.y = base.y + size_t(t) * base.y_stride + size_t(r);
+    a.y = base.y + size_t(t) * base.y_stride + size_t(r) * base.rows_per_w;
     return a;
   };
   if (n_tokens == 1) {
@@ -1036,17 +1129,34 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
 #if JEVONS_MM_X86
     constexpr int kOff = Dec::kSigned ? (kVnni ? 128 : 0) : Dec::kOffset;
     const int64_t np = (nb + 1) / 2;
+    constexpr bool kHasX8 = std::is_same_v<Dec, DecQ4_0> || std::is_same_v<Dec, DecQ8_0>;
+    const int64_t x8_rows = kHasX8 && w.packed ? w.packed_rows : 0;  // the rest reads w.data
+    const bool tail = x8_rows < rows;
     uint8_t* buf = kernels::scratch(size_t(n_tokens) * (size_t(np) * sizeof(ActQ8Pair) + size_t(nb) * sizeof(ActQ8)));
     ActQ8Pair* pairs = reinterpret_cast<ActQ8Pair*>(buf);
     ActQ8* act = reinterpret_cast<ActQ8*>(pairs + n_tokens * np);
     ForTokens(n_tokens, pool, [&](int64_t t) {
-      QuantizeRowQ8(x + t * cols, cols, act + t * nb);
-      PairActQ8(act + t * nb, size_t(nb), kOff, pairs + t * np);
+      ActQ8* xt = act + t * nb;
+      QuantizeRowQ8(x + t * cols, cols, xt);
+      if (x8_rows)
+        for (int64_t b = 0; b < nb; ++b) xt[b].offset_sum = -kOff * xt[b].sum;
+      if (tail) PairActQ8(xt, size_t(nb), kOff, pairs + t * np);
     });
-    const TileArgs<ActQ8Pair> base{w.data, w.row_bytes(), pairs, size_t(np), size_t(nb), y, size_t(rows)};
-    ParallelRows<kQuantR, kQuantT>(base, rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8Pair>& a) {
-      TileQ32Pairs<Dec, R, T, kVnni>(a);
-    });
+    if constexpr (kHasX8) {
+      if (x8_rows) {
+        const TileArgs<ActQ8> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
+        ParallelRows<1, kX8T>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8>& a) {
+          TileX8<Dec, R, T, kVnni>(a);
+        });
+      }
+    }
+    if (tail) {
+      const TileArgs<ActQ8Pair> base{w.row(x8_rows), w.row_bytes(), pairs, size_t(np), size_t(nb), y + x8_rows, size_t(rows)};
+      ParallelRows<kQuantR, kQuantT>(base, rows - x8_rows, n_tokens, pool,
+                                     []<size_t R, size_t T>(const TileArgs<ActQ8Pair>& a) {
+                                       TileQ32Pairs<Dec, R, T, kVnni>(a);
+                                     });
+    }
 #else
     ActQ8* act = reinterpret_cast<ActQ8*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8)));
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8(x + t * cols, cols, act + t * nb); });
@@ -1130,23 +1240,21 @@ HWY_INLINE void ScaleAddF32(float* HWY_RESTRICT acc, float c, float p, const flo
 
 // ------------------------------------------------------------------ compute peaks
 
-// Makes v look modified to the compiler (no instruction emitted), so that work on it
-// cannot be hoisted out of a timing loop.
-template <class V>
-HWY_INLINE void Opaque(V& v) {
-#if HWY_ARCH_X86
-  asm volatile("" : "+v"(v.raw));
-#elif HWY_ARCH_ARM
-  asm volatile("" : "+w"(v.raw));
-#else
-  asm volatile("" : : "r"(&v) : "memory");
-#endif
-}
-
 // The arithmetic ceilings prefill is measured against: `iters` steps of independent
 // accumulator chains, each step one vector of the instruction sequence the kernels use.
 // Returns a checksum (keeps the loop alive) and sets *ops to the operations done
 // (multiply and add counted separately).
+// One step of the int8 peak: vpdpbusd with VNNI; on AVX2 vpmaddubsw + vpaddw (the int16
+// sums the repacked Q4_0 kernel keeps per block: its multiplies are pmaddubsw but for a
+// pmaddwd per 256 products); on other targets the portable dot product.
+template <bool kVnni>
+HWY_INLINE V32 PeakInt8Step(V32 acc, VU8 a, V8 b) {
+#if JEVONS_MM_X86
+  if constexpr (!kVnni) return V32{_mm256_add_epi16(acc.raw, _mm256_maddubs_epi16(a.raw, b.raw))};
+#endif
+  return DotU8I8<kVnni>(acc, a, b);
+}
+
 template <bool kVnni>
 HWY_INLINE int64_t PeakInt8Chains(int64_t iters) {
   // 6 chains, each with its own operands (shared ones would let the compiler compute one
@@ -1157,12 +1265,12 @@ HWY_INLINE int64_t PeakInt8Chains(int64_t iters) {
      b4 = hn::Set(D8(), 9), b5 = hn::Set(D8(), 10);
   V32 c0 = hn::Zero(d32), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
   for (int64_t i = 0; i < iters; ++i) {
-    c0 = DotU8I8<kVnni>(c0, a, b0);
-    c1 = DotU8I8<kVnni>(c1, a, b1);
-    c2 = DotU8I8<kVnni>(c2, a, b2);
-    c3 = DotU8I8<kVnni>(c3, a, b3);
-    c4 = DotU8I8<kVnni>(c4, a, b4);
-    c5 = DotU8I8<kVnni>(c5, a, b5);
+    c0 = PeakInt8Step<kVnni>(c0, a, b0);
+    c1 = PeakInt8Step<kVnni>(c1, a, b1);
+    c2 = PeakInt8Step<kVnni>(c2, a, b2);
+    c3 = PeakInt8Step<kVnni>(c3, a, b3);
+    c4 = PeakInt8Step<kVnni>(c4, a, b4);
+    c5 = PeakInt8Step<kVnni>(c5, a, b5);
     Opaque(b0), Opaque(b1), Opaque(b2), Opaque(b3), Opaque(b4), Opaque(b5);
   }
   const V32 sum = hn::Add(hn::Add(hn::Add(c0, c1), hn::Add(c2, c3)), hn::Add(c4, c5));
@@ -1196,27 +1304,41 @@ HWY_NOINLINE int64_t PeakF32Loop(int64_t iters, double* ops) {
 #endif  // JEVONS_MM_ENABLED
 
 // Online softmax (Milakov & Gimelshein 2018): one pass over the keys and values, the
-// running maximum m rescaling the sums when it grows.
+// running maximum m rescaling the sums when it grows. Keys go in chunks: a chunk's scores
+// first, then their exponentials as vectors (Highway's Exp) and one rescale per chunk.
 HWY_NOINLINE bool AttentionHeadFast(const float* q, const float* const* k_rows, int64_t k_offset,
                                     const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
                                     int head_dim_v, float scale, float* out) {
 #if !JEVONS_MM_ENABLED
   return false;
 #else
+  constexpr int64_t kChunk = 64;
+  const DF df;
   float* acc = reinterpret_cast<float*>(kernels::scratch(size_t(head_dim_v) * sizeof(float)));
   std::fill(acc, acc + head_dim_v, 0.0f);
+  HWY_ALIGN float p[kChunk];
   float m = -INFINITY, l = 0.0f;
-  for (int64_t j = 0; j < n_kv; ++j) {
-    const float s = DotF32(q, k_rows[j] + k_offset, size_t(head_dim_k)) * scale;
-    float c = 1.0f;
-    if (s > m) {
-      c = std::exp(m - s);  // exp(-inf) = 0 for the first key
-      l *= c;
-      m = s;
+  for (int64_t j0 = 0; j0 < n_kv; j0 += kChunk) {
+    const int64_t n = std::min(kChunk, n_kv - j0);
+    float chunk_max = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) {
+      p[j] = DotF32(q, k_rows[j0 + j] + k_offset, size_t(head_dim_k)) * scale;
+      chunk_max = std::max(chunk_max, p[j]);
     }
-    const float p = std::exp(s - m);
-    l += p;
-    ScaleAddF32(acc, c, p, v_rows[j] + v_offset, size_t(head_dim_v));
+    float c = 1.0f;  // rescales what was summed under the previous maximum
+    if (chunk_max > m) {
+      c = std::exp(m - chunk_max);  // exp(-inf) = 0 for the first chunk
+      l *= c;
+      m = chunk_max;
+    }
+    const VF vm = hn::Set(df, m);
+    const int64_t padded = (n + int64_t(kLF) - 1) / int64_t(kLF) * int64_t(kLF);  // <= kChunk
+    std::fill(p + n, p + padded, -INFINITY);                                         // exp -> 0, unused
+    for (int64_t j = 0; j < padded; j += int64_t(kLF)) hn::Store(hn::Exp(df, hn::Sub(hn::Load(df, p + j), vm)), df, p + j);
+    for (int64_t j = 0; j < n; ++j) {
+      l += p[j];
+      ScaleAddF32(acc, j == 0 ? c : 1.0f, p[j], v_rows[j0 + j] + v_offset, size_t(head_dim_v));
+    }
   }
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
   for (int d = 0; d < head_dim_v; ++d) out[d] = acc[d] * inv;
@@ -1250,6 +1372,15 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
     default:
       return false;
   }
+#endif
+}
+
+HWY_NOINLINE bool ReadsX8(TensorType t) {
+#if JEVONS_MM_X86
+  return t == TensorType::Q4_0 || t == TensorType::Q8_0;
+#else
+  (void)t;
+  return false;
 #endif
 }
 

@@ -42,6 +42,7 @@ namespace jevons {
 
 HWY_EXPORT(MatmulFast);
 HWY_EXPORT(HasFastPath);
+HWY_EXPORT(ReadsX8);
 HWY_EXPORT(QuantizeActQ8);
 HWY_EXPORT(QuantizeActQ8K);
 HWY_EXPORT(PeakLoop);
@@ -128,6 +129,7 @@ void attention_head(const float* q, const float* const* k_rows, int64_t k_offset
 }
 
 bool matmul_has_fast_path(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasFastPath)(type); }
+bool matmul_reads_x8(TensorType type) { return HWY_DYNAMIC_DISPATCH(ReadsX8)(type); }
 
 std::vector<int64_t> kernel_targets() {
   std::vector<int64_t> out;

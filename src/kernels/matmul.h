@@ -16,6 +16,11 @@
 //              256 elements, f32 scale), integer dot products per sub-block.
 //   others     the reference path.
 //
+// Repacked weights (Tensor::packed, x86 AVX2 / AVX-512, Q4_0 and Q8_0): 8 rows are
+// interleaved so that one vector holds the same code bytes of 8 rows; a tile computes
+// 8 rows x a few tokens with broadcast activations and no horizontal sums. Same
+// arithmetic as above (Q8_0 activations, exact integer dot products per block).
+//
 // Decode (n_tokens == 1) streams every weight row once, rows split across the pool
 // in contiguous chunks; prefill (n_tokens > 1) works in register tiles of a few
 // rows x a few tokens so that each weight block is decoded once per tile.
@@ -65,6 +70,10 @@ void attention_head(const float* q, const float* const* k_rows, int64_t k_offset
 
 // Whether matmul has a SIMD path for this type on this CPU (else it uses the reference).
 bool matmul_has_fast_path(TensorType type);
+
+// Whether the fast matmul on this CPU reads the x8 repacked layout of this type
+// (kernels/repack.h) when a tensor carries one; it reads `data` otherwise.
+bool matmul_reads_x8(TensorType type);
 
 // Name of the instruction set the kernels run with, e.g. "AVX2" or "AVX3+VNNI".
 const char* kernel_target_name();

@@ -14,7 +14,7 @@ struct ActQ8 {
   float d;      // fp16(amax / 127) as float: exactly the scale ggml's dot products use
   int32_t sum;  // sum of qs (offset correction for unsigned weight codes)
   float s;      // fp16(d_unrounded * sum) as float: ggml's Q8_1 s (for Q4_1 / Q5_1 mins)
-  int32_t pad;
+  int32_t offset_sum;  // -code_offset * sum, filled for the kernels of repacked weights
 };
 static_assert(sizeof(ActQ8) == 48);
 

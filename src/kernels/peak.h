@@ -7,8 +7,8 @@
 namespace jevons {
 
 enum class PeakKind {
-  kInt8Dot,  // u8 x i8 -> i32 dot products (vpdpbusd with AVX512-VNNI, else
-             // vpmaddubsw + vpmaddwd + vpaddd): the kernels of the integer-quantized types
+  kInt8Dot,  // u8 x i8 products summed in pairs: vpdpbusd with AVX512-VNNI, else
+             // vpmaddubsw + vpaddw (int16 sums), the kernels of the integer-quantized types
   kF32Fma,   // f32 fused multiply-add: F32, F16 and BF16 weights (the BF16 kernel widens
              // to f32; this engine has no BF16 dot-product kernel)
 };

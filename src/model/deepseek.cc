@@ -59,7 +59,7 @@ struct DeepSeekLayer {
 class DeepSeek : public Model {
  public:
   explicit DeepSeek(const ModelSource& src) : cfg_(read_config(src)) {
-    const WeightLoader w(src);
+    const WeightLoader w(src, &repacked_);
     const MlaConfig& m = cfg_.mla;
     const MoeConfig& e = cfg_.moe;
     const GgufTensor* emb = src.find_tensor("token_embd.weight");
@@ -69,11 +69,11 @@ class DeepSeek : public Model {
     cfg_.n_vocab = int(emb->dims[1]);
     const int64_t E = cfg_.n_embd, V = cfg_.n_vocab, H = cfg_.n_head;
     const int64_t qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
-    tok_embd_ = w.matrix("token_embd.weight", E, V);
+    tok_embd_ = w.table("token_embd.weight", E, V);
     output_norm_ = w.vector("output_norm.weight", E, owned_);
     output_ = w.optional_matrix("output.weight", E, V);
     cfg_.tied_output = !output_;
-    if (cfg_.tied_output) output_ = tok_embd_;
+    if (cfg_.tied_output) output_ = w.for_matmul(tok_embd_);
 
     for (int l = 0; l < cfg_.n_layer; ++l) {
       const std::string p = "blk." + std::to_string(l) + ".";

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/repack.h"
 #include "model/config.h"
 #include "runtime/kv_cache.h"
 
@@ -58,8 +59,13 @@ class Model {
   }
   void set_thread_pool(ThreadPool* pool) { pool_ = pool; }
 
+  // Bytes of weights repacked at load for this CPU's kernels (kernels/repack.h), held
+  // in addition to the file's map (whose copies of those rows are dropped from memory).
+  size_t repacked_bytes() const { return repacked_.bytes(); }
+
  protected:
   ThreadPool* pool_ = nullptr;
+  RepackArena repacked_;  // declared in the base: outlives the tensors that point into it
 };
 
 // Builds the model a GGUF file describes (architecture from general.architecture),

@@ -35,18 +35,18 @@ struct LayerWeights {
 class Transformer : public Model {
  public:
   explicit Transformer(const ModelSource& file) : cfg_(read_config(file)) {
-    const WeightLoader w(file);
+    const WeightLoader w(file, &repacked_);
     const GgufTensor* emb = file.find_tensor("token_embd.weight");
     if (!emb) fail("{}: tensor token_embd.weight is missing", file.path());
     if (emb->dims.size() != 2 || emb->dims[0] != cfg_.n_embd)
       fail("{}: tensor token_embd.weight: expected {}x<n_vocab>, file has {}", file.path(), cfg_.n_embd, emb->shape_string());
     cfg_.n_vocab = int(emb->dims[1]);
     const int64_t E = cfg_.n_embd, V = cfg_.n_vocab;
-    tok_embd_ = w.matrix("token_embd.weight", E, V);
+    tok_embd_ = w.table("token_embd.weight", E, V);
     output_norm_ = w.vector("output_norm.weight", E, owned_);
     output_ = w.optional_matrix("output.weight", E, V);
     cfg_.tied_output = !output_;
-    if (cfg_.tied_output) output_ = tok_embd_;
+    if (cfg_.tied_output) output_ = w.for_matmul(tok_embd_);
     rope_freqs_ = w.optional_vector("rope_freqs.weight", cfg_.rope.n_rot / 2, owned_);
 
     for (int l = 0; l < cfg_.n_layer; ++l) {

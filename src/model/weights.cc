@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "kernels/repack.h"
 
 namespace jevons {
 namespace {
@@ -19,17 +20,32 @@ void check_shape(const ModelSource& f, const GgufTensor& t, const std::vector<in
 
 }  // namespace
 
-Tensor WeightLoader::optional_matrix(const std::string& name, int64_t cols, int64_t rows) const {
+Tensor WeightLoader::find_matrix(const std::string& name, int64_t cols, int64_t rows) const {
   const GgufTensor* t = file_.find_tensor(name);
   if (!t) return {};
   check_shape(file_, *t, rows == 1 ? std::vector<int64_t>{cols} : std::vector<int64_t>{cols, rows});
   return Tensor{t->name, t->type, cols, rows, t->data, t->block_scale, t->scale_block, t->scale_cols};
 }
 
-Tensor WeightLoader::matrix(const std::string& name, int64_t cols, int64_t rows) const {
-  Tensor t = optional_matrix(name, cols, rows);
+Tensor WeightLoader::for_matmul(const Tensor& t) const {
+  if (!repack_ || !t) return t;
+  Tensor out = repack_->repack(t);
+  if (out.packed) file_.release_pages(out.data, size_t(out.packed_rows) * out.row_bytes());  // RSS holds one copy
+  return out;
+}
+
+Tensor WeightLoader::optional_matrix(const std::string& name, int64_t cols, int64_t rows) const {
+  return for_matmul(find_matrix(name, cols, rows));
+}
+
+Tensor WeightLoader::table(const std::string& name, int64_t cols, int64_t rows) const {
+  Tensor t = find_matrix(name, cols, rows);
   if (!t) fail("{}: tensor {} is missing (expected {}x{})", file_.path(), name, cols, rows);
   return t;
+}
+
+Tensor WeightLoader::matrix(const std::string& name, int64_t cols, int64_t rows) const {
+  return for_matmul(table(name, cols, rows));
 }
 
 std::vector<Tensor> WeightLoader::stacked(const std::string& name, int64_t cols, int64_t rows, int64_t count) const {
@@ -40,7 +56,8 @@ std::vector<Tensor> WeightLoader::stacked(const std::string& name, int64_t cols,
   const size_t slice_bytes = size_t(rows) * row_bytes(t->type, cols);
   if (t->block_scale) fail("{}: tensor {}: block-scaled FP8 is not supported for stacked tensors", file_.path(), name);
   for (int64_t k = 0; k < count; ++k)
-    slices.push_back(Tensor{t->name + "[" + std::to_string(k) + "]", t->type, cols, rows, t->data + size_t(k) * slice_bytes});
+    slices.push_back(
+        for_matmul(Tensor{t->name + "[" + std::to_string(k) + "]", t->type, cols, rows, t->data + size_t(k) * slice_bytes}));
   return slices;
 }
 

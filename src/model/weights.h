@@ -11,13 +11,21 @@
 namespace jevons {
 
 class ModelSource;
+class RepackArena;
 
 class WeightLoader {
  public:
-  explicit WeightLoader(const ModelSource& source) : file_(source) {}
+  // With an arena, the matrices for matmul are also repacked into it where the CPU's
+  // kernels read a faster layout (kernels/repack.h).
+  explicit WeightLoader(const ModelSource& source, RepackArena* repack = nullptr) : file_(source), repack_(repack) {}
 
-  // A [rows x cols] matrix (GGUF dims {cols, rows}); throws if missing or mis-shaped.
+  // A [rows x cols] matrix (GGUF dims {cols, rows}) that will be multiplied with;
+  // throws if missing or mis-shaped.
   Tensor matrix(const std::string& name, int64_t cols, int64_t rows) const;
+  // Same for a matrix only read row by row (the token embedding): never repacked.
+  Tensor table(const std::string& name, int64_t cols, int64_t rows) const;
+  // t repacked for matmul (e.g. a tied output that is also the embedding table).
+  Tensor for_matmul(const Tensor& t) const;
   // A stack of `count` [rows x cols] matrices (GGUF dims {cols, rows, count}), e.g.
   // the routed experts of a MoE layer, returned one Tensor per slice.
   std::vector<Tensor> stacked(const std::string& name, int64_t cols, int64_t rows, int64_t count) const;
@@ -31,7 +39,10 @@ class WeightLoader {
   const ModelSource& source() const { return file_; }
 
  private:
+  Tensor find_matrix(const std::string& name, int64_t cols, int64_t rows) const;
+
   const ModelSource& file_;
+  RepackArena* repack_;
 };
 
 }  // namespace jevons

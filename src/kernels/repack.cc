@@ -1,0 +1,71 @@
+#include "kernels/repack.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/matmul.h"
+#include "quant/blocks.h"
+
+namespace jevons {
+namespace {
+
+// Code bytes per 32-block and where they start in the block.
+struct X8Shape {
+  size_t block_bytes, qs_offset, qs_bytes;
+};
+
+X8Shape x8_shape(TensorType type) {
+  switch (type) {
+    case TensorType::Q4_0: return {sizeof(BlockQ4_0), offsetof(BlockQ4_0, qs), sizeof(BlockQ4_0::qs)};
+    case TensorType::Q8_0: return {sizeof(BlockQ8_0), offsetof(BlockQ8_0, qs), sizeof(BlockQ8_0::qs)};
+    default: fail("repack: tensor type {} has no x8 layout", type_name(type));
+  }
+}
+
+}  // namespace
+
+bool has_x8_layout(TensorType type) { return type == TensorType::Q4_0 || type == TensorType::Q8_0; }
+
+void repack_x8(const Tensor& t, uint8_t* out) {
+  const X8Shape s = x8_shape(t.type);
+  const int64_t nb = t.cols / 32;
+  for (int64_t g = 0; g < t.rows / kRepackRows; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* o = out + size_t(g * nb + b) * kRepackRows * s.block_bytes;
+      for (int64_t r = 0; r < kRepackRows; ++r) {
+        const uint8_t* blk = t.row(g * kRepackRows + r) + size_t(b) * s.block_bytes;
+        std::memcpy(o + 2 * r, blk, 2);  // the fp16 scale d is each block's first field
+        for (size_t j = 0; j < s.qs_bytes / 4; ++j)
+          std::memcpy(o + 2 * kRepackRows + (j * kRepackRows + size_t(r)) * 4, blk + s.qs_offset + 4 * j, 4);
+      }
+    }
+}
+
+bool repacking_enabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("JEVONS_REPACK");
+    return !(env && std::strcmp(env, "0") == 0);
+  }();
+  return enabled && kernel_mode() == KernelMode::kFast;
+}
+
+void RepackArena::Free::operator()(uint8_t* p) const { std::free(p); }
+
+Tensor RepackArena::repack(const Tensor& t) {
+  if (!repacking_enabled() || !has_x8_layout(t.type) || !matmul_reads_x8(t.type) || t.block_scale ||
+      t.rows < kRepackRows || t.cols % 32 != 0)
+    return t;
+  Tensor out = t;
+  out.packed_rows = t.rows / kRepackRows * kRepackRows;
+  const size_t n = size_t(out.packed_rows) * t.row_bytes();
+  uint8_t* p = static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
+  if (!p) fail("repack: out of memory for {} bytes of tensor {}", n, t.name);
+  buffers_.emplace_back(p);
+  repack_x8(t, p);
+  out.packed = p;
+  bytes_ += n;
+  return out;
+}
+
+}  // namespace jevons
