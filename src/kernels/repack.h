@@ -37,7 +37,6 @@ class RepackArena {
   // The copy lives as long as the arena.
   Tensor repack(const Tensor& t);
   size_t bytes() const { return bytes_; }
-  size_t tensors() const { return buffers_.size(); }
 
  private:
   struct Free {
