@@ -3,6 +3,11 @@
 //                                               streamed; bw_frac = that / probed read
 //                                               bandwidth with the same thread count
 //   matmul/<type>/<rows>x<cols>/tokens:<t>/threads:<n>   prefill; OP/s counter = 2*rows*cols*t
+//   <matvec|matmul>/<type>-x8/...               the same on weights repacked at load
+//                                               (kernels/repack.h), as models run them
+//   attention/dim:<d>/kv:<n>                    one token's 32 query heads (8 per KV
+//                                               head) over n cached positions; FLOP/s =
+//                                               32 * 4 * n * d (scores and values)
 //   peak/<int8_dot|f32_fma>/threads:<n>         the compute ceilings of kernels/peak.h
 //   read_bandwidth/threads:<n>                  the probe of kernels/bandwidth.h
 //   parallel_for_overhead/threads:<n>           one thread-pool dispatch of an empty job
@@ -13,6 +18,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -28,6 +34,7 @@
 #include "kernels/bandwidth.h"
 #include "kernels/matmul.h"
 #include "kernels/peak.h"
+#include "kernels/repack.h"
 #include "quant/blocks.h"
 #include "quant/types.h"
 
@@ -114,6 +121,15 @@ const Tensor& weights(TensorType type, int64_t rows, int64_t cols) {
   return wb->t;
 }
 
+// The same weights repacked as a model loads them (see kernels/repack.h).
+const Tensor& repacked_weights(TensorType type, int64_t rows, int64_t cols) {
+  static RepackArena arena;
+  static std::map<std::tuple<int, int64_t, int64_t>, Tensor> cache;
+  auto [it, added] = cache.try_emplace({int(type), rows, cols});
+  if (added) it->second = arena.repack(weights(type, rows, cols));
+  return it->second;
+}
+
 std::vector<float> activations(int64_t n) {
   std::vector<float> x(static_cast<size_t>(n));
   std::mt19937 rng(7);
@@ -129,19 +145,24 @@ struct WeightCopies {
   std::vector<uint8_t> bytes;
   std::vector<Tensor> copies;
   WeightCopies(const Tensor& w, size_t total_bytes) {
-    const size_t n = std::max<size_t>(2, (total_bytes + w.nbytes() - 1) / w.nbytes());
-    bytes.resize(n * w.nbytes());
+    const size_t packed = w.packed ? size_t(w.packed_rows) * w.row_bytes() : 0;
+    const size_t one = w.nbytes() + packed;
+    const size_t n = std::max<size_t>(2, (total_bytes + one - 1) / one);
+    bytes.resize(n * one);
     for (size_t i = 0; i < n; ++i) {
-      std::memcpy(bytes.data() + i * w.nbytes(), w.data, w.nbytes());
+      uint8_t* copy = bytes.data() + i * one;
+      std::memcpy(copy, w.data, w.nbytes());
+      if (packed) std::memcpy(copy + w.nbytes(), w.packed, packed);
       Tensor t = w;
-      t.data = bytes.data() + i * w.nbytes();
+      t.data = copy;
+      if (packed) t.packed = copy + w.nbytes();
       copies.push_back(t);
     }
   }
 };
 
-void BM_Matvec(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int threads) {
-  const WeightCopies w(weights(type, rows, cols), size_t(256) << 20);
+void BM_Matvec(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int threads, bool repacked) {
+  const WeightCopies w(repacked ? repacked_weights(type, rows, cols) : weights(type, rows, cols), size_t(256) << 20);
   const std::vector<float> x = activations(cols);
   std::vector<float> y(static_cast<size_t>(rows));
   ThreadPool& pool = pool_for(threads);
@@ -158,8 +179,9 @@ void BM_Matvec(benchmark::State& state, TensorType type, int64_t rows, int64_t c
   state.SetLabel(kernel_target_name());
 }
 
-void BM_Matmul(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int64_t tokens, int threads) {
-  const Tensor& w = weights(type, rows, cols);
+void BM_Matmul(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int64_t tokens, int threads,
+               bool repacked) {
+  const Tensor& w = repacked ? repacked_weights(type, rows, cols) : weights(type, rows, cols);
   const std::vector<float> x = activations(cols * tokens);
   std::vector<float> y(static_cast<size_t>(rows * tokens));
   ThreadPool& pool = pool_for(threads);
@@ -170,6 +192,37 @@ void BM_Matmul(benchmark::State& state, TensorType type, int64_t rows, int64_t c
   }
   state.counters["OP/s"] = benchmark::Counter(2.0 * double(rows) * double(cols) * double(tokens),
                                               benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.SetLabel(kernel_target_name());
+}
+
+// One token of a prefill at position n_kv - 1: 32 query heads, 4 KV heads, the cache's
+// rows (all KV heads of a position) scattered as its pages are.
+void BM_Attention(benchmark::State& state, int dim, int64_t n_kv) {
+  constexpr int kHeads = 32, kKvHeads = 4;
+  const int64_t row = int64_t(kKvHeads) * dim;
+  const std::vector<float> cache = activations(2 * n_kv * row + 1);
+  std::vector<const float*> k_rows(static_cast<size_t>(n_kv)), v_rows(static_cast<size_t>(n_kv));
+  std::mt19937 rng(3);
+  std::vector<int64_t> slot(static_cast<size_t>(n_kv));
+  for (int64_t i = 0; i < n_kv; ++i) slot[size_t(i)] = i;
+  std::shuffle(slot.begin(), slot.end(), rng);
+  for (int64_t i = 0; i < n_kv; ++i) {
+    k_rows[size_t(i)] = cache.data() + 2 * slot[size_t(i)] * row;
+    v_rows[size_t(i)] = k_rows[size_t(i)] + row;
+  }
+  const std::vector<float> q = activations(int64_t(kHeads) * dim);
+  std::vector<float> out(size_t(kHeads) * size_t(dim));
+  const float scale = 1.0f / std::sqrt(float(dim));
+  for (auto _ : state) {
+    for (int h = 0; h < kHeads; ++h) {
+      const int64_t off = int64_t(h / (kHeads / kKvHeads)) * dim;
+      attention_head(&q[size_t(h * dim)], k_rows.data(), off, v_rows.data(), off, n_kv, dim, dim, scale,
+                     &out[size_t(h * dim)]);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(4.0 * kHeads * double(n_kv) * dim, benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
   state.SetLabel(kernel_target_name());
 }
 
@@ -226,27 +279,41 @@ void register_all() {
     with_extremes(benchmark::RegisterBenchmark(("parallel_for_overhead/threads:" + std::to_string(th)).c_str(),
                                                BM_ParallelForOverhead, th))
         ->UseRealTime();
+  // Each type as stored, and as repacked at load where this CPU's kernels read a repacked layout.
+  auto variants = [](TensorType type) {
+    std::vector<bool> v = {false};
+    if (has_x8_layout(type) && matmul_reads_x8(type) && repacking_enabled()) v.push_back(true);
+    return v;
+  };
   for (auto [name, type] : types)
-    for (auto [rows, cols] : shapes)
-      for (int th : thread_counts) {
-        const std::string n = std::string("matvec/") + name + "/" + std::to_string(rows) + "x" + std::to_string(cols) +
-                              "/threads:" + std::to_string(th);
-        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th))
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
-      }
+    for (bool repacked : variants(type))
+      for (auto [rows, cols] : shapes)
+        for (int th : thread_counts) {
+          const std::string n = std::string("matvec/") + name + (repacked ? "-x8/" : "/") + std::to_string(rows) + "x" +
+                                std::to_string(cols) + "/threads:" + std::to_string(th);
+          with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th, repacked))
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
   // 4096x512: one token's activations fit L1, which isolates the arithmetic of a tile
   // from the cache traffic of wide rows.
   const std::tuple<int64_t, int64_t, int64_t> matmul_shapes[] = {{4096, 4096, 64}, {4096, 4096, 512}, {4096, 512, 64}};
   for (auto [name, type] : types)
-    for (auto [rows, cols, tokens] : matmul_shapes)
-      for (int th : thread_counts) {
-        const std::string n = std::string("matmul/") + name + "/" + std::to_string(rows) + "x" + std::to_string(cols) +
-                              "/tokens:" + std::to_string(tokens) + "/threads:" + std::to_string(th);
-        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matmul, type, rows, cols, tokens, th))
-            ->UseRealTime()
-            ->Unit(benchmark::kMillisecond);
-      }
+    for (bool repacked : variants(type))
+      for (auto [rows, cols, tokens] : matmul_shapes)
+        for (int th : thread_counts) {
+          const std::string n = std::string("matmul/") + name + (repacked ? "-x8/" : "/") + std::to_string(rows) + "x" +
+                                std::to_string(cols) + "/tokens:" + std::to_string(tokens) + "/threads:" + std::to_string(th);
+          with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matmul, type, rows, cols, tokens, th, repacked))
+              ->UseRealTime()
+              ->Unit(benchmark::kMillisecond);
+        }
+  for (int dim : {64, 128})
+    for (int64_t n_kv : {64, 512, 2048})
+      with_extremes(benchmark::RegisterBenchmark(
+                        ("attention/dim:" + std::to_string(dim) + "/kv:" + std::to_string(n_kv)).c_str(), BM_Attention, dim, n_kv))
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
   for (auto [name, kind] : {std::pair{"int8_dot", PeakKind::kInt8Dot}, std::pair{"f32_fma", PeakKind::kF32Fma}})
     for (int th : thread_counts)
       with_extremes(benchmark::RegisterBenchmark((std::string("peak/") + name + "/threads:" + std::to_string(th)).c_str(),

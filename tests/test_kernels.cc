@@ -234,18 +234,21 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   // bytes; rows past the last full group of 8 come from `data`.
   ThreadPool pool(2);
   for_each_target([&] {
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0})
-      for (int64_t cols : {32, 64, 160})
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K}) {
+      const int64_t block = type_traits(type).block_size;
+      for (int64_t blocks : {1, 2, 5})
         for (int64_t rows : {8, 13, 40})
           for (int64_t n_tokens : {1, 2, 5, 9, 17}) {
+            const int64_t cols = blocks * block;
             check_matmul(type, rows, cols, n_tokens, rows == 13 ? nullptr : &pool, uint32_t(rows * 31 + cols + n_tokens), true);
             if (HasFatalFailure()) return;
           }
+    }
   });
   kernels::set_vnni_override(1);
   if (std::string(kernel_target_name()).find("VNNI") != std::string::npos)
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0})
-      for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 96, n_tokens, &pool, 23, true);
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K})
+      for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 3 * type_traits(type).block_size, n_tokens, &pool, 23, true);
   kernels::set_vnni_override(-1);
 }
 
@@ -260,6 +263,22 @@ TEST(Kernels, RepackedLayoutInterleavesEightRows) {
       const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ4_0);
       EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
       for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(g + 16 + (8 * j + r) * 4, blk->qs + 4 * j, 4), 0);
+    }
+}
+
+TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {
+  // Q4_K has two fp16 fields (d, dmin); its 12 scale bytes are the first 3 chunks.
+  Weights w = make_weights(TensorType::Q4_K, 8, 512, 6);
+  std::vector<uint8_t> out(8 * w.t.row_bytes());
+  repack_x8(w.t, out.data());
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t r = 0; r < 8; ++r) {
+      const auto* blk = reinterpret_cast<const BlockQ4_K*>(w.t.row(r)) + b;
+      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ4_K);
+      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
+      EXPECT_EQ(std::memcmp(g + 16 + 2 * r, &blk->dmin, 2), 0) << "block " << b << " row " << r;
+      for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(g + 32 + (8 * j + r) * 4, blk->scales + 4 * j, 4), 0);
+      for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(g + 32 + (8 * (j + 3) + r) * 4, blk->qs + 4 * j, 4), 0);
     }
 }
 

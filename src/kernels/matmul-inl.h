@@ -634,7 +634,7 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
 // Q8_0 without VNNI: the sign trick, widened per chunk. The code offset (Q4_0: 8; Q8_0
 // with VNNI: 128) is removed with the activation's offset_sum. Every tile shape sums a
 // (row, token) block by block in the same order (batch invariance).
-HWY_INLINE __m256i Broadcast4(const int8_t* p) {
+HWY_INLINE __m256i Broadcast4(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
@@ -695,6 +695,97 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
       if constexpr (!kQ8 && !kVnni) i = _mm256_madd_epi16(i, ones);
       if constexpr (kOffset) i = _mm256_add_epi32(i, _mm256_set1_epi32(xt.offset_sum));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw, _mm256_set1_ps(xt.d)), acc[t]);
+    });
+  }
+  ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
+}
+
+// vpshufb control (both 128-bit halves alike): byte k of each 32-bit lane into the low
+// byte of both int16 halves of the lane (kInt32 = false: a pmaddwd factor) or into the
+// low byte of the lane (kInt32: a vpmulld factor); the other bytes zero.
+template <int k, bool kInt32>
+HWY_INLINE __m256i SpreadByteOfLanes() {
+  constexpr int z = 0x80;
+  auto lane = [](int i) { return (4 * i + k) | (kInt32 ? z : 4 * i + k) << 16 | z << 8 | z << 24; };
+  return _mm256_setr_epi32(lane(0), lane(1), lane(2), lane(3), lane(0), lane(1), lane(2), lane(3));
+}
+// Bytes 2p and 2p+1 of each 32-bit lane as its two int16 halves (a pair of mins).
+template <int p>
+HWY_INLINE __m256i PairOfLanes() {
+  constexpr int z = 0x80;
+  auto lane = [](int i) { return (4 * i + 2 * p) | z << 8 | (4 * i + 2 * p + 1) << 16 | z << 24; };
+  return _mm256_setr_epi32(lane(0), lane(1), lane(2), lane(3), lane(0), lane(1), lane(2), lane(3));
+}
+
+// Repacked Q4_K (x8 layout) x Q8_K: a group of 8 rows x T tokens, one row per lane as in
+// TileX8. The 6-bit scales and mins of the 8 rows are unpacked together (the steps of
+// unpack_scale_min_k4, one row per lane). Sub-block j's 32 codes are the low (even j) or
+// high (odd j) nibbles of chunks 8(j/2) .. 8(j/2)+7; their pmaddubsw results add up in
+// int16 (8 x 2 x 15 x 127 = 30480 < 32767) and one pmaddwd applies the sub-block scale
+// (VNNI: vpdpbusd sums, then vpmulld). The mins: sum_j m_j * bsums32_j, a pmaddwd per
+// pair of sub-blocks. Every tile shape sums a (row, token) in the same order.
+template <size_t R, size_t T, bool kVnni>
+HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
+  static_assert(R == 1, "a repacked tile is one group of 8 rows");
+  constexpr size_t kGroupBytes = 8 * sizeof(BlockQ4_K);
+  constexpr size_t kScalesAt = 2 * 2 * 8, kCodesAt = kScalesAt + 3 * 32;  // after d[8], dmin[8]; 3 scale chunks
+  __m256 acc[T];
+  ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i k6 = _mm256_set1_epi8(0x3F), k4 = _mm256_set1_epi8(0x0F), k2 = _mm256_set1_epi8(0x03);
+  for (size_t b = 0; b < a.nb; ++b) {
+    const uint8_t* g = a.w + b * kGroupBytes;
+    PrefetchAhead<kGroupBytes>(g);
+    const ActQ8K* x = a.act + b;
+    const __m256i* u = reinterpret_cast<const __m256i*>(g + kScalesAt);
+    const __m256i u0 = _mm256_loadu_si256(u), u1 = _mm256_loadu_si256(u + 1), u2 = _mm256_loadu_si256(u + 2);
+    // Lane r of sc[0] holds row r's scales of sub-blocks 0..3, sc[1] of 4..7; mn likewise.
+    const __m256i sc[2] = {
+        _mm256_and_si256(u0, k6),
+        _mm256_or_si256(_mm256_and_si256(u2, k4), _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u0, 6), k2), 4))};
+    const __m256i mn[2] = {
+        _mm256_and_si256(u1, k6),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(u2, 4), k4),
+                        _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), k2), 4))};
+    __m256i isum[T];
+    ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
+    ForEachIndex<8>([&](auto j) HWY_ATTR {
+      const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt) + 8 * (j / 2);
+      __m256i ssum[T];
+      ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_setzero_si256(); });
+      ForEachIndex<8>([&](auto c) HWY_ATTR {
+        __m256i q = _mm256_loadu_si256(qs + c);
+        if constexpr (j % 2 == 1) q = _mm256_srli_epi16(q, 4);
+        q = _mm256_and_si256(q, m4);
+        ForEachIndex<T>([&](auto t) HWY_ATTR {
+          const __m256i xb = Broadcast4(x[t * a.act_stride].qs + 32 * j + 4 * c);
+          if constexpr (kVnni) {
+            ssum[t] = DotU8I8<true>(V32{ssum[t]}, VU8{q}, V8{xb}).raw;
+          } else {
+            V32 sum{_mm256_add_epi16(ssum[t], _mm256_maddubs_epi16(q, xb))};
+            Opaque(sum);  // keeps the sums a chain (see TileX8)
+            ssum[t] = sum.raw;
+          }
+        });
+      });
+      const __m256i s = _mm256_shuffle_epi8(sc[j / 4], SpreadByteOfLanes<int(j % 4), kVnni>());
+      ForEachIndex<T>([&](auto t) HWY_ATTR {
+        V32 sum{_mm256_add_epi32(isum[t], kVnni ? _mm256_mullo_epi32(ssum[t], s) : _mm256_madd_epi16(ssum[t], s))};
+        Opaque(sum);  // likewise: else the 8 sub-block products wait on the stack for a tree
+        isum[t] = sum.raw;
+      });
+    });
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+    const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], PairOfLanes<0>()), _mm256_shuffle_epi8(mn[0], PairOfLanes<1>()),
+                           _mm256_shuffle_epi8(mn[1], PairOfLanes<0>()), _mm256_shuffle_epi8(mn[1], PairOfLanes<1>())};
+    ForEachIndex<T>([&](auto t) HWY_ATTR {
+      const ActQ8K& xt = x[t * a.act_stride];
+      __m256i ms = _mm256_madd_epi16(mp[0], Broadcast4(xt.bsums32));
+      for (size_t i = 1; i < 4; ++i) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp[i], Broadcast4(xt.bsums32 + 2 * i)));
+      const __m256 dx = _mm256_set1_ps(xt.d);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, dx), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, dx), acc[t]);
     });
   }
   ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
@@ -1171,8 +1262,21 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     const int64_t nb = cols / 256;
     ActQ8K* act = reinterpret_cast<ActQ8K*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8K)));
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
-    const TileArgs<ActQ8K> base{w.data, w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows)};
-    ParallelRows<kQuantR, kQuantT>(base, rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+    int64_t x8_rows = 0;  // rows read from w.packed; the rest read w.data
+#if JEVONS_MM_X86
+    if constexpr (!kQ6) {
+      x8_rows = w.packed ? w.packed_rows : 0;
+      if (x8_rows) {
+        const TileArgs<ActQ8K> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
+        ParallelRows<1, kX8T>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+          TileX8Q4_K<R, T, kVnni>(a);
+        });
+      }
+    }
+#endif
+    if (x8_rows == rows) return true;
+    const TileArgs<ActQ8K> base{w.row(x8_rows), w.row_bytes(), act, size_t(nb), size_t(nb), y + x8_rows, size_t(rows)};
+    ParallelRows<kQuantR, kQuantT>(base, rows - x8_rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
       if constexpr (kQ6) TileQ6_K<R, T, kVnni>(a);
       else TileQ4_K<R, T, kVnni>(a);
     });
@@ -1377,7 +1481,7 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q8_0;
+  return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K;
 #else
   (void)t;
   return false;

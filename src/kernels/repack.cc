@@ -1,43 +1,54 @@
 #include "kernels/repack.h"
 
 #include <cstdlib>
+#include <cstddef>
 #include <cstring>
 
 #include "core/error.h"
 #include "kernels/matmul.h"
 #include "quant/blocks.h"
+#include "quant/types.h"
 
 namespace jevons {
 namespace {
 
-// Code bytes per 32-block and where they start in the block.
+// A block's layout as the x8 layout sees it: `halves` fp16 fields first (d; Q4_K: d,
+// dmin), then bytes that are moved in 4-byte chunks (codes; Q4_K: scales and codes).
 struct X8Shape {
-  size_t block_bytes, qs_offset, qs_bytes;
+  size_t block_bytes, halves;
+  size_t chunk_bytes() const { return block_bytes - 2 * halves; }
 };
 
 X8Shape x8_shape(TensorType type) {
   switch (type) {
-    case TensorType::Q4_0: return {sizeof(BlockQ4_0), offsetof(BlockQ4_0, qs), sizeof(BlockQ4_0::qs)};
-    case TensorType::Q8_0: return {sizeof(BlockQ8_0), offsetof(BlockQ8_0, qs), sizeof(BlockQ8_0::qs)};
+    case TensorType::Q4_0: return {sizeof(BlockQ4_0), 1};
+    case TensorType::Q8_0: return {sizeof(BlockQ8_0), 1};
+    case TensorType::Q4_K: return {sizeof(BlockQ4_K), 2};
     default: fail("repack: tensor type {} has no x8 layout", type_name(type));
   }
 }
 
+static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && offsetof(BlockQ4_K, dmin) == 2 &&
+              offsetof(BlockQ4_K, scales) == 4 && sizeof(BlockQ4_K::scales) % 4 == 0);
+
 }  // namespace
 
-bool has_x8_layout(TensorType type) { return type == TensorType::Q4_0 || type == TensorType::Q8_0; }
+bool has_x8_layout(TensorType type) {
+  return type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K;
+}
 
 void repack_x8(const Tensor& t, uint8_t* out) {
   const X8Shape s = x8_shape(t.type);
-  const int64_t nb = t.cols / 32;
+  const int64_t nb = t.row_bytes() / s.block_bytes;
+  const size_t chunks_at = 2 * s.halves * kRepackRows;
   for (int64_t g = 0; g < t.rows / kRepackRows; ++g)
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* o = out + size_t(g * nb + b) * kRepackRows * s.block_bytes;
       for (int64_t r = 0; r < kRepackRows; ++r) {
         const uint8_t* blk = t.row(g * kRepackRows + r) + size_t(b) * s.block_bytes;
-        std::memcpy(o + 2 * r, blk, 2);  // the fp16 scale d is each block's first field
-        for (size_t j = 0; j < s.qs_bytes / 4; ++j)
-          std::memcpy(o + 2 * kRepackRows + (j * kRepackRows + size_t(r)) * 4, blk + s.qs_offset + 4 * j, 4);
+        for (size_t h = 0; h < s.halves; ++h) std::memcpy(o + 2 * (h * kRepackRows + size_t(r)), blk + 2 * h, 2);
+        for (size_t j = 0; j < s.chunk_bytes() / 4; ++j)
+          std::memcpy(o + chunks_at + (j * kRepackRows + size_t(r)) * 4, blk + 2 * s.halves + 4 * j, 4);
       }
     }
 }
@@ -54,7 +65,7 @@ void RepackArena::Free::operator()(uint8_t* p) const { std::free(p); }
 
 Tensor RepackArena::repack(const Tensor& t) {
   if (!repacking_enabled() || !has_x8_layout(t.type) || !matmul_reads_x8(t.type) || t.block_scale ||
-      t.rows < kRepackRows || t.cols % 32 != 0)
+      t.rows < kRepackRows || t.cols % type_traits(t.type).block_size != 0)
     return t;
   Tensor out = t;
   out.packed_rows = t.rows / kRepackRows * kRepackRows;

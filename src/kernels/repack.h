@@ -2,15 +2,18 @@
 // done once into an arena the model owns (the file's map stays the source of truth:
 // every other reader, and every kernel without a repacked path, uses it unchanged).
 //
-// The x8 layout of Q4_0 and Q8_0 (8 rows interleaved). For each group of 8 consecutive
-// rows g and each 32-block b of a row, at byte (g * blocks_per_row + b) * 8 * sizeof(block):
-//   uint16_t d[8];              the fp16 scales of rows 8g .. 8g+7, block b
-//   uint8_t  qs[8 * Q];         code bytes 4j .. 4j+3 of row 8g+r at (8j + r) * 4
-// with Q = 16 nibble bytes (Q4_0) or 32 int8 codes (Q8_0). One 256-bit load then holds
-// the same four code bytes of 8 rows, one row per 32-bit lane: dot products against
-// broadcast activations finish with one row per lane (no horizontal sums), and one
-// vcvtph2ps converts the 8 scales. A group takes exactly the bytes of its 8 rows, so
-// rows [8g, 8g + 8) start at packed + 8g * row_bytes.
+// The x8 layout (8 rows interleaved) of Q4_0, Q8_0 and Q4_K. For each group of 8
+// consecutive rows g and each block b of a row, at byte (g * blocks_per_row + b) * 8 * sizeof(block):
+//   uint16_t h[H][8];           the block's H fp16 fields of rows 8g .. 8g+7 (Q4_0, Q8_0:
+//                               d; Q4_K: d, then dmin)
+//   uint8_t  chunk[C / 4][8][4]; bytes 4j .. 4j+3 of the rest of row 8g+r's block at (8j + r) * 4
+// with C the block's bytes after its fp16 fields: the 16 nibble bytes (Q4_0), 32 int8
+// codes (Q8_0), 12 packed 6-bit scales and mins then 128 nibble bytes (Q4_K). One
+// 256-bit load then holds the same four bytes of 8 rows, one row per 32-bit lane: dot
+// products against broadcast activations finish with one row per lane (no horizontal
+// sums), one vcvtph2ps converts the 8 scales, and Q4_K unpacks the scales of 8 rows with
+// the same few vector ops. A group takes exactly the bytes of its 8 rows, so rows
+// [8g, 8g + 8) start at packed + 8g * row_bytes.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -23,7 +26,7 @@ namespace jevons {
 
 inline constexpr int64_t kRepackRows = 8;
 
-// Types with an x8 layout (Q4_0, Q8_0).
+// Types with an x8 layout (Q4_0, Q8_0, Q4_K).
 bool has_x8_layout(TensorType type);
 
 // Writes rows [0, t.rows / 8 * 8) of t in the x8 layout (that many rows x row_bytes).
