@@ -214,10 +214,10 @@ void BM_Attention(benchmark::State& state, int dim, int64_t n_kv) {
   std::vector<float> out(size_t(kHeads) * size_t(dim));
   const float scale = 1.0f / std::sqrt(float(dim));
   for (auto _ : state) {
-    for (int h = 0; h < kHeads; ++h) {
-      const int64_t off = int64_t(h / (kHeads / kKvHeads)) * dim;
-      attention_head(&q[size_t(h * dim)], k_rows.data(), off, v_rows.data(), off, n_kv, dim, dim, scale,
-                     &out[size_t(h * dim)]);
+    for (int g = 0; g < kKvHeads; ++g) {
+      constexpr int kGroup = kHeads / kKvHeads;
+      attention_heads(&q[size_t(g * kGroup * dim)], kGroup, k_rows.data(), int64_t(g) * dim, v_rows.data(),
+                      int64_t(g) * dim, n_kv, dim, dim, scale, &out[size_t(g * kGroup * dim)]);
     }
     benchmark::DoNotOptimize(out.data());
   }

@@ -331,28 +331,35 @@ TEST(Kernels, TokenResultDoesNotDependOnTheBatch) {
 TEST(Kernels, AttentionMatchesReference) {
   // Odd head sizes (not multiples of the vector width), a single key, keys whose scores
   // rise and fall steeply (the online softmax rescales its sums at every new maximum),
-  // and rows scattered in memory as the paged KV cache has them.
+  // rows scattered in memory as the paged KV cache has them, and groups of query heads
+  // sharing the keys and values (GQA), each head checked against the reference alone.
   for_each_target([&] {
     for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}, std::pair{576, 512}, std::pair{128, 128}})
-      for (int64_t n_kv : {1, 2, 9, 300}) {
-        SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " dv=" << dv << " n_kv=" << n_kv);
-        const std::vector<float> q = random_floats(size_t(dk), uint32_t(dk + n_kv));
-        std::vector<std::vector<float>> k, v;
-        for (int64_t j = 0; j < n_kv; ++j) {
-          k.push_back(random_floats(size_t(dk) + 3, uint32_t(1000 + j), j % 7 == 3 ? 4.0f : 1.0f));
-          v.push_back(random_floats(size_t(dv) + 2, uint32_t(5000 + j)));
+      for (int64_t n_kv : {1, 2, 9, 40, 300})
+        for (int n_heads : {1, 3}) {
+          SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " dv=" << dv << " n_kv=" << n_kv
+                                          << " heads=" << n_heads);
+          const std::vector<float> q = random_floats(size_t(n_heads * dk), uint32_t(dk + n_kv));
+          std::vector<std::vector<float>> k, v;
+          for (int64_t j = 0; j < n_kv; ++j) {
+            k.push_back(random_floats(size_t(dk) + 3, uint32_t(1000 + j), j % 7 == 3 ? 4.0f : 1.0f));
+            v.push_back(random_floats(size_t(dv) + 2, uint32_t(5000 + j)));
+          }
+          std::vector<const float*> k_rows, v_rows;
+          for (int64_t j = 0; j < n_kv; ++j) {
+            k_rows.push_back(k[size_t(j)].data());
+            v_rows.push_back(v[size_t(j)].data());
+          }
+          const float scale = 1.0f / std::sqrt(float(dk));
+          std::vector<float> out(size_t(n_heads * dv), NAN), ref(static_cast<size_t>(dv));
+          attention_heads(q.data(), n_heads, k_rows.data(), 3, v_rows.data(), 2, n_kv, dk, dv, scale, out.data());
+          for (int h = 0; h < n_heads; ++h) {
+            attention_head_reference(&q[size_t(h * dk)], k_rows.data(), 3, v_rows.data(), 2, n_kv, dk, dv, scale, ref.data());
+            for (int d = 0; d < dv; ++d)
+              ASSERT_NEAR(out[size_t(h * dv + d)], ref[size_t(d)], 2e-5f * (1.0f + std::fabs(ref[size_t(d)])))
+                  << "head " << h << " d " << d;
+          }
         }
-        std::vector<const float*> k_rows, v_rows;
-        for (int64_t j = 0; j < n_kv; ++j) {
-          k_rows.push_back(k[size_t(j)].data());
-          v_rows.push_back(v[size_t(j)].data());
-        }
-        const float scale = 1.0f / std::sqrt(float(dk));
-        std::vector<float> out(static_cast<size_t>(dv), NAN), ref(static_cast<size_t>(dv));
-        attention_head(q.data(), k_rows.data(), 3, v_rows.data(), 2, n_kv, dk, dv, scale, out.data());
-        attention_head_reference(q.data(), k_rows.data(), 3, v_rows.data(), 2, n_kv, dk, dv, scale, ref.data());
-        for (int d = 0; d < dv; ++d) ASSERT_NEAR(out[size_t(d)], ref[size_t(d)], 2e-5f * (1.0f + std::fabs(ref[size_t(d)]))) << d;
-      }
   });
 }
 

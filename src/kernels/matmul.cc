@@ -46,7 +46,7 @@ HWY_EXPORT(ReadsX8);
 HWY_EXPORT(QuantizeActQ8);
 HWY_EXPORT(QuantizeActQ8K);
 HWY_EXPORT(PeakLoop);
-HWY_EXPORT(AttentionHeadFast);
+HWY_EXPORT(AttentionHeadsFast);
 
 namespace {
 
@@ -119,13 +119,16 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
   matmul_reference(w, x, n_tokens, y, pool);
 }
 
-void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
-                    int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out) {
+void attention_heads(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
+                     const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v,
+                     float scale, float* out) {
   if (kernel_mode() == KernelMode::kFast &&
-      HWY_DYNAMIC_DISPATCH(AttentionHeadFast)(q, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v,
-                                              scale, out))
+      HWY_DYNAMIC_DISPATCH(AttentionHeadsFast)(q, n_heads, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k,
+                                               head_dim_v, scale, out))
     return;
-  attention_head_reference(q, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v, scale, out);
+  for (int h = 0; h < n_heads; ++h)
+    attention_head_reference(q + size_t(h) * size_t(head_dim_k), k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k,
+                             head_dim_v, scale, out + size_t(h) * size_t(head_dim_v));
 }
 
 bool matmul_has_fast_path(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasFastPath)(type); }

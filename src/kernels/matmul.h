@@ -62,11 +62,20 @@ class ScopedKernelMode {
 // Dispatches on w.type and on the kernel mode (see above).
 void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
 
-// One query head attending over n_kv cached positions, as attention_head_reference()
-// in ops.h (same arguments). kFast: a SIMD kernel with an online softmax that reads
-// each key and value row once (f32 sums); kReference: the reference.
-void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
-                    int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out);
+// n_heads query heads that share their keys and values (a GQA group, or MLA's heads
+// over the latent cache), each as attention_head_reference() in ops.h: head h's query
+// at q + h * head_dim_k, its output at out + h * head_dim_v. kFast: a SIMD kernel with an
+// online softmax that reads each key and value row once for the whole group (f32 sums);
+// kReference: the reference, head by head.
+void attention_heads(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
+                     const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v,
+                     float scale, float* out);
+
+// One query head (same arguments as attention_head_reference()).
+inline void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
+                           int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out) {
+  attention_heads(q, 1, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v, scale, out);
+}
 
 // Whether matmul has a SIMD path for this type on this CPU (else it uses the reference).
 bool matmul_has_fast_path(TensorType type);

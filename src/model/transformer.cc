@@ -143,20 +143,21 @@ class Transformer : public Model {
         std::copy(kt, kt + c.k_dim(), cache.k(l, pos));
         std::copy(vt, vt + c.v_dim(), cache.v(l, pos));
       }
-      // Each (token, head) attends over its own sequence up to its own position (causal).
+      // Each token attends over its own sequence up to its own position (causal); the
+      // `group` query heads of a KV head go together, reading its keys and values once.
       const KvRows rows = b.kv_rows(l);
-      auto heads = [&](int64_t begin, int64_t end) {
-        for (int64_t th = begin; th < end; ++th) {
-          const int64_t t = th / c.n_head;
-          const int h = int(th % c.n_head), kvh = h / group;
+      auto groups = [&](int64_t begin, int64_t end) {
+        for (int64_t tg = begin; tg < end; ++tg) {
+          const int64_t t = tg / c.n_head_kv;
+          const int kvh = int(tg % c.n_head_kv), h = kvh * group;
           const size_t s = b.chunk_of[size_t(t)];
-          attention_head(&q[size_t(t * c.q_dim() + h * c.head_dim_k)], rows.k[s].data(), int64_t(kvh) * c.head_dim_k,
-                         rows.v[s].data(), int64_t(kvh) * c.head_dim_v, b.pos[size_t(t)] + 1, c.head_dim_k, c.head_dim_v,
-                         kq_scale, &attn[size_t((t * c.n_head + h) * c.head_dim_v)]);
+          attention_heads(&q[size_t(t * c.q_dim() + h * c.head_dim_k)], group, rows.k[s].data(),
+                          int64_t(kvh) * c.head_dim_k, rows.v[s].data(), int64_t(kvh) * c.head_dim_v, b.pos[size_t(t)] + 1,
+                          c.head_dim_k, c.head_dim_v, kq_scale, &attn[size_t((t * c.n_head + h) * c.head_dim_v)]);
         }
       };
-      if (pool_) pool_->parallel_for(n * c.n_head, heads);
-      else heads(0, n * c.n_head);
+      if (pool_) pool_->parallel_for(n * c.n_head_kv, groups);
+      else groups(0, n * c.n_head_kv);
       matmul(L.wo, attn.data(), n, proj.data(), pool_);
       for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
 
