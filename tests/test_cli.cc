@@ -144,11 +144,26 @@ TEST(Cli, BenchJsonReportsRatesRooflineAndPeak) {
   EXPECT_EQ(probes.size(), 2u) << probes.dump();
   // The cached bandwidth is what a decode-only run reports.
   const Result r2 = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + stories() +
-                                    " -p 0 -n 4 -r 1 -t 1 --json");
+                                    " -p 0 -n 4 -r 3 -t 1 --json --live-bandwidth");
   ASSERT_EQ(r2.code, 0) << r2.err;
   const auto j2 = nlohmann::json::parse(r2.out);
   EXPECT_FALSE(j2.contains("prefill"));
-  EXPECT_EQ(j2["decode"]["bandwidth_gbs"].get<double>(), d["bandwidth_gbs"].get<double>());
+  const auto& d2 = j2["decode"];
+  EXPECT_EQ(d2["bandwidth_gbs"].get<double>(), d["bandwidth_gbs"].get<double>());
+  // --live-bandwidth: a probe after each of the 3 runs, each run compared with its own probe.
+  ASSERT_TRUE(d2.contains("live_bandwidth")) << d2.dump();
+  const auto& live = d2["live_bandwidth"];
+  EXPECT_GT(live["gbs_min"].get<double>(), 0.0);
+  EXPECT_LE(live["gbs_min"].get<double>(), live["gbs"].get<double>());
+  EXPECT_LE(live["gbs"].get<double>(), live["gbs_max"].get<double>());
+  EXPECT_GE(live["probe_bytes"].get<double>(), 256.0 * 1024 * 1024);
+  // Each run's percentage lies between its rate over the fastest and the slowest probe.
+  const double bytes = d2["bytes_per_token"].get<double>();
+  EXPECT_GE(live["roofline_pct_max"].get<double>(),
+            100.0 * bytes * d2["tokens_per_s_min"].get<double>() / 1e9 / live["gbs_max"].get<double>() - 1e-9);
+  EXPECT_LE(live["roofline_pct_min"].get<double>(),
+            100.0 * bytes * d2["tokens_per_s_max"].get<double>() / 1e9 / live["gbs_min"].get<double>() + 1e-9);
+  EXPECT_FALSE(j.contains("live_bandwidth") || d.contains("live_bandwidth"));  // only when asked for
   std::filesystem::remove_all(cache);
 }
 

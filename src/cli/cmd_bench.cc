@@ -7,6 +7,7 @@
 #include <functional>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -24,7 +25,7 @@ namespace {
 struct BenchOptions {
   std::string model;
   int n_prompt = 512, n_gen = 128, threads = 0, reps = 5;
-  bool json = false, reprobe = false;
+  bool json = false, reprobe = false, live_bandwidth = false;
   std::string quant, energy_log;
   meter::Overrides meter;
 };
@@ -132,7 +133,24 @@ void run_bench(const BenchOptions& o) {
     model.forward(cache, ids, n, logits.data(), false);
   };
 
-  std::vector<double> prefill_tps, decode_tps;
+  // --live-bandwidth: on a shared or throttled machine the bandwidth drifts by tens of
+  // percent within minutes, so a probe cached hours ago says little about one run.
+  // Each decode run is then followed by a short probe with the same threads, and each
+  // run is compared with its own neighbour.
+  constexpr size_t kLiveProbeBytes = size_t(256) << 20;  // 8x a large L3
+  std::unique_ptr<ReadBandwidthProbe> live_probe;
+  if (o.live_bandwidth && o.n_gen > 0) live_probe = std::make_unique<ReadBandwidthProbe>(kLiveProbeBytes, &pool);
+  auto probe_now = [&] {
+    double best = 0;
+    for (int k = 0; k < 3; ++k) {
+      const auto t0 = clock::now();
+      volatile uint64_t sink = live_probe->pass(&pool);
+      (void)sink;
+      best = std::max(best, double(live_probe->bytes()) / std::chrono::duration<double>(clock::now() - t0).count() / 1e9);
+    }
+    return best;
+  };
+  std::vector<double> prefill_tps, decode_tps, live_gbs, live_pct;
   for (int r = 0; r < o.reps; ++r) {
     if (o.n_prompt > 0) {
       std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
@@ -155,6 +173,10 @@ void run_bench(const BenchOptions& o) {
       }
       decode_tps.push_back(o.n_gen / std::chrono::duration<double>(clock::now() - t0).count());
       span.mark(meter::Phase::Idle);
+      if (live_probe) {
+        live_gbs.push_back(probe_now());
+        live_pct.push_back(100.0 * double(weight_bytes) * decode_tps.back() / 1e9 / live_gbs.back());
+      }
     }
     if (!o.json) std::fprintf(stderr, "[bench] run %d/%d done\n", r + 1, o.reps);
   }
@@ -196,6 +218,12 @@ void run_bench(const BenchOptions& o) {
                    {"tokens_per_s_max", s.max}, {"bytes_per_token", bytes_per_token},
                    {"achieved_gbs", achieved_gbs}, {"bandwidth_gbs", bandwidth},
                    {"roofline_pct", 100.0 * achieved_gbs / bandwidth}};
+    if (!live_gbs.empty()) {
+      const Stats b = stats_of(live_gbs), p = stats_of(live_pct);
+      j["decode"]["live_bandwidth"] = {{"gbs", b.median}, {"gbs_min", b.min}, {"gbs_max", b.max},
+                                       {"roofline_pct", p.median}, {"roofline_pct_min", p.min},
+                                       {"roofline_pct_max", p.max}, {"probe_bytes", live_probe->bytes()}};
+    }
   }
   // Weights are memory-mapped: resident memory is what the runs actually touched
   // (for MoE, only the experts that were routed to).
@@ -227,6 +255,14 @@ void run_bench(const BenchOptions& o) {
                 "decode", o.n_gen, d["tokens_per_s"].get<double>(), d["tokens_per_s_min"].get<double>(),
                 d["tokens_per_s_max"].get<double>(), double(bytes_per_token) / 1e6, d["achieved_gbs"].get<double>(),
                 bandwidth, d["roofline_pct"].get<double>());
+    if (d.contains("live_bandwidth")) {
+      const auto& l = d["live_bandwidth"];
+      std::printf("%-8s %7s %12s %12s %12s probed after each run: %.1f GB/s (%.1f-%.1f); each run against its probe: "
+                  "%.1f%% (%.1f-%.1f%%) of the bandwidth roofline\n",
+                  "", "", "", "", "", l["gbs"].get<double>(), l["gbs_min"].get<double>(), l["gbs_max"].get<double>(),
+                  l["roofline_pct"].get<double>(), l["roofline_pct_min"].get<double>(),
+                  l["roofline_pct_max"].get<double>());
+    }
   }
   std::printf("%s\n", meter::summary_line(energy).c_str());
   std::printf("memory: weights %.2f GiB (memory-mapped; %.2f GiB of it repacked at load), resident %.2f GiB, peak %.2f GiB\n",
@@ -247,6 +283,9 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--energy-log", o->energy_log, "Write a CSV time series of power (t_s,watts,joules,source) to FILE");
   meter::add_meter_options(c, o->meter);
   c->add_flag("--reprobe", o->reprobe, "Measure the memory bandwidth and compute peak again instead of using the cached values");
+  c->add_flag("--live-bandwidth", o->live_bandwidth,
+              "Also probe the read bandwidth right after each decode run (256 MiB, counted in peak memory) and "
+              "report each run against it: for shared or throttled machines whose bandwidth drifts");
   c->callback([o] { run_bench(*o); });
 }
 
