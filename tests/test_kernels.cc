@@ -328,6 +328,23 @@ TEST(Kernels, TokenResultDoesNotDependOnTheBatch) {
   });
 }
 
+TEST(Kernels, SiluMulMatchesReference) {
+  // Odd lengths (a vector tail), and gates far out in both directions (exp's range).
+  for_each_target([&] {
+    for (int64_t n : {1, 7, 8, 9, 31, 100, 1029}) {
+      SCOPED_TRACE(testing::Message() << kernel_target_name() << " n=" << n);
+      std::vector<float> gate = random_floats(size_t(n), 21), up = random_floats(size_t(n), 22);
+      for (size_t i = 0; i < gate.size(); ++i) gate[i] *= 12.0f;  // silu's bend and both tails
+      if (n > 4) gate[0] = -300.0f, gate[1] = 300.0f, gate[2] = 0.0f, gate[3] = -90.0f;
+      std::vector<float> fast = gate, ref = gate;
+      silu_mul(fast.data(), up.data(), n);
+      silu_mul_reference(ref.data(), up.data(), n);
+      for (size_t i = 0; i < ref.size(); ++i)
+        ASSERT_NEAR(fast[i], ref[i], 4e-7f * std::fabs(ref[i]) + 1e-30f) << i << " gate " << gate[i];
+    }
+  });
+}
+
 TEST(Kernels, AttentionMatchesReference) {
   // Odd head sizes (not multiples of the vector width), a single key, keys whose scores
   // rise and fall steeply (the online softmax rescales its sums at every new maximum),

@@ -47,6 +47,7 @@ HWY_EXPORT(QuantizeActQ8);
 HWY_EXPORT(QuantizeActQ8K);
 HWY_EXPORT(PeakLoop);
 HWY_EXPORT(AttentionHeadsFast);
+HWY_EXPORT(SiluMulFast);
 
 namespace {
 
@@ -129,6 +130,11 @@ void attention_heads(const float* q, int n_heads, const float* const* k_rows, in
   for (int h = 0; h < n_heads; ++h)
     attention_head_reference(q + size_t(h) * size_t(head_dim_k), k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k,
                              head_dim_v, scale, out + size_t(h) * size_t(head_dim_v));
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  if (kernel_mode() == KernelMode::kFast && HWY_DYNAMIC_DISPATCH(SiluMulFast)(gate, up, n)) return;
+  silu_mul_reference(gate, up, n);
 }
 
 bool matmul_has_fast_path(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasFastPath)(type); }

@@ -77,6 +77,10 @@ inline void attention_head(const float* q, const float* const* k_rows, int64_t k
   attention_heads(q, 1, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v, scale, out);
 }
 
+// gate[i] = silu(gate[i]) * up[i] (SwiGLU). kFast: SIMD (Highway's Exp, within a few
+// ulp); kReference: silu_mul_reference() of ops.h.
+void silu_mul(float* gate, const float* up, int64_t n);
+
 // Whether matmul has a SIMD path for this type on this CPU (else it uses the reference).
 bool matmul_has_fast_path(TensorType type);
 

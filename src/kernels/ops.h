@@ -31,8 +31,8 @@ void rope(float* x, int n_heads, int head_dim, int64_t pos, const RopeConfig& ro
 // In-place softmax over n values.
 void softmax(float* x, int64_t n);
 
-// gate[i] = silu(gate[i]) * up[i]  (SwiGLU)
-void silu_mul(float* gate, const float* up, int64_t n);
+// gate[i] = silu(gate[i]) * up[i]  (SwiGLU); the model calls silu_mul() of kernels/matmul.h.
+void silu_mul_reference(float* gate, const float* up, int64_t n);
 
 // One query head attending over n_kv cached positions: key j is k_rows[j] + k_offset,
 // value j is v_rows[j] + v_offset (rows may live in different KV blocks).

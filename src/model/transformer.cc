@@ -165,7 +165,11 @@ class Transformer : public Model {
       for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.ffn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
       matmul(L.ffn_gate, xn.data(), n, gate.data(), pool_);
       matmul(L.ffn_up, xn.data(), n, up.data(), pool_);
-      silu_mul(gate.data(), up.data(), n * c.n_ff);
+      auto swiglu = [&](int64_t t0, int64_t t1) {
+        silu_mul(&gate[size_t(t0 * c.n_ff)], &up[size_t(t0 * c.n_ff)], (t1 - t0) * c.n_ff);
+      };
+      if (pool_ && n > 1) pool_->parallel_for(n, swiglu);
+      else swiglu(0, n);
       matmul(L.ffn_down, gate.data(), n, proj.data(), pool_);
       for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
     }
