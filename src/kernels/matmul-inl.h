@@ -84,10 +84,13 @@ constexpr size_t kLF = hn::MaxLanes(DF());
 // consecutive in memory, so the weights are read as one linear stream that the hardware
 // prefetchers follow (several interleaved rows cut single-core bandwidth to a third).
 // Repacked weights (TileX8) take 8 rows and kX8T tokens: 8 accumulators, 8 int sums.
+// Float tiles on AVX2: 2 rows x 3 tokens (12 accumulators, two chains each) loads each
+// token's activations once per 2 rows; 1 x 4 read them once per row from L2 (wide rows
+// do not fit L1) and ran 20-25% slower (bench/ matmul/bf16).
 #if HWY_TARGET <= HWY_AVX3
 constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4, kX8T = 8;
 #elif JEVONS_MM_X86
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 1, kFloatT = 4, kX8T = 4;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 3, kX8T = 4;
 #else
 constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 2, kFloatT = 4;
 #endif
