@@ -234,12 +234,14 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   // bytes; rows past the last full group of 8 come from `data`.
   ThreadPool pool(2);
   for_each_target([&] {
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K}) {
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::BF16, TensorType::F16}) {
       const int64_t block = type_traits(type).block_size;
-      for (int64_t blocks : {1, 2, 5})
+      // Floats: fewer columns than the kernel's 4 chains, and odd tails of them.
+      const std::vector<int64_t> col_counts =
+          block == 1 ? std::vector<int64_t>{1, 6, 37, 130} : std::vector<int64_t>{block, 2 * block, 5 * block};
+      for (int64_t cols : col_counts)
         for (int64_t rows : {8, 13, 40})
           for (int64_t n_tokens : {1, 2, 5, 9, 17}) {
-            const int64_t cols = blocks * block;
             check_matmul(type, rows, cols, n_tokens, rows == 13 ? nullptr : &pool, uint32_t(rows * 31 + cols + n_tokens), true);
             if (HasFatalFailure()) return;
           }
@@ -264,6 +266,20 @@ TEST(Kernels, RepackedLayoutInterleavesEightRows) {
       EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
       for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(g + 16 + (8 * j + r) * 4, blk->qs + 4 * j, 4), 0);
     }
+}
+
+TEST(Kernels, RepackedFloatsKeepColumnsTogether) {
+  // BF16 / F16: column c of a group is the 8 rows' 2-byte values, one after the other.
+  for (TensorType type : {TensorType::BF16, TensorType::F16}) {
+    Weights w = make_weights(type, 16, 5, 4);
+    std::vector<uint8_t> out(16 * w.t.row_bytes());
+    repack_x8(w.t, out.data());
+    for (int64_t g = 0; g < 2; ++g)
+      for (int64_t c = 0; c < 5; ++c)
+        for (int64_t r = 0; r < 8; ++r)
+          EXPECT_EQ(std::memcmp(out.data() + size_t((g * 5 + c) * 8 + r) * 2, w.t.row(8 * g + r) + 2 * c, 2), 0)
+              << type_name(type) << " group " << g << " column " << c << " row " << r;
+  }
 }
 
 TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {

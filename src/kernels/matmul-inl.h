@@ -87,10 +87,11 @@ constexpr size_t kLF = hn::MaxLanes(DF());
 // Float tiles on AVX2: 2 rows x 3 tokens (12 accumulators, two chains each) loads each
 // token's activations once per 2 rows; 1 x 4 read them once per row from L2 (wide rows
 // do not fit L1) and ran 20-25% slower (bench/ matmul/bf16).
+// Repacked floats (TileX8Float): 4 chains x kX8FloatT tokens of accumulators.
 #if HWY_TARGET <= HWY_AVX3
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4, kX8T = 8;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4, kX8T = 8, kX8FloatT = 6;
 #elif JEVONS_MM_X86
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 3, kX8T = 4;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 3, kX8T = 4, kX8FloatT = 3;
 #else
 constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 2, kFloatT = 4;
 #endif
@@ -1147,6 +1148,40 @@ HWY_NOINLINE void TileFloat(const TileArgs<float>& a) {
     }
 }
 
+#if JEVONS_MM_X86
+// Repacked BF16 / F16 (x8 layout, kernels/repack.h): column c of a group of 8 rows is 8
+// consecutive 16-bit values, one vector once widened, one row per lane. Each token's
+// activation x[t][c] is broadcast (a plain load on x86), so a column costs one widening
+// load and T FMAs: no horizontal sums, and each weight is converted once per T tokens
+// instead of once per token. kChains interleaved sums (column c into chain c % kChains)
+// keep a decode's FMAs from waiting on each other; every tile shape sums in this order.
+template <class WT, size_t R, size_t T>
+HWY_NOINLINE void TileX8Float(const TileArgs<float>& a) {
+  static_assert(R == 1 && kLF == 8, "a repacked tile is one group of 8 rows, one per lane");
+  constexpr size_t kChains = 4;
+  const DF df;
+  const WT* w = reinterpret_cast<const WT*>(a.w);
+  const size_t cols = a.nb;
+  VF acc[kChains][T];
+  ForEachIndex<kChains>([&](auto k) HWY_ATTR { ForEachIndex<T>([&](auto t) HWY_ATTR { acc[k][t] = hn::Zero(df); }); });
+  auto column = [&](size_t c, auto k) HWY_ATTR {
+    const VF wc = LoadWeightsF(w + 8 * c);
+    ForEachIndex<T>([&](auto t) HWY_ATTR { acc[k][t] = hn::MulAdd(wc, hn::Set(df, a.act[t * a.act_stride + c]), acc[k][t]); });
+  };
+  size_t c = 0;
+  for (; c + kChains <= cols; c += kChains) {
+    PrefetchAhead<kChains * 8 * sizeof(WT)>(w + 8 * c);
+    ForEachIndex<kChains>([&](auto k) HWY_ATTR { column(c + k, k); });
+  }
+  ForEachIndex<kChains - 1>([&](auto k) HWY_ATTR {
+    if (c + k < cols) column(c + k, k);
+  });
+  ForEachIndex<T>([&](auto t) HWY_ATTR {
+    hn::StoreU(hn::Add(hn::Add(acc[0][t], acc[1][t]), hn::Add(acc[2][t], acc[3][t])), df, a.y + t * a.y_stride);
+  });
+}
+#endif  // JEVONS_MM_X86
+
 // ------------------------------------------------------------------ driver
 
 // Runs tile<R, T> over rows [r_begin, r_end) x all tokens, in token blocks whose
@@ -1287,8 +1322,21 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
   };
   auto float_path = [&](auto wt, const float* act) -> bool {
     using WT = decltype(wt);
-    const TileArgs<float> base{w.data, w.row_bytes(), act, size_t(cols), size_t(cols), y, size_t(rows)};
-    ParallelRows<kFloatR, kFloatT>(base, rows, n_tokens, pool,
+    int64_t x8_rows = 0;  // rows read from w.packed; the rest read w.data
+#if JEVONS_MM_X86
+    if constexpr (!std::is_same_v<WT, float>) {
+      x8_rows = w.packed ? w.packed_rows : 0;
+      if (x8_rows) {
+        const TileArgs<float> base{w.packed, 8 * w.row_bytes(), act, size_t(cols), size_t(cols), y, size_t(rows), 8};
+        ParallelRows<1, kX8FloatT>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<float>& a) {
+          TileX8Float<WT, R, T>(a);
+        });
+      }
+    }
+#endif
+    if (x8_rows == rows) return true;
+    const TileArgs<float> base{w.row(x8_rows), w.row_bytes(), act, size_t(cols), size_t(cols), y + x8_rows, size_t(rows)};
+    ParallelRows<kFloatR, kFloatT>(base, rows - x8_rows, n_tokens, pool,
                                    []<size_t R, size_t T>(const TileArgs<float>& a) { TileFloat<WT, R, T>(a); });
     return true;
   };
@@ -1579,7 +1627,8 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K;
+  return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::BF16 ||
+         t == TensorType::F16;
 #else
   (void)t;
   return false;

@@ -14,6 +14,7 @@ namespace {
 
 // A block's layout as the x8 layout sees it: `halves` fp16 fields first (d; Q4_K: d,
 // dmin), then bytes that are moved in 4-byte chunks (codes; Q4_K: scales and codes).
+// BF16 / F16: a block is one 2-byte value, moved as it is.
 struct X8Shape {
   size_t block_bytes, halves;
   size_t chunk_bytes() const { return block_bytes - 2 * halves; }
@@ -24,6 +25,7 @@ X8Shape x8_shape(TensorType type) {
     case TensorType::Q4_0: return {sizeof(BlockQ4_0), 1};
     case TensorType::Q8_0: return {sizeof(BlockQ8_0), 1};
     case TensorType::Q4_K: return {sizeof(BlockQ4_K), 2};
+    case TensorType::BF16: case TensorType::F16: return {2, 0};
     default: fail("repack: tensor type {} has no x8 layout", type_name(type));
   }
 }
@@ -34,11 +36,22 @@ static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && of
 }  // namespace
 
 bool has_x8_layout(TensorType type) {
-  return type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K;
+  return type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K || type == TensorType::BF16 ||
+         type == TensorType::F16;
 }
 
 void repack_x8(const Tensor& t, uint8_t* out) {
   const X8Shape s = x8_shape(t.type);
+  if (s.block_bytes == 2) {  // BF16 / F16: 8 rows' values of a column, column after column
+    uint16_t* o = reinterpret_cast<uint16_t*>(out);
+    for (int64_t g = 0; g < t.rows / kRepackRows; ++g) {
+      const uint8_t* rows[kRepackRows];
+      for (int64_t r = 0; r < kRepackRows; ++r) rows[r] = t.row(g * kRepackRows + r);
+      for (int64_t c = 0; c < t.cols; ++c, o += kRepackRows)
+        for (int64_t r = 0; r < kRepackRows; ++r) std::memcpy(o + r, rows[r] + 2 * c, 2);
+    }
+    return;
+  }
   const int64_t nb = t.row_bytes() / s.block_bytes;
   const size_t chunks_at = 2 * s.halves * kRepackRows;
   for (int64_t g = 0; g < t.rows / kRepackRows; ++g)

@@ -2,7 +2,7 @@
 // done once into an arena the model owns (the file's map stays the source of truth:
 // every other reader, and every kernel without a repacked path, uses it unchanged).
 //
-// The x8 layout (8 rows interleaved) of Q4_0, Q8_0 and Q4_K. For each group of 8
+// The x8 layout (8 rows interleaved) of Q4_0, Q8_0, Q4_K, BF16 and F16. For each group of 8
 // consecutive rows g and each block b of a row, at byte (g * blocks_per_row + b) * 8 * sizeof(block):
 //   uint16_t h[H][8];           the block's H fp16 fields of rows 8g .. 8g+7 (Q4_0, Q8_0:
 //                               d; Q4_K: d, then dmin)
@@ -12,8 +12,9 @@
 // 256-bit load then holds the same four bytes of 8 rows, one row per 32-bit lane: dot
 // products against broadcast activations finish with one row per lane (no horizontal
 // sums), one vcvtph2ps converts the 8 scales, and Q4_K unpacks the scales of 8 rows with
-// the same few vector ops. A group takes exactly the bytes of its 8 rows, so rows
-// [8g, 8g + 8) start at packed + 8g * row_bytes.
+// the same few vector ops. BF16 / F16 have no fields and 2-byte chunks: column c of a
+// group is its 8 rows' values, one widening load. A group takes exactly the bytes of
+// its 8 rows, so rows [8g, 8g + 8) start at packed + 8g * row_bytes.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +27,7 @@ namespace jevons {
 
 inline constexpr int64_t kRepackRows = 8;
 
-// Types with an x8 layout (Q4_0, Q8_0, Q4_K).
+// Types with an x8 layout (Q4_0, Q8_0, Q4_K, BF16, F16).
 bool has_x8_layout(TensorType type);
 
 // Writes rows [0, t.rows / 8 * 8) of t in the x8 layout (that many rows x row_bytes).
