@@ -1498,40 +1498,63 @@ HWY_NOINLINE int64_t PeakF32Loop(int64_t iters, double* ops) {
 // Online softmax (Milakov & Gimelshein 2018): one pass over the keys and values, the
 // running maximum m rescaling the sums when it grows. Keys go in chunks small enough
 // that a chunk's key and value rows stay in L1 while every head of the group uses them
-// (GQA: the heads of a group share their keys and values). 8 KiB of rows, not the 32
-// KiB of L1: cache rows lie a power of two apart, so their same offsets share a few L1
-// sets (16 KiB chunks ran 20-30% slower in bench/ attention). Per head and chunk: the
-// scores (8 keys at a time), their exponentials as vectors (Highway's Exp), then the
-// chunk's values added with one rescale.
+// (GQA: the heads of a group share their keys and values). With several heads the
+// chunk's slices are first copied next to each other, 16 KiB of them: cache rows lie a
+// power of two apart, so in place their same offsets share a few L1 sets and evict each
+// other (8 KiB chunks in place ran 20-30% slower than packed 16 KiB ones in bench/
+// attention, and 16 KiB in place slower still). One head (nothing to share) reads the
+// rows in place, 8 KiB at a time. Per head and chunk: the scores (8 keys at a time),
+// their exponentials as vectors (Highway's Exp), then the chunk's values added with one
+// rescale.
 HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
                                      const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
                                      int head_dim_v, float scale, float* out) {
 #if !JEVONS_MM_ENABLED
   return false;
 #else
-  constexpr int64_t kMaxChunk = 64, kChunkBytes = 8 << 10;
-  const int64_t chunk =
-      std::clamp<int64_t>(kChunkBytes / (int64_t(head_dim_k + head_dim_v) * 4) / 8 * 8, 8, kMaxChunk);
+  const bool pack = n_heads > 1;
+  constexpr int64_t kMaxChunk = 64;
+  const int64_t chunk_bytes = pack ? 16 << 10 : 8 << 10;
+  const int64_t chunk = std::clamp<int64_t>(chunk_bytes / (int64_t(head_dim_k + head_dim_v) * 4) / 8 * 8, 8, kMaxChunk);
   const DF df;
   const size_t dv = size_t(head_dim_v);
-  float* acc = reinterpret_cast<float*>(kernels::scratch(size_t(n_heads) * (dv + 2) * sizeof(float)));
+  const size_t acc_floats = (size_t(n_heads) * (dv + 2) + 15) / 16 * 16;  // keeps kbuf 64-byte aligned
+  const size_t pack_floats = pack ? size_t(chunk) * size_t(head_dim_k + head_dim_v) : 0;
+  float* acc = reinterpret_cast<float*>(kernels::scratch((acc_floats + pack_floats) * sizeof(float)));
   float* m = acc + size_t(n_heads) * dv;  // running maximum per head
   float* l = m + n_heads;                 // running sum of exponentials per head
+  float* kbuf = acc + acc_floats;
+  float* vbuf = kbuf + size_t(chunk) * size_t(head_dim_k);
   std::fill(acc, acc + size_t(n_heads) * dv, 0.0f);
   std::fill(m, m + n_heads, -INFINITY);
   std::fill(l, l + n_heads, 0.0f);
   HWY_ALIGN float p[kMaxChunk];
+  const float* kp[kMaxChunk];
+  const float* vp[kMaxChunk];
   for (int64_t j0 = 0; j0 < n_kv; j0 += chunk) {
     const int64_t n = std::min(chunk, n_kv - j0);
+    const float* const* kr = k_rows + j0;
+    const float* const* vr = v_rows + j0;
+    int64_t ko = k_offset, vo = v_offset;
+    if (pack) {
+      for (int64_t j = 0; j < n; ++j) {
+        float* kj = kbuf + size_t(j) * size_t(head_dim_k);
+        float* vj = vbuf + size_t(j) * dv;
+        std::copy(k_rows[j0 + j] + k_offset, k_rows[j0 + j] + k_offset + head_dim_k, kj);
+        std::copy(v_rows[j0 + j] + v_offset, v_rows[j0 + j] + v_offset + head_dim_v, vj);
+        kp[j] = kj, vp[j] = vj;
+      }
+      kr = kp, vr = vp, ko = 0, vo = 0;
+    }
     for (int h = 0; h < n_heads; ++h) {
       const float* qh = q + size_t(h) * size_t(head_dim_k);
       int64_t j = 0;
       for (; j + 8 <= n; j += 8) {
         const float* k[8];
-        for (int i = 0; i < 8; ++i) k[i] = k_rows[j0 + j + i] + k_offset;
+        for (int i = 0; i < 8; ++i) k[i] = kr[j + i] + ko;
         Dot8F32(qh, k, size_t(head_dim_k), p + j);
       }
-      for (; j < n; ++j) p[j] = DotF32(qh, k_rows[j0 + j] + k_offset, size_t(head_dim_k));
+      for (; j < n; ++j) p[j] = DotF32(qh, kr[j] + ko, size_t(head_dim_k));
       // Scale, maximum, exponentials and their sum as vectors (a scalar loop's chain of
       // dependent max / add steps costs as much as the chunk's dot products).
       const int64_t padded = (n + int64_t(kLF) - 1) / int64_t(kLF) * int64_t(kLF);  // <= kMaxChunk
@@ -1558,7 +1581,7 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
         vsum = hn::Add(vsum, e);
       }
       l[h] += ReduceSum(vsum);
-      AccumulateValuesF32(acc + size_t(h) * dv, c, p, v_rows + j0, v_offset, n, dv);
+      AccumulateValuesF32(acc + size_t(h) * dv, c, p, vr, vo, n, dv);
     }
   }
   for (int h = 0; h < n_heads; ++h) {
