@@ -282,6 +282,31 @@ TEST(Kernels, RepackedFloatsKeepColumnsTogether) {
   }
 }
 
+TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {
+  // Load-time repacking splits large tensors into group ranges, one per thread; the
+  // parts must land exactly where the whole would put them.
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::BF16}) {
+    SCOPED_TRACE(type_name(type));
+    const Weights w = make_weights(type, 8 * 7 + 3, 512, 11);
+    std::vector<uint8_t> whole(size_t(8 * 7) * w.t.row_bytes()), parts(whole.size(), 0);
+    repack_x8(w.t, whole.data());
+    for (auto [g0, g1] : {std::pair<int64_t, int64_t>{3, 7}, {0, 1}, {1, 3}}) repack_x8(w.t, parts.data(), g0, g1);
+    EXPECT_EQ(parts, whole);
+  }
+  // A tensor large enough (8 MiB) that RepackArena splits it over the cores.
+  const int64_t rows = 8 * 257, cols = 2048;
+  std::vector<uint16_t> big(size_t(rows * cols));
+  for (size_t i = 0; i < big.size(); ++i) big[i] = uint16_t(i * 2654435761u >> 7);
+  const Tensor t{"big", TensorType::BF16, cols, rows, reinterpret_cast<const uint8_t*>(big.data())};
+  RepackArena arena;
+  const Tensor packed = arena.repack(t);
+  if (!packed.packed) GTEST_SKIP() << "this CPU's kernels read no repacked layout";
+  std::vector<uint8_t> expected(size_t(rows) * t.row_bytes());
+  repack_x8(t, expected.data());
+  EXPECT_EQ(packed.packed_rows, rows);
+  EXPECT_EQ(std::memcmp(packed.packed, expected.data(), expected.size()), 0);
+}
+
 TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {
   // Q4_K has two fp16 fields (d, dmin); its 12 scale bytes are the first 3 chunks.
   Weights w = make_weights(TensorType::Q4_K, 8, 512, 6);

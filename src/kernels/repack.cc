@@ -1,8 +1,11 @@
 #include "kernels/repack.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstddef>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "core/error.h"
 #include "kernels/matmul.h"
@@ -40,11 +43,12 @@ bool has_x8_layout(TensorType type) {
          type == TensorType::F16;
 }
 
-void repack_x8(const Tensor& t, uint8_t* out) {
+void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end) {
   const X8Shape s = x8_shape(t.type);
+  if (g_end < 0) g_end = t.rows / kRepackRows;
   if (s.block_bytes == 2) {  // BF16 / F16: 8 rows' values of a column, column after column
-    uint16_t* o = reinterpret_cast<uint16_t*>(out);
-    for (int64_t g = 0; g < t.rows / kRepackRows; ++g) {
+    uint16_t* o = reinterpret_cast<uint16_t*>(out) + size_t(g_begin * kRepackRows * t.cols);
+    for (int64_t g = g_begin; g < g_end; ++g) {
       const uint8_t* rows[kRepackRows];
       for (int64_t r = 0; r < kRepackRows; ++r) rows[r] = t.row(g * kRepackRows + r);
       for (int64_t c = 0; c < t.cols; ++c, o += kRepackRows)
@@ -54,7 +58,7 @@ void repack_x8(const Tensor& t, uint8_t* out) {
   }
   const int64_t nb = t.row_bytes() / s.block_bytes;
   const size_t chunks_at = 2 * s.halves * kRepackRows;
-  for (int64_t g = 0; g < t.rows / kRepackRows; ++g)
+  for (int64_t g = g_begin; g < g_end; ++g)
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* o = out + size_t(g * nb + b) * kRepackRows * s.block_bytes;
       for (int64_t r = 0; r < kRepackRows; ++r) {
@@ -86,7 +90,19 @@ Tensor RepackArena::repack(const Tensor& t) {
   uint8_t* p = static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
   if (!p) fail("repack: out of memory for {} bytes of tensor {}", n, t.name);
   buffers_.emplace_back(p);
-  repack_x8(t, p);
+  // Large tensors on every core: the copy, and above all the first touch of the new
+  // pages (the kernel zeroes them), which dominates loading on some VMs.
+  const int64_t groups = out.packed_rows / kRepackRows;
+  const int64_t workers = n >= (size_t(8) << 20) ? std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 16) : 1;
+  if (workers > 1 && groups >= workers) {
+    std::vector<std::thread> threads;
+    for (int64_t w = 1; w < workers; ++w)
+      threads.emplace_back([&t, p, groups, workers, w] { repack_x8(t, p, groups * w / workers, groups * (w + 1) / workers); });
+    repack_x8(t, p, 0, groups / workers);
+    for (std::thread& th : threads) th.join();
+  } else {
+    repack_x8(t, p);
+  }
   out.packed = p;
   bytes_ += n;
   return out;

@@ -31,7 +31,9 @@ inline constexpr int64_t kRepackRows = 8;
 bool has_x8_layout(TensorType type);
 
 // Writes rows [0, t.rows / 8 * 8) of t in the x8 layout (that many rows x row_bytes).
-void repack_x8(const Tensor& t, uint8_t* out);
+// With a group range: only groups [g_begin, g_end) (rows 8 g_begin .. 8 g_end), each at
+// its place in out, so that threads can share one tensor.
+void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin = 0, int64_t g_end = -1);
 
 // Owns the repacked copies of a model's matrices.
 class RepackArena {
