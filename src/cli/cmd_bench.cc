@@ -140,16 +140,6 @@ void run_bench(const BenchOptions& o) {
   constexpr size_t kLiveProbeBytes = size_t(256) << 20;  // 8x a large L3
   std::unique_ptr<ReadBandwidthProbe> live_probe;
   if (o.live_bandwidth && o.n_gen > 0) live_probe = std::make_unique<ReadBandwidthProbe>(kLiveProbeBytes, &pool);
-  auto probe_now = [&] {
-    double best = 0;
-    for (int k = 0; k < 3; ++k) {
-      const auto t0 = clock::now();
-      volatile uint64_t sink = live_probe->pass(&pool);
-      (void)sink;
-      best = std::max(best, double(live_probe->bytes()) / std::chrono::duration<double>(clock::now() - t0).count() / 1e9);
-    }
-    return best;
-  };
   std::vector<double> prefill_tps, decode_tps, live_gbs, live_pct;
   for (int r = 0; r < o.reps; ++r) {
     if (o.n_prompt > 0) {
@@ -174,7 +164,7 @@ void run_bench(const BenchOptions& o) {
       decode_tps.push_back(o.n_gen / std::chrono::duration<double>(clock::now() - t0).count());
       span.mark(meter::Phase::Idle);
       if (live_probe) {
-        live_gbs.push_back(probe_now());
+        live_gbs.push_back(live_probe->best_gbs(&pool, 3));
         live_pct.push_back(100.0 * double(weight_bytes) * decode_tps.back() / 1e9 / live_gbs.back());
       }
     }

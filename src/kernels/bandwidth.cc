@@ -77,20 +77,24 @@ uint64_t ReadBandwidthProbe::pass(ThreadPool* pool) const {
   return total.load();
 }
 
+double ReadBandwidthProbe::best_gbs(ThreadPool* pool, int passes) const {
+  double best = 0.0;
+  for (int r = 0; r < std::max(1, passes); ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    volatile uint64_t sink = pass(pool);
+    (void)sink;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, double(bytes_) / s / 1e9);
+  }
+  return best;
+}
+
 double measure_read_bandwidth_gbs(int n_threads, size_t buffer_bytes, int repetitions) {
   if (buffer_bytes == 0) buffer_bytes = size_t(1) << 30;
   ThreadPool pool(std::max(1, n_threads));
   ReadBandwidthProbe probe(buffer_bytes, &pool);
   probe.pass(&pool);  // warm-up: page tables, frequency
-  double best = 0.0;
-  for (int r = 0; r < std::max(1, repetitions); ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    volatile uint64_t sink = probe.pass(&pool);
-    (void)sink;
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, double(probe.bytes()) / s / 1e9);
-  }
-  return best;
+  return probe.best_gbs(&pool, repetitions);
 }
 
 }  // namespace jevons

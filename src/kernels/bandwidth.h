@@ -26,6 +26,8 @@ class ReadBandwidthProbe {
 
   // One pass over the whole buffer with the pool's threads; returns a checksum.
   uint64_t pass(ThreadPool* pool) const;
+  // The fastest of `passes` timed passes, in GB/s.
+  double best_gbs(ThreadPool* pool, int passes) const;
   size_t bytes() const { return bytes_; }
 
  private:

@@ -1501,8 +1501,8 @@ HWY_NOINLINE int64_t PeakF32Loop(int64_t iters, double* ops) {
 // (GQA: the heads of a group share their keys and values). With several heads the
 // chunk's slices are first copied next to each other, 16 KiB of them: cache rows lie a
 // power of two apart, so in place their same offsets share a few L1 sets and evict each
-// other (8 KiB chunks in place ran 20-30% slower than packed 16 KiB ones in bench/
-// attention, and 16 KiB in place slower still). One head (nothing to share) reads the
+// other (8 KiB chunks in place ran about a third slower than packed 16 KiB ones in
+// bench/ attention, and 16 KiB in place slower still). One head (nothing to share) reads the
 // rows in place, 8 KiB at a time. Per head and chunk: the scores (8 keys at a time),
 // their exponentials as vectors (Highway's Exp), then the chunk's values added with one
 // rescale.
@@ -1523,8 +1523,8 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
   float* acc = reinterpret_cast<float*>(kernels::scratch((acc_floats + pack_floats) * sizeof(float)));
   float* m = acc + size_t(n_heads) * dv;  // running maximum per head
   float* l = m + n_heads;                 // running sum of exponentials per head
-  float* kbuf = acc + acc_floats;
-  float* vbuf = kbuf + size_t(chunk) * size_t(head_dim_k);
+  float* kbuf = pack ? acc + acc_floats : nullptr;  // the chunk's packed keys, then values
+  float* vbuf = pack ? kbuf + size_t(chunk) * size_t(head_dim_k) : nullptr;
   std::fill(acc, acc + size_t(n_heads) * dv, 0.0f);
   std::fill(m, m + n_heads, -INFINITY);
   std::fill(l, l + n_heads, 0.0f);
