@@ -164,6 +164,30 @@ TEST(Cli, BenchJsonReportsRatesRooflineAndPeak) {
   EXPECT_LE(live["roofline_pct_min"].get<double>(),
             100.0 * bytes * d2["tokens_per_s_max"].get<double>() / 1e9 / live["gbs_min"].get<double>() + 1e-9);
   EXPECT_FALSE(j.contains("live_bandwidth") || d.contains("live_bandwidth"));  // only when asked for
+
+  // Cached values are used as they are; an entry of an older probe revision (its key
+  // ends before " | probe N") is measured again, not reused.
+  const std::string cache_file = cache + "/jevons/probes.json";
+  const std::string decode_only = env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + stories() +
+                                  " -p 0 -n 2 -r 1 -t 1 --json";
+  auto rewrite_cache = [&](bool strip_revision) {
+    const nlohmann::json probes_now = nlohmann::json::parse(test::read_file(cache_file));
+    nlohmann::json rewritten = nlohmann::json::object();
+    for (const auto& [key, value] : probes_now.items()) {
+      const size_t at = key.rfind(" | probe ");
+      ASSERT_NE(at, std::string::npos) << key;
+      rewritten[strip_revision ? key.substr(0, at) : key] = 7.0;
+    }
+    std::ofstream(cache_file) << rewritten.dump();
+  };
+  rewrite_cache(false);
+  const Result cached = test::run_shell(decode_only);
+  ASSERT_EQ(cached.code, 0) << cached.err;
+  EXPECT_EQ(nlohmann::json::parse(cached.out)["decode"]["bandwidth_gbs"].get<double>(), 7.0);
+  rewrite_cache(true);
+  const Result old = test::run_shell(decode_only);
+  ASSERT_EQ(old.code, 0) << old.err;
+  EXPECT_NE(nlohmann::json::parse(old.out)["decode"]["bandwidth_gbs"].get<double>(), 7.0);
   std::filesystem::remove_all(cache);
 }
 

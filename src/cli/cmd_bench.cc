@@ -52,7 +52,10 @@ std::string cpu_model_name() {
 }
 
 // Machine probes (read bandwidth, compute peaks), cached per machine (CPU model +
-// thread count) because each takes seconds. --reprobe measures again.
+// thread count + probe revision) because each takes seconds. --reprobe measures again.
+// The revision changes when a probe's loop does: revision 2 is the int8 loop without
+// register spills (revision 1 read 15-30% low on Zen 3), so old entries are not reused.
+constexpr int kProbeRevision = 2;
 double cached_probe(const std::string& what, int threads, bool reprobe, const std::function<double()>& measure) {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
@@ -60,7 +63,7 @@ double cached_probe(const std::string& what, int threads, bool reprobe, const st
                                     : home && *home ? std::filesystem::path(home) / ".cache/jevons"
                                                     : std::filesystem::temp_directory_path() / "jevons";
   const std::filesystem::path file = dir / "probes.json";
-  const std::string key = fmt::format("{} | {} threads | {}", cpu_model_name(), threads, what);
+  const std::string key = fmt::format("{} | {} threads | {} | probe {}", cpu_model_name(), threads, what, kProbeRevision);
   nlohmann::json cache = nlohmann::json::object();
   if (std::ifstream in(file); in) {
     try {
