@@ -194,7 +194,7 @@ double measure_compute_peak_gops(PeakKind kind, int n_threads, double seconds) {
   }
   ThreadPool pool(std::max(1, n_threads));
   double best = 0;
-  for (int pass = 0; pass < 3; ++pass) {
+  for (int pass = 0; pass < 5; ++pass) {
     std::vector<double> thread_ops(size_t(pool.size()), 0.0);
     const auto t0 = clock::now();
     pool.parallel_for(pool.size(), [&](int64_t b, int64_t e) {

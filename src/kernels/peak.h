@@ -21,7 +21,8 @@ std::string peak_kind_name(PeakKind kind);
 
 // GOP/s (1e9 operations per second; a multiply-add counts 2) with n_threads threads
 // each running the sequence on independent register chains for about `seconds`.
-// Best of three passes. 0 where the CPU has no SIMD kernels.
+// Best of five passes (on a shared VM a slow spell can last several). 0 where the CPU
+// has no SIMD kernels.
 double measure_compute_peak_gops(PeakKind kind, int n_threads, double seconds = 0.2);
 
 }  // namespace jevons
