@@ -35,6 +35,15 @@ SynthOptions options(TensorType type, int threads, const std::string& out) {
   return o;
 }
 
+// Three tokens through a 600-token-vocabulary model give finite logits.
+void expect_finite_logits(Model& model) {
+  KvCache cache = model.new_cache(8);
+  std::vector<float> logits(600);
+  const int32_t ids[3] = {1, 403, 407};
+  model.forward(cache, ids, 3, logits.data(), false);
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+}
+
 TEST(Synth, WritesALoadableModelOfTheRightShape) {
   const std::string path = tmp("q8.gguf");
   size_t progress_calls = 0;
@@ -60,12 +69,7 @@ TEST(Synth, WritesALoadableModelOfTheRightShape) {
   auto tok = Tokenizer::from_gguf(*f);
   EXPECT_EQ(tok->n_vocab(), 600);
   EXPECT_EQ(tok->encode("Once upon a time", true), (std::vector<int32_t>{1, 403, 407, 261, 378}));
-  // And it runs: finite logits.
-  KvCache cache = model->new_cache(8);
-  std::vector<float> logits(600);
-  const int32_t ids[3] = {1, 403, 407};
-  model->forward(cache, ids, 3, logits.data(), false);
-  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+  expect_finite_logits(*model);  // and it runs
   std::filesystem::remove(path);
 }
 
@@ -89,6 +93,38 @@ TEST(Synth, KQuantsFallBackOnShortRows) {
   // Rows of 64 or 96 elements cannot hold 256-element k-quant blocks: Q4_K -> Q5_0.
   EXPECT_EQ(f->find_tensor("blk.0.ffn_down.weight")->type, TensorType::Q5_0);
   EXPECT_NE(r.notes.find("q4_K -> q5_0"), std::string::npos) << r.notes;
+  std::filesystem::remove(path);
+}
+
+// --type q4_k_m follows llama.cpp's recipe. Its rule checked against llama.cpp's own
+// output: golden/llama-bpe/gguf/model-q4_k_m.gguf (4 layers) has the more-bits types in
+// blk.2 and blk.3 only.
+TEST(Synth, Q4KMMixesQ6KWhereLlamaCppDoes) {
+  EXPECT_TRUE(use_more_bits(2, 4) && use_more_bits(3, 4));
+  EXPECT_FALSE(use_more_bits(0, 4) || use_more_bits(1, 4));
+  // Rows of 256 and 512 elements: k-quants without fallbacks. 8 layers: llama.cpp gives
+  // more bits to 0 (first eighth), 7 (last eighth), 3 and 6 ((l - 1) % 3 == 2).
+  const Preset shape = {.name = "tiny-256", .description = "test", .arch = "qwen2", .n_embd = 256, .n_layer = 8,
+                        .n_head = 4, .n_head_kv = 2, .head_dim = 64, .n_ff = 512, .n_vocab = 600, .n_ctx = 256,
+                        .rms_eps = 1e-6f, .tied_embeddings = true};
+  const std::string path = tmp("q4km.gguf");
+  SynthOptions o = options(TensorType::Q8_0, 2, path);  // the type is ignored with the mix
+  o.preset = &shape;
+  o.q4_k_m = true;
+  const SynthResult r = synthesize(o);
+  EXPECT_TRUE(r.notes.empty()) << r.notes;
+  auto f = GgufFile::open(path);
+  EXPECT_EQ(f->get_uint("general.file_type"), 15u);  // LLAMA_FTYPE_MOSTLY_Q4_K_M
+  EXPECT_EQ(f->find_tensor("token_embd.weight")->type, TensorType::Q6_K);  // tied: it is also the output
+  for (int l = 0; l < 8; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const TensorType more = (l == 0 || l == 3 || l == 6 || l == 7) ? TensorType::Q6_K : TensorType::Q4_K;
+    EXPECT_EQ(f->find_tensor(b + "attn_v.weight")->type, more) << l;
+    EXPECT_EQ(f->find_tensor(b + "ffn_down.weight")->type, more) << l;
+    for (const char* other : {"attn_q.weight", "attn_k.weight", "attn_output.weight", "ffn_gate.weight", "ffn_up.weight"})
+      EXPECT_EQ(f->find_tensor(b + other)->type, TensorType::Q4_K) << b << other;
+  }
+  expect_finite_logits(*load_model(*f));  // it loads and runs
   std::filesystem::remove(path);
 }
 

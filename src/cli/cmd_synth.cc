@@ -1,4 +1,5 @@
 // jevons synth: a GGUF with a real model's shapes, random weights, real vocab.
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 
@@ -29,8 +30,12 @@ void run_synth(const SynthCliOptions& c) {
   SynthOptions o;
   o.preset = find_preset(c.preset);
   if (!o.preset) fail("unknown preset '{}' (jevons synth --list shows them)", c.preset);
-  const TypeTraits* t = type_traits_by_name(c.type);
-  if (!t) fail("unknown --type '{}' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k)", c.type);
+  std::string type_lower = c.type;
+  for (char& ch : type_lower) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  o.q4_k_m = type_lower == "q4_k_m";
+  const TypeTraits* t = type_traits_by_name(o.q4_k_m ? "q4_k" : c.type);
+  if (!t)
+    fail("unknown --type '{}' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, q4_k_m)", c.type);
   if (c.out.empty()) fail("-o FILE.gguf is required");
   if (c.vocab.empty())
     fail("--vocab VOCAB.gguf is required: the tokenizer is copied from it (e.g. ../shared/tokenizers/vocab/ggml-vocab-llama-spm.gguf "
@@ -52,7 +57,8 @@ void run_synth(const SynthCliOptions& c) {
   const SynthResult r = synthesize(o);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "\n");
-  std::printf("wrote %s: %s, %s weights, %.3f B parameters, %.2f GB, in %.1f s\n", c.out.c_str(), o.preset->name, t->name,
+  std::printf("wrote %s: %s, %s weights, %.3f B parameters, %.2f GB, in %.1f s\n", c.out.c_str(), o.preset->name,
+              o.q4_k_m ? "q4_K_M (q4_K + q6_K)" : t->name,
               double(r.parameters) / 1e9, double(r.file_bytes) / 1e9, s);
   if (!r.notes.empty()) std::printf("type fallbacks (k-quants need rows that are multiples of 256): %s\n", r.notes.c_str());
 }
@@ -63,7 +69,9 @@ void add_synth_command(CLI::App& app) {
   auto o = std::make_shared<SynthCliOptions>();
   CLI::App* c = app.add_subcommand("synth", "Write a GGUF with a real model's exact shapes, seeded random weights and a real vocabulary (for benchmarks)");
   c->add_option("--preset", o->preset, "Model shape (--list shows them)");
-  c->add_option("--type", o->type, "Weight type of the matrices: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k")->capture_default_str();
+  c->add_option("--type", o->type, "Weight type of the matrices: f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q2_k q3_k q4_k q5_k q6_k, or q4_k_m: "
+                "llama.cpp's Q4_K_M mix (Q6_K for the output and for attn_v/ffn_down in some layers, Q4_K elsewhere), "
+                "as most published GGUFs are")->capture_default_str();
   c->add_option("--vocab", o->vocab, "GGUF to take the tokenizer from (padded with unused tokens up to the preset's vocabulary size)");
   c->add_option("-o,--out", o->out, "Output GGUF file");
   c->add_option("--seed", o->seed, "Seed of the random weights")->capture_default_str();

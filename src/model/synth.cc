@@ -1,6 +1,7 @@
 #include "model/synth.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -93,10 +94,23 @@ TensorType fallback_type(TensorType t) {
   }
 }
 
+bool use_more_bits(int layer, int n_layer) {
+  return layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2;
+}
+
 SynthResult synthesize(const SynthOptions& o) {
   if (!o.preset) fail("synth: no preset given");
   const Preset& p = *o.preset;
-  const uint32_t ftype = file_type_id(o.type);
+  const uint32_t ftype = o.q4_k_m ? 15 : file_type_id(o.type);  // 15: LLAMA_FTYPE_MOSTLY_Q4_K_M
+  // The type a matrix is asked for (before the fallback for short rows).
+  auto matrix_type = [&](const std::string& name) {
+    if (!o.q4_k_m) return o.type;
+    if (name == "output.weight" || (p.tied_embeddings && name == "token_embd.weight")) return TensorType::Q6_K;
+    int layer = -1;
+    if (name.rfind("blk.", 0) == 0) layer = std::atoi(name.c_str() + 4);
+    const bool more_bits_kind = name.find(".attn_v.weight") != std::string::npos || name.find(".ffn_down") != std::string::npos;
+    return more_bits_kind && layer >= 0 && use_more_bits(layer, p.n_layer) ? TensorType::Q6_K : TensorType::Q4_K;
+  };
   auto vocab = GgufFile::open(o.vocab_path);
 
   GgufWriter w;
@@ -163,11 +177,12 @@ SynthResult synthesize(const SynthOptions& o) {
     const int64_t cols = dims[0];
     int64_t rows = 1;
     for (size_t k = 1; k < dims.size(); ++k) rows *= dims[k];
-    TensorType t = force_type != TensorType::Q8_K ? force_type : o.type;
+    const TensorType wanted = force_type != TensorType::Q8_K ? force_type : matrix_type(name);
+    TensorType t = wanted;
     if (cols % type_traits(t).block_size != 0) {
       t = fallback_type(t);
       if (cols % type_traits(t).block_size != 0) t = TensorType::F16;  // nothing block-based fits
-      ++fallbacks[fmt::format("{} -> {} (row length {})", type_name(o.type), type_name(t), cols)];
+      ++fallbacks[fmt::format("{} -> {} (row length {})", type_name(wanted), type_name(t), cols)];
     }
     result.parameters += cols * rows;
     ++n_tensors;

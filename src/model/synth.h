@@ -14,6 +14,11 @@ namespace jevons {
 struct SynthOptions {
   const Preset* preset = nullptr;
   TensorType type = TensorType::Q4_0;  // matrices; norms stay F32
+  // llama.cpp's Q4_K_M recipe instead of one type (`type` is then ignored): Q6_K for the
+  // output matrix (the token embedding when it is tied) and for attn_v and ffn_down in
+  // the layers llama.cpp's use_more_bits picks, Q4_K for every other matrix. Most
+  // published GGUFs are this mix, not pure Q4_K.
+  bool q4_k_m = false;
   std::string vocab_path;              // GGUF whose tokenizer.* metadata is copied
   std::string out_path;
   uint64_t seed = 1;
@@ -33,5 +38,9 @@ SynthResult synthesize(const SynthOptions& o);
 // The type llama.cpp's quantizer falls back to when a row length is not a
 // multiple of a k-quant's 256-element block.
 TensorType fallback_type(TensorType t);
+
+// llama.cpp's use_more_bits: the layers its *_K_M mixes quantize with more bits (the
+// first and last eighth of the layers, and every third one in between).
+bool use_more_bits(int layer, int n_layer);
 
 }  // namespace jevons
