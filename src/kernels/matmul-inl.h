@@ -1457,12 +1457,11 @@ HWY_INLINE V32 PeakInt8Step(V32 acc, VU8 a, V8 b) {
 
 template <bool kVnni>
 HWY_INLINE int64_t PeakInt8Chains(int64_t iters) {
-  // 8 products per step, a_i x b_j, every operand pair distinct
-  // (shared ones would let the compiler compute one product for all), b_j opaque each
-  // step so the products stay in the loop. Named variables, not arrays, and on AVX2 few
-  // enough of them (10 live vectors) that GCC keeps all in registers: 6 chains of one
-  // product each spilled three accumulators to the stack every step and read 30% low on
-  // Zen 3.
+  // 8 products per step, a_i x b_j, every operand pair distinct (shared ones would let
+  // the compiler compute one product for all), b_j opaque each step so the products
+  // stay in the loop. Named variables, not arrays, and on AVX2 few enough of them (10
+  // live vectors) that GCC keeps all in registers: 6 chains of one product each spilled
+  // three accumulators to the stack every step and read 15-30% low on Zen 3.
   const D32 d32;
   const VU8 a0 = hn::Set(DU8(), 3), a1 = hn::Set(DU8(), 4), a2 = hn::Set(DU8(), 5), a3 = hn::Set(DU8(), 6);
   V8 b0 = hn::Set(D8(), 7), b1 = hn::Set(D8(), 9);
