@@ -112,7 +112,16 @@ class Transformer : public Model {
     std::vector<float> attn(size_t(n) * c.n_head * c.head_dim_v), proj(size_t(n * E));
     std::vector<float> gate(size_t(n * c.n_ff)), up(size_t(n * c.n_ff));
 
-    for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_, b.token[size_t(t)], &x[size_t(t * E)]);
+    // Per-token work (norms, RoPE, residual adds) split over the pool too: serial, it
+    // would cost a 2-thread prefill a few percent.
+    auto for_tokens = [&](const auto& fn) {
+      auto range = [&fn](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) fn(t);
+      };
+      if (pool_ && n > 1) pool_->parallel_for(n, range);
+      else range(0, n);
+    };
+    for_tokens([&](int64_t t) { dequantize_row(tok_embd_, b.token[size_t(t)], &x[size_t(t * E)]); });
 
     const float kq_scale = 1.0f / std::sqrt(float(c.head_dim_k));
     const int group = c.n_head / c.n_head_kv;  // query heads sharing one kv head (GQA)
@@ -121,11 +130,11 @@ class Transformer : public Model {
       const LayerWeights& L = layers_[size_t(l)];
 
       // --- attention ---
-      for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.attn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
+      for_tokens([&](int64_t t) { rms_norm(&x[size_t(t * E)], L.attn_norm, E, c.rms_eps, &xn[size_t(t * E)]); });
       matmul(L.wq, xn.data(), n, q.data(), pool_);
       matmul(L.wk, xn.data(), n, k.data(), pool_);
       matmul(L.wv, xn.data(), n, v.data(), pool_);
-      for (int64_t t = 0; t < n; ++t) {
+      for_tokens([&](int64_t t) {
         float* qt = &q[size_t(t * c.q_dim())];
         float* kt = &k[size_t(t * c.k_dim())];
         float* vt = &v[size_t(t * c.v_dim())];
@@ -142,13 +151,16 @@ class Transformer : public Model {
         rope(kt, c.n_head_kv, c.head_dim_k, pos, c.rope, rope_freqs_);
         std::copy(kt, kt + c.k_dim(), cache.k(l, pos));
         std::copy(vt, vt + c.v_dim(), cache.v(l, pos));
-      }
+      });
       // Each token attends over its own sequence up to its own position (causal); the
       // `group` query heads of a KV head go together, reading its keys and values once.
+      // Tokens are taken first, last, second, second to last, ...: the pool's contiguous
+      // ranges then get equal causal work (in order, the last thread's tokens attend to
+      // three times the keys of the first's at 2 threads).
       const KvRows rows = b.kv_rows(l);
       auto groups = [&](int64_t begin, int64_t end) {
         for (int64_t tg = begin; tg < end; ++tg) {
-          const int64_t t = tg / c.n_head_kv;
+          const int64_t u = tg / c.n_head_kv, t = u % 2 == 0 ? u / 2 : n - 1 - u / 2;
           const int kvh = int(tg % c.n_head_kv), h = kvh * group;
           const size_t s = b.chunk_of[size_t(t)];
           attention_heads(&q[size_t(t * c.q_dim() + h * c.head_dim_k)], group, rows.k[s].data(),
@@ -159,10 +171,10 @@ class Transformer : public Model {
       if (pool_) pool_->parallel_for(n * c.n_head_kv, groups);
       else groups(0, n * c.n_head_kv);
       matmul(L.wo, attn.data(), n, proj.data(), pool_);
-      for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+      for_tokens([&](int64_t t) { add_residual(&x[size_t(t * E)], &proj[size_t(t * E)], E); });
 
       // --- SwiGLU MLP ---
-      for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.ffn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
+      for_tokens([&](int64_t t) { rms_norm(&x[size_t(t * E)], L.ffn_norm, E, c.rms_eps, &xn[size_t(t * E)]); });
       matmul(L.ffn_gate, xn.data(), n, gate.data(), pool_);
       matmul(L.ffn_up, xn.data(), n, up.data(), pool_);
       auto swiglu = [&](int64_t t0, int64_t t1) {
@@ -171,7 +183,7 @@ class Transformer : public Model {
       if (pool_ && n > 1) pool_->parallel_for(n, swiglu);
       else swiglu(0, n);
       matmul(L.ffn_down, gate.data(), n, proj.data(), pool_);
-      for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];
+      for_tokens([&](int64_t t) { add_residual(&x[size_t(t * E)], &proj[size_t(t * E)], E); });
     }
 
     // --- output: final norm and the vocabulary projection, only for the rows asked for ---
@@ -183,6 +195,9 @@ class Transformer : public Model {
   }
 
  private:
+  static void add_residual(float* x, const float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+  }
   static void add_bias(float* x, const float* bias, int64_t n) {
     if (bias)
       for (int64_t i = 0; i < n; ++i) x[i] += bias[i];
