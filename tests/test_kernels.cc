@@ -421,6 +421,46 @@ TEST(Kernels, AttentionMatchesReference) {
   });
 }
 
+TEST(Kernels, AttentionCausalBlockEqualsOneQueryAtATime) {
+  // Prefill attends a block of consecutive tokens at once; each token's heads must come out
+  // bit-identical to attending alone (as decode does), and nothing between the strided
+  // outputs may be written. Blocks that cross several key chunks, and a single head.
+  for (KernelMode mode : {KernelMode::kFast, KernelMode::kReference}) {
+    ScopedKernelMode scoped(mode);
+    for_each_target([&] {
+      for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}})
+        for (int64_t n_kv : {1, 7, 70})
+          for (int n_heads : {1, 3})
+            for (int n_queries : {1, 2, 9}) {
+              SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " n_kv=" << n_kv
+                                              << " heads=" << n_heads << " queries=" << n_queries);
+              const int64_t q_stride = n_heads * dk + 5, out_stride = n_heads * dv + 3, keys = n_kv + n_queries - 1;
+              const std::vector<float> q = random_floats(size_t(n_queries * q_stride), uint32_t(dk + n_kv + n_queries));
+              std::vector<std::vector<float>> k, v;
+              std::vector<const float*> k_rows, v_rows;
+              for (int64_t j = 0; j < keys; ++j) {
+                k.push_back(random_floats(size_t(dk) + 3, uint32_t(100 + j), j % 5 == 2 ? 4.0f : 1.0f));
+                v.push_back(random_floats(size_t(dv) + 2, uint32_t(700 + j)));
+              }
+              for (int64_t j = 0; j < keys; ++j) k_rows.push_back(k[size_t(j)].data()), v_rows.push_back(v[size_t(j)].data());
+              const float scale = 0.125f;
+              std::vector<float> out(size_t(n_queries * out_stride), NAN), alone(size_t(n_heads * dv));
+              attention_causal_block(q.data(), q_stride, n_queries, n_heads, k_rows.data(), 3, v_rows.data(), 2, n_kv, dk,
+                                     dv, scale, out.data(), out_stride);
+              for (int i = 0; i < n_queries; ++i) {
+                attention_heads(&q[size_t(i * q_stride)], n_heads, k_rows.data(), 3, v_rows.data(), 2, n_kv + i, dk, dv,
+                                scale, alone.data());
+                for (int64_t d = 0; d < out_stride; ++d) {
+                  const float got = out[size_t(i * out_stride + d)];
+                  if (d < n_heads * dv) ASSERT_EQ(got, alone[size_t(d)]) << "query " << i << " element " << d;
+                  else ASSERT_TRUE(std::isnan(got)) << "query " << i << " wrote the gap at " << d;
+                }
+              }
+            }
+    });
+  }
+}
+
 TEST(Kernels, VnniCodePathsMatchReference) {
   // The AVX-512 VNNI variants of the kernels (real vpdpbusd on AVX-512 machines, an
   // exact emulation on AVX2 ones); skipped where the best target is neither.

@@ -1523,38 +1523,44 @@ HWY_NOINLINE int64_t PeakF32Loop(int64_t iters, double* ops) {
 // rows in place, 8 KiB at a time. Per head and chunk: the scores (8 keys at a time),
 // their exponentials as vectors (Highway's Exp), then the chunk's values added with one
 // rescale.
+// Several queries (a causal block: query i attends to keys [0, n_kv + i)) share each
+// packed chunk; every (query, head) sums exactly as it would alone (same chunks, same
+// order), so a token's output does not depend on the block it is computed in.
 HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
                                      const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
-                                     int head_dim_v, float scale, float* out) {
+                                     int head_dim_v, float scale, float* out, int n_queries, int64_t q_stride,
+                                     int64_t out_stride) {
 #if !JEVONS_MM_ENABLED
   return false;
 #else
-  const bool pack = n_heads > 1;
+  const bool pack = n_heads * n_queries > 1;
   constexpr int64_t kMaxChunk = 64;
-  const int64_t chunk_bytes = pack ? 16 << 10 : 8 << 10;
+  const int64_t chunk_bytes = n_heads > 1 ? 16 << 10 : 8 << 10;  // by the group alone: the chunks fix the sums' order
   const int64_t chunk = std::clamp<int64_t>(chunk_bytes / (int64_t(head_dim_k + head_dim_v) * 4) / 8 * 8, 8, kMaxChunk);
   const DF df;
   const size_t dv = size_t(head_dim_v);
-  const size_t acc_floats = (size_t(n_heads) * (dv + 2) + 15) / 16 * 16;  // keeps kbuf 64-byte aligned
+  const int n_rows = n_heads * n_queries;  // (query, head) pairs, row r = query r / n_heads
+  const size_t acc_floats = (size_t(n_rows) * (dv + 2) + 15) / 16 * 16;  // keeps kbuf 64-byte aligned
   const size_t pack_floats = pack ? size_t(chunk) * size_t(head_dim_k + head_dim_v) : 0;
   float* acc = reinterpret_cast<float*>(kernels::scratch((acc_floats + pack_floats) * sizeof(float)));
-  float* m = acc + size_t(n_heads) * dv;  // running maximum per head
-  float* l = m + n_heads;                 // running sum of exponentials per head
+  float* m = acc + size_t(n_rows) * dv;  // running maximum per row
+  float* l = m + n_rows;                 // running sum of exponentials per row
   float* kbuf = pack ? acc + acc_floats : nullptr;  // the chunk's packed keys, then values
   float* vbuf = pack ? kbuf + size_t(chunk) * size_t(head_dim_k) : nullptr;
-  std::fill(acc, acc + size_t(n_heads) * dv, 0.0f);
-  std::fill(m, m + n_heads, -INFINITY);
-  std::fill(l, l + n_heads, 0.0f);
+  std::fill(acc, acc + size_t(n_rows) * dv, 0.0f);
+  std::fill(m, m + n_rows, -INFINITY);
+  std::fill(l, l + n_rows, 0.0f);
   HWY_ALIGN float p[kMaxChunk];
   const float* kp[kMaxChunk];
   const float* vp[kMaxChunk];
-  for (int64_t j0 = 0; j0 < n_kv; j0 += chunk) {
-    const int64_t n = std::min(chunk, n_kv - j0);
+  const int64_t n_kv_last = n_kv + n_queries - 1;
+  for (int64_t j0 = 0; j0 < n_kv_last; j0 += chunk) {
+    const int64_t n_chunk = std::min(chunk, n_kv_last - j0);
     const float* const* kr = k_rows + j0;
     const float* const* vr = v_rows + j0;
     int64_t ko = k_offset, vo = v_offset;
     if (pack) {
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = 0; j < n_chunk; ++j) {
         float* kj = kbuf + size_t(j) * size_t(head_dim_k);
         float* vj = vbuf + size_t(j) * dv;
         std::copy(k_rows[j0 + j] + k_offset, k_rows[j0 + j] + k_offset + head_dim_k, kj);
@@ -1563,8 +1569,11 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
       }
       kr = kp, vr = vp, ko = 0, vo = 0;
     }
-    for (int h = 0; h < n_heads; ++h) {
-      const float* qh = q + size_t(h) * size_t(head_dim_k);
+    for (int r = 0; r < n_rows; ++r) {
+      const int64_t query = r / n_heads, h = r % n_heads;
+      if (j0 >= n_kv + query) continue;  // past this query's last key
+      const int64_t n = std::min(chunk, n_kv + query - j0);
+      const float* qh = q + query * q_stride + h * head_dim_k;
       int64_t j = 0;
       for (; j + 8 <= n; j += 8) {
         const float* k[8];
@@ -1585,25 +1594,26 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
       }
       const float chunk_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
       float c = 1.0f;  // rescales what was summed under the previous maximum
-      if (chunk_max > m[h]) {
-        c = std::exp(m[h] - chunk_max);  // exp(-inf) = 0 for the first chunk
-        l[h] *= c;
-        m[h] = chunk_max;
+      if (chunk_max > m[r]) {
+        c = std::exp(m[r] - chunk_max);  // exp(-inf) = 0 for the first chunk
+        l[r] *= c;
+        m[r] = chunk_max;
       }
-      const VF vm = hn::Set(df, m[h]);
+      const VF vm = hn::Set(df, m[r]);
       VF vsum = hn::Zero(df);
       for (j = 0; j < padded; j += int64_t(kLF)) {
         const VF e = hn::Exp(df, hn::Sub(hn::Load(df, p + j), vm));
         hn::Store(e, df, p + j);
         vsum = hn::Add(vsum, e);
       }
-      l[h] += ReduceSum(vsum);
-      AccumulateValuesF32(acc + size_t(h) * dv, c, p, vr, vo, n, dv);
+      l[r] += ReduceSum(vsum);
+      AccumulateValuesF32(acc + size_t(r) * dv, c, p, vr, vo, n, dv);
     }
   }
-  for (int h = 0; h < n_heads; ++h) {
-    const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
-    for (size_t d = 0; d < dv; ++d) out[size_t(h) * dv + d] = acc[size_t(h) * dv + d] * inv;
+  for (int r = 0; r < n_rows; ++r) {
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    float* o = out + (r / n_heads) * out_stride + (r % n_heads) * int64_t(dv);
+    for (size_t d = 0; d < dv; ++d) o[d] = acc[size_t(r) * dv + d] * inv;
   }
   return true;
 #endif

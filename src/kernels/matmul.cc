@@ -123,13 +123,21 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
 void attention_heads(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
                      const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v,
                      float scale, float* out) {
+  attention_causal_block(q, 0, 1, n_heads, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v, scale, out,
+                         0);
+}
+
+void attention_causal_block(const float* q, int64_t q_stride, int n_queries, int n_heads, const float* const* k_rows,
+                            int64_t k_offset, const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
+                            int head_dim_v, float scale, float* out, int64_t out_stride) {
   if (kernel_mode() == KernelMode::kFast &&
       HWY_DYNAMIC_DISPATCH(AttentionHeadsFast)(q, n_heads, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k,
-                                               head_dim_v, scale, out))
+                                               head_dim_v, scale, out, n_queries, q_stride, out_stride))
     return;
-  for (int h = 0; h < n_heads; ++h)
-    attention_head_reference(q + size_t(h) * size_t(head_dim_k), k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k,
-                             head_dim_v, scale, out + size_t(h) * size_t(head_dim_v));
+  for (int i = 0; i < n_queries; ++i)
+    for (int h = 0; h < n_heads; ++h)
+      attention_head_reference(q + i * q_stride + int64_t(h) * head_dim_k, k_rows, k_offset, v_rows, v_offset, n_kv + i,
+                               head_dim_k, head_dim_v, scale, out + i * out_stride + int64_t(h) * head_dim_v);
 }
 
 void silu_mul(float* gate, const float* up, int64_t n) {

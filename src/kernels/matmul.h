@@ -71,6 +71,15 @@ void attention_heads(const float* q, int n_heads, const float* const* k_rows, in
                      const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v,
                      float scale, float* out);
 
+// The same for a causal block of n_queries consecutive tokens of one sequence: query i's
+// heads at q + i * q_stride (head h at + h * head_dim_k) attend to keys [0, n_kv + i);
+// its outputs go to out + i * out_stride. The block shares each chunk of keys and values
+// (prefill reads and packs them once per block, not once per token), and every (query,
+// head) is bit-identical to attention_heads() of that query alone.
+void attention_causal_block(const float* q, int64_t q_stride, int n_queries, int n_heads, const float* const* k_rows,
+                            int64_t k_offset, const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
+                            int head_dim_v, float scale, float* out, int64_t out_stride);
+
 // One query head (same arguments as attention_head_reference()).
 inline void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
                            int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out) {

@@ -5,6 +5,7 @@
 //   qwen2 = llama + biases on q, k, v;  qwen3 = llama + RMSNorm on each q and k head.
 #include <cmath>
 #include <deque>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -124,6 +125,21 @@ class Transformer : public Model {
     for_tokens([&](int64_t t) { dequantize_row(tok_embd_, b.token[size_t(t)], &x[size_t(t * E)]); });
 
     const float kq_scale = 1.0f / std::sqrt(float(c.head_dim_k));
+    // Causal blocks for attention: up to kQueryBlock consecutive tokens of one sequence
+    // (8: the block's 8 x group running sums stay in L2 beside the shared key chunk).
+    constexpr int kQueryBlock = 8;
+    std::vector<std::pair<int64_t, int>> blocks;  // first token, tokens
+    for (int64_t t = 0; t < n; ++t) {
+      if (!blocks.empty()) {
+        auto& [t0, len] = blocks.back();
+        if (len < kQueryBlock && b.chunk_of[size_t(t)] == b.chunk_of[size_t(t0)] &&
+            b.pos[size_t(t)] == b.pos[size_t(t0)] + len) {
+          ++len;
+          continue;
+        }
+      }
+      blocks.emplace_back(t, 1);
+    }
     const int group = c.n_head / c.n_head_kv;  // query heads sharing one kv head (GQA)
 
     for (int l = 0; l < c.n_layer; ++l) {
@@ -153,23 +169,27 @@ class Transformer : public Model {
         std::copy(vt, vt + c.v_dim(), cache.v(l, pos));
       });
       // Each token attends over its own sequence up to its own position (causal); the
-      // `group` query heads of a KV head go together, reading its keys and values once.
-      // Tokens are taken first, last, second, second to last, ...: the pool's contiguous
-      // ranges then get equal causal work (in order, the last thread's tokens attend to
-      // three times the keys of the first's at 2 threads).
+      // `group` query heads of a KV head go together, reading its keys and values once,
+      // and so do the tokens of a causal block. Blocks are taken first, last, second,
+      // second to last, ...: the pool's contiguous ranges then get equal causal work (in
+      // order, the last thread's tokens attend to three times the keys of the first's at
+      // 2 threads).
       const KvRows rows = b.kv_rows(l);
+      const int64_t n_blocks = int64_t(blocks.size());
       auto groups = [&](int64_t begin, int64_t end) {
-        for (int64_t tg = begin; tg < end; ++tg) {
-          const int64_t u = tg / c.n_head_kv, t = u % 2 == 0 ? u / 2 : n - 1 - u / 2;
-          const int kvh = int(tg % c.n_head_kv), h = kvh * group;
-          const size_t s = b.chunk_of[size_t(t)];
-          attention_heads(&q[size_t(t * c.q_dim() + h * c.head_dim_k)], group, rows.k[s].data(),
-                          int64_t(kvh) * c.head_dim_k, rows.v[s].data(), int64_t(kvh) * c.head_dim_v, b.pos[size_t(t)] + 1,
-                          c.head_dim_k, c.head_dim_v, kq_scale, &attn[size_t((t * c.n_head + h) * c.head_dim_v)]);
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t u = item / c.n_head_kv, bi = u % 2 == 0 ? u / 2 : n_blocks - 1 - u / 2;
+          const int kvh = int(item % c.n_head_kv), h = kvh * group;
+          const auto [t0, n_queries] = blocks[size_t(bi)];
+          const size_t s = b.chunk_of[size_t(t0)];
+          attention_causal_block(&q[size_t(t0 * c.q_dim() + h * c.head_dim_k)], c.q_dim(), n_queries, group,
+                                 rows.k[s].data(), int64_t(kvh) * c.head_dim_k, rows.v[s].data(),
+                                 int64_t(kvh) * c.head_dim_v, b.pos[size_t(t0)] + 1, c.head_dim_k, c.head_dim_v, kq_scale,
+                                 &attn[size_t((t0 * c.n_head + h) * c.head_dim_v)], int64_t(c.n_head) * c.head_dim_v);
         }
       };
-      if (pool_) pool_->parallel_for(n * c.n_head_kv, groups);
-      else groups(0, n * c.n_head_kv);
+      if (pool_) pool_->parallel_for(n_blocks * c.n_head_kv, groups);
+      else groups(0, n_blocks * c.n_head_kv);
       matmul(L.wo, attn.data(), n, proj.data(), pool_);
       for_tokens([&](int64_t t) { add_residual(&x[size_t(t * E)], &proj[size_t(t * E)], E); });
 
