@@ -1519,13 +1519,14 @@ HWY_NOINLINE int64_t PeakF32Loop(int64_t iters, double* ops) {
 // chunk's slices are first copied next to each other, 16 KiB of them: cache rows lie a
 // power of two apart, so in place their same offsets share a few L1 sets and evict each
 // other (8 KiB chunks in place ran about a third slower than packed 16 KiB ones in
-// bench/ attention, and 16 KiB in place slower still). One head (nothing to share) reads the
-// rows in place, 8 KiB at a time. Per head and chunk: the scores (8 keys at a time),
-// their exponentials as vectors (Highway's Exp), then the chunk's values added with one
-// rescale.
+// bench/ attention, and 16 KiB in place slower still). One head of one query (nothing to
+// share) reads the rows in place, 8 KiB at a time. Per head and chunk: the scores (8 keys
+// at a time), their exponentials as vectors (Highway's Exp), then the chunk's values
+// added with one rescale.
 // Several queries (a causal block: query i attends to keys [0, n_kv + i)) share each
-// packed chunk; every (query, head) sums exactly as it would alone (same chunks, same
-// order), so a token's output does not depend on the block it is computed in.
+// packed chunk; the chunk size depends on the group alone, so every (query, head) sums
+// exactly as it would alone (same chunks, same order): a token's output does not depend
+// on the block it is computed in.
 HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
                                      const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
                                      int head_dim_v, float scale, float* out, int n_queries, int64_t q_stride,
