@@ -16,6 +16,7 @@
 #include <cmath>
 #include <deque>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -237,36 +238,66 @@ class DeepSeek : public Model {
       rope(&q[size_t(t) * H * qk] + nope, H, qk, pos, rope_, nullptr);  // each head's q_pe
     }
 
-    // Per head: absorb k_b into the queries, attend over the latent cache, lift by v_b.
-    const KvRows rows = b.kv_rows(l);  // the latent rows serve as keys and as values
-    std::vector<float> heads_out(size_t(n) * H * vd);
-    auto per_head = [&](int64_t h0, int64_t h1) {
-      std::vector<float> q_nope(size_t(n) * nope), q_cat(size_t(n) * latent), o_lat(size_t(n) * lora), v(size_t(n) * vd);
+    // Per head: absorb k_b into the queries (q_lat[t][h] = [k_b^T q_nope | q_pe]).
+    std::vector<float> q_lat(size_t(n) * H * latent), o_lat(size_t(n) * H * lora);
+    auto absorb = [&](int64_t h0, int64_t h1) {
+      std::vector<float> q_nope(size_t(n) * nope), q_abs(size_t(n) * lora);
       for (int64_t h = h0; h < h1; ++h) {
         for (int64_t t = 0; t < n; ++t) {
           const float* qh = &q[size_t((t * H + h) * qk)];
+          float* ql = &q_lat[size_t((t * H + h) * latent)];
           std::copy_n(qh, nope, &q_nope[size_t(t * nope)]);
-          std::copy_n(qh + nope, rope_dims, &q_cat[size_t(t * latent + lora)]);
+          std::copy_n(qh + nope, rope_dims, ql + lora);
         }
         if (!L.k_b.empty()) {
-          std::vector<float> q_lat(size_t(n) * lora);
-          matmul(L.k_b[size_t(h)], q_nope.data(), n, q_lat.data(), nullptr);
-          for (int64_t t = 0; t < n; ++t) std::copy_n(&q_lat[size_t(t * lora)], lora, &q_cat[size_t(t * latent)]);
+          matmul(L.k_b[size_t(h)], q_nope.data(), n, q_abs.data(), nullptr);
+          for (int64_t t = 0; t < n; ++t) std::copy_n(&q_abs[size_t(t * lora)], lora, &q_lat[size_t((t * H + h) * latent)]);
         } else {
           for (int64_t t = 0; t < n; ++t)
-            matvec_transposed(L.k_b_transposed[size_t(h)], &q_nope[size_t(t * nope)], &q_cat[size_t(t * latent)]);
+            matvec_transposed(L.k_b_transposed[size_t(h)], &q_nope[size_t(t * nope)], &q_lat[size_t((t * H + h) * latent)]);
         }
-        for (int64_t t = 0; t < n; ++t) {
-          const std::vector<const float*>& kv = rows.k[b.chunk_of[size_t(t)]];
-          attention_head(&q_cat[size_t(t * latent)], kv.data(), 0, kv.data(), 0, b.pos[size_t(t)] + 1, latent, lora, kq_scale_,
-                         &o_lat[size_t(t * lora)]);
-        }
-        matmul(L.v_b[size_t(h)], o_lat.data(), n, v.data(), nullptr);
+      }
+    };
+    if (pool_) pool_->parallel_for(H, absorb);
+    else absorb(0, H);
+
+    // Attend over the latent cache (its rows serve as keys and, their first kv_lora_rank
+    // values, as values): every head reads the same rows, so the heads go together and
+    // each chunk of rows is read once for all of them, and once for a causal block of
+    // tokens. Work items are (block, part of the heads), blocks first, last, second, ...
+    // (equal causal work per thread); the parts keep every thread busy in decode. Each
+    // (token, head) sums as it would alone (see attention_causal_block).
+    const KvRows rows = b.kv_rows(l);
+    const int parts = pool_ ? std::clamp(pool_->size(), 1, std::max(1, H / 2)) : 1;  // >= 2 heads a part
+    const int64_t block = std::clamp<int64_t>((int64_t(64) << 10) / (int64_t(H) * lora), 1, 8);  // sums in 256 KiB
+    const std::vector<std::pair<int64_t, int>> blocks = b.causal_blocks(int(block));
+    const int64_t n_blocks = int64_t(blocks.size());
+    auto attend = [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t u = item / parts, bi = u % 2 == 0 ? u / 2 : n_blocks - 1 - u / 2;
+        const int part = int(item % parts), h0 = H * part / parts, h1 = H * (part + 1) / parts;
+        const auto [t0, n_queries] = blocks[size_t(bi)];
+        const std::vector<const float*>& kv = rows.k[b.chunk_of[size_t(t0)]];
+        attention_causal_block(&q_lat[size_t((t0 * H + h0) * latent)], int64_t(H) * latent, n_queries, h1 - h0, kv.data(), 0,
+                               kv.data(), 0, b.pos[size_t(t0)] + 1, latent, lora, kq_scale_,
+                               &o_lat[size_t((t0 * H + h0) * lora)], int64_t(H) * lora);
+      }
+    };
+    if (pool_) pool_->parallel_for(n_blocks * parts, attend);
+    else attend(0, n_blocks * parts);
+
+    // Per head: lift the latent outputs by v_b.
+    std::vector<float> heads_out(size_t(n) * H * vd);
+    auto lift = [&](int64_t h0, int64_t h1) {
+      std::vector<float> o(size_t(n) * lora), v(size_t(n) * vd);
+      for (int64_t h = h0; h < h1; ++h) {
+        for (int64_t t = 0; t < n; ++t) std::copy_n(&o_lat[size_t((t * H + h) * lora)], lora, &o[size_t(t * lora)]);
+        matmul(L.v_b[size_t(h)], o.data(), n, v.data(), nullptr);
         for (int64_t t = 0; t < n; ++t) std::copy_n(&v[size_t(t * vd)], vd, &heads_out[size_t((t * H + h) * vd)]);
       }
     };
-    if (pool_) pool_->parallel_for(H, per_head);
-    else per_head(0, H);
+    if (pool_) pool_->parallel_for(H, lift);
+    else lift(0, H);
     matmul(L.wo, heads_out.data(), n, out, pool_);
   }
 

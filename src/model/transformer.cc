@@ -125,21 +125,9 @@ class Transformer : public Model {
     for_tokens([&](int64_t t) { dequantize_row(tok_embd_, b.token[size_t(t)], &x[size_t(t * E)]); });
 
     const float kq_scale = 1.0f / std::sqrt(float(c.head_dim_k));
-    // Causal blocks for attention: up to kQueryBlock consecutive tokens of one sequence
-    // (8: the block's 8 x group running sums stay in L2 beside the shared key chunk).
-    constexpr int kQueryBlock = 8;
-    std::vector<std::pair<int64_t, int>> blocks;  // first token, tokens
-    for (int64_t t = 0; t < n; ++t) {
-      if (!blocks.empty()) {
-        auto& [t0, len] = blocks.back();
-        if (len < kQueryBlock && b.chunk_of[size_t(t)] == b.chunk_of[size_t(t0)] &&
-            b.pos[size_t(t)] == b.pos[size_t(t0)] + len) {
-          ++len;
-          continue;
-        }
-      }
-      blocks.emplace_back(t, 1);
-    }
+    // Causal blocks for attention: up to 8 consecutive tokens of one sequence (the
+    // block's 8 x group running sums stay in L2 beside the shared key chunk).
+    const std::vector<std::pair<int64_t, int>> blocks = b.causal_blocks(8);
     const int group = c.n_head / c.n_head_kv;  // query heads sharing one kv head (GQA)
 
     for (int l = 0; l < c.n_layer; ++l) {

@@ -40,6 +40,21 @@ KvRows Batch::kv_rows(int layer) const {
   return r;
 }
 
+std::vector<std::pair<int64_t, int>> Batch::causal_blocks(int max_tokens) const {
+  std::vector<std::pair<int64_t, int>> blocks;
+  for (int64_t t = 0; t < n_tokens(); ++t) {
+    if (!blocks.empty()) {
+      auto& [t0, len] = blocks.back();
+      if (len < max_tokens && chunk_of[size_t(t)] == chunk_of[size_t(t0)] && pos[size_t(t)] == pos[size_t(t0)] + len) {
+        ++len;
+        continue;
+      }
+    }
+    blocks.emplace_back(t, 1);
+  }
+  return blocks;
+}
+
 std::vector<int64_t> Batch::logit_rows() const {
   std::vector<int64_t> rows;
   int64_t first = 0;

@@ -3,6 +3,7 @@
 // Shared by every architecture's forward_batch.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "model/model.h"
@@ -26,6 +27,9 @@ struct Batch {
   KvRows kv_rows(int layer) const;
   // The token rows whose logits are wanted, in output order.
   std::vector<int64_t> logit_rows() const;
+  // Causal blocks for attention: runs of at most max_tokens consecutive tokens of one
+  // sequence at consecutive positions, as (first token, tokens).
+  std::vector<std::pair<int64_t, int>> causal_blocks(int max_tokens) const;
   // Advances every chunk's cache past its tokens (after a successful forward).
   void advance() const;
 };
