@@ -274,7 +274,7 @@ class DeepSeek : public Model {
     const int64_t n_blocks = int64_t(blocks.size());
     auto attend = [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
-        const int64_t u = item / parts, bi = u % 2 == 0 ? u / 2 : n_blocks - 1 - u / 2;
+        const int64_t bi = ends_inward(item / parts, n_blocks);
         const int part = int(item % parts), h0 = H * part / parts, h1 = H * (part + 1) / parts;
         const auto [t0, n_queries] = blocks[size_t(bi)];
         const std::vector<const float*>& kv = rows.k[b.chunk_of[size_t(t0)]];

@@ -166,7 +166,7 @@ class Transformer : public Model {
       const int64_t n_blocks = int64_t(blocks.size());
       auto groups = [&](int64_t begin, int64_t end) {
         for (int64_t item = begin; item < end; ++item) {
-          const int64_t u = item / c.n_head_kv, bi = u % 2 == 0 ? u / 2 : n_blocks - 1 - u / 2;
+          const int64_t bi = ends_inward(item / c.n_head_kv, n_blocks);
           const int kvh = int(item % c.n_head_kv), h = kvh * group;
           const auto [t0, n_queries] = blocks[size_t(bi)];
           const size_t s = b.chunk_of[size_t(t0)];

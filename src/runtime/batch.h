@@ -34,6 +34,10 @@ struct Batch {
   void advance() const;
 };
 
+// Index i of n blocks taken first, last, second, second to last, ...: contiguous ranges of
+// that order (what ThreadPool::parallel_for hands each thread) get equal causal work.
+inline int64_t ends_inward(int64_t i, int64_t n) { return i % 2 == 0 ? i / 2 : n - 1 - i / 2; }
+
 // Validates the chunks (ids in range, room in each cache, reserving KV blocks) and
 // lays out the batch. Throws Error with an actionable message.
 Batch prepare_batch(const std::vector<Model::Chunk>& chunks, int n_vocab);
