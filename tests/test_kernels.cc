@@ -236,9 +236,10 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   for_each_target([&] {
     for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::BF16, TensorType::F16}) {
       const int64_t block = type_traits(type).block_size;
-      // Floats: fewer columns than the kernel's 4 chains, and odd tails of them.
+      // Floats: fewer columns than the kernel's 4 chains, odd tails of them, and more than
+      // one of the prefill tile's 256-column blocks.
       const std::vector<int64_t> col_counts =
-          block == 1 ? std::vector<int64_t>{1, 6, 37, 130} : std::vector<int64_t>{block, 2 * block, 5 * block};
+          block == 1 ? std::vector<int64_t>{1, 6, 37, 130, 517} : std::vector<int64_t>{block, 2 * block, 5 * block};
       for (int64_t cols : col_counts)
         for (int64_t rows : {8, 13, 40})
           for (int64_t n_tokens : {1, 2, 5, 9, 17}) {
@@ -351,7 +352,9 @@ TEST(Kernels, TokenResultDoesNotDependOnTheBatch) {
   for_each_target([&] {
     for (TensorType type : kFastTypes) {
       SCOPED_TRACE(testing::Message() << kernel_target_name() << " " << type_name(type));
-      const int64_t rows = 37, cols = type_traits(type).block_size == 256 ? 768 : 160 + 32 * 3, n_tokens = 11;
+      const int64_t block = type_traits(type).block_size;
+      // Float columns: over two of the prefill tile's column blocks, and an odd tail.
+      const int64_t rows = 37, cols = block == 256 ? 768 : block == 1 ? 517 : 160 + 32 * 3, n_tokens = 11;
       for (bool repacked : {false, true}) {
         if (repacked && !has_x8_layout(type)) continue;
         SCOPED_TRACE(repacked ? "repacked" : "");

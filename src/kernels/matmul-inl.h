@@ -87,11 +87,12 @@ constexpr size_t kLF = hn::MaxLanes(DF());
 // Float tiles on AVX2: 2 rows x 3 tokens (12 accumulators, two chains each) loads each
 // token's activations once per 2 rows; 1 x 4 read them once per row from L2 (wide rows
 // do not fit L1) and ran 20-25% slower (bench/ matmul/bf16).
-// Repacked floats (TileX8Float): 4 chains x kX8FloatT tokens of accumulators.
+// Repacked floats (TileX8Float): kX8FloatG groups of 8 rows x kX8FloatT tokens of
+// accumulators for one of the 4 chains at a time.
 #if HWY_TARGET <= HWY_AVX3
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4, kX8T = 8, kX8FloatT = 6;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4, kX8T = 8, kX8FloatG = 2, kX8FloatT = 12;
 #elif JEVONS_MM_X86
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 3, kX8T = 4, kX8FloatT = 3;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 3, kX8T = 4, kX8FloatG = 2, kX8FloatT = 6;
 #else
 constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 2, kFloatT = 4;
 #endif
@@ -1160,33 +1161,97 @@ HWY_NOINLINE void TileFloat(const TileArgs<float>& a) {
 // Repacked BF16 / F16 (x8 layout, kernels/repack.h): column c of a group of 8 rows is 8
 // consecutive 16-bit values, one vector once widened, one row per lane. Each token's
 // activation x[t][c] is broadcast (a plain load on x86), so a column costs one widening
-// load and T FMAs: no horizontal sums, and each weight is converted once per T tokens
-// instead of once per token. kChains interleaved sums (column c into chain c % kChains)
-// keep a decode's FMAs from waiting on each other; every tile shape sums in this order.
-template <class WT, size_t R, size_t T>
-HWY_NOINLINE void TileX8Float(const TileArgs<float>& a) {
-  static_assert(R == 1 && kLF == 8, "a repacked tile is one group of 8 rows, one per lane");
-  constexpr size_t kChains = 4;
+// load and one FMA per token: no horizontal sums. Every tile shape sums a (row, token)
+// in one order: kX8Chains chains, column c into chain c % kX8Chains in increasing c,
+// then (chain 0 + chain 1) + (chain 2 + chain 3). Batch invariance rests on it.
+constexpr size_t kX8Chains = 4;
+
+HWY_INLINE void StoreChainSums(const VF (&part)[kX8Chains], float* y) {
+  hn::StoreU(hn::Add(hn::Add(part[0], part[1]), hn::Add(part[2], part[3])), DF(), y);
+}
+
+// One group x T tokens (decode, and small batches), the chains side by side: a
+// decode's FMAs would otherwise wait on each other.
+template <class WT, size_t T>
+HWY_NOINLINE void TileX8FloatChainsTogether(const TileArgs<float>& a) {
   const DF df;
   const WT* w = reinterpret_cast<const WT*>(a.w);
   const size_t cols = a.nb;
-  VF acc[kChains][T];
-  ForEachIndex<kChains>([&](auto k) HWY_ATTR { ForEachIndex<T>([&](auto t) HWY_ATTR { acc[k][t] = hn::Zero(df); }); });
+  VF acc[T][kX8Chains];
+  ForEachIndex<T>([&](auto t) HWY_ATTR { ForEachIndex<kX8Chains>([&](auto k) HWY_ATTR { acc[t][k] = hn::Zero(df); }); });
   auto column = [&](size_t c, auto k) HWY_ATTR {
     const VF wc = LoadWeightsF(w + 8 * c);
-    ForEachIndex<T>([&](auto t) HWY_ATTR { acc[k][t] = hn::MulAdd(wc, hn::Set(df, a.act[t * a.act_stride + c]), acc[k][t]); });
+    ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t][k] = hn::MulAdd(wc, hn::Set(df, a.act[t * a.act_stride + c]), acc[t][k]); });
   };
   size_t c = 0;
-  for (; c + kChains <= cols; c += kChains) {
-    PrefetchAhead<kChains * 8 * sizeof(WT)>(w + 8 * c);
-    ForEachIndex<kChains>([&](auto k) HWY_ATTR { column(c + k, k); });
+  for (; c + kX8Chains <= cols; c += kX8Chains) {
+    PrefetchAhead<kX8Chains * 8 * sizeof(WT)>(w + 8 * c);
+    ForEachIndex<kX8Chains>([&](auto k) HWY_ATTR { column(c + k, k); });
   }
-  ForEachIndex<kChains - 1>([&](auto k) HWY_ATTR {
+  ForEachIndex<kX8Chains - 1>([&](auto k) HWY_ATTR {
     if (c + k < cols) column(c + k, k);
   });
-  ForEachIndex<T>([&](auto t) HWY_ATTR {
-    hn::StoreU(hn::Add(hn::Add(acc[0][t], acc[1][t]), hn::Add(acc[2][t], acc[3][t])), df, a.y + t * a.y_stride);
+  ForEachIndex<T>([&](auto t) HWY_ATTR { StoreChainSums(acc[t], a.y + t * a.y_stride); });
+}
+
+// G groups x T tokens (prefill), one chain at a time over blocks of columns: G * T
+// accumulators for one chain fit the registers where four chains would not, and each
+// widened weight vector and broadcast activation then feeds T and G FMAs. Per FMA that
+// is a third fewer instructions than the chains side by side, whose limit is the rate
+// of instructions, not of FMAs. A block's four passes (every 4th column each) find
+// its weights and activations in L1; the chains' partial sums wait in memory between
+// blocks.
+template <class WT, size_t G, size_t T>
+HWY_NOINLINE void TileX8FloatChainByChain(const TileArgs<float>& a) {
+  const DF df;
+  constexpr size_t kBlockCols = 256;
+  const size_t cols = a.nb;
+  const WT* w[G];
+  const float* x[T];
+  ForEachIndex<G>([&](auto g) HWY_ATTR { w[g] = reinterpret_cast<const WT*>(a.w + g * a.w_stride); });
+  ForEachIndex<T>([&](auto t) HWY_ATTR { x[t] = a.act + t * a.act_stride; });
+  HWY_ALIGN float part[kX8Chains][G][T][8] = {};
+  for (size_t c0 = 0; c0 < cols; c0 += kBlockCols) {
+    const size_t c1 = std::min(cols, c0 + kBlockCols);
+    ForEachIndex<kX8Chains>([&](auto k) HWY_ATTR {
+      VF acc[G][T];
+      ForEachIndex<G>([&](auto g) HWY_ATTR {
+        ForEachIndex<T>([&](auto t) HWY_ATTR { acc[g][t] = hn::Load(df, part[k][g][t]); });
+      });
+      for (size_t c = c0 + k; c < c1; c += kX8Chains) {
+        VF wc[G];
+        ForEachIndex<G>([&](auto g) HWY_ATTR { wc[g] = LoadWeightsF(w[g] + 8 * c); });
+        ForEachIndex<T>([&](auto t) HWY_ATTR {
+          const VF xt = hn::Set(df, x[t][c]);
+          ForEachIndex<G>([&](auto g) HWY_ATTR { acc[g][t] = hn::MulAdd(wc[g], xt, acc[g][t]); });
+        });
+      }
+      ForEachIndex<G>([&](auto g) HWY_ATTR {
+        ForEachIndex<T>([&](auto t) HWY_ATTR { hn::Store(acc[g][t], df, part[k][g][t]); });
+      });
+    });
+  }
+  ForEachIndex<G>([&](auto g) HWY_ATTR {
+    ForEachIndex<T>([&](auto t) HWY_ATTR {
+      const VF chains[kX8Chains] = {hn::Load(df, part[0][g][t]), hn::Load(df, part[1][g][t]),
+                                    hn::Load(df, part[2][g][t]), hn::Load(df, part[3][g][t])};
+      StoreChainSums(chains, a.y + t * a.y_stride + 8 * g);
+    });
   });
+}
+
+template <class WT, size_t G, size_t T>
+HWY_INLINE void TileX8Float(const TileArgs<float>& a) {
+  if constexpr (T > 1) {
+    TileX8FloatChainByChain<WT, G, T>(a);
+  } else {
+    for (size_t g = 0; g < G; ++g) {
+      TileArgs<float> one = a;
+      one.w += g * a.w_stride;
+      one.y += 8 * g;
+      TileX8FloatChainsTogether<WT, T>(one);
+    }
+  }
 }
 #endif  // JEVONS_MM_X86
 
@@ -1336,9 +1401,8 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
       x8_rows = w.packed ? w.packed_rows : 0;
       if (x8_rows) {
         const TileArgs<float> base{w.packed, 8 * w.row_bytes(), act, size_t(cols), size_t(cols), y, size_t(rows), 8};
-        ParallelRows<1, kX8FloatT>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<float>& a) {
-          TileX8Float<WT, R, T>(a);
-        });
+        ParallelRows<kX8FloatG, kX8FloatT>(base, x8_rows / 8, n_tokens, pool,
+                                           []<size_t R, size_t T>(const TileArgs<float>& a) { TileX8Float<WT, R, T>(a); });
       }
     }
 #endif
