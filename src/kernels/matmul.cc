@@ -86,7 +86,7 @@ namespace kernels {
 
 const size_t prefetch_distance_bytes = [] {
   const char* env = std::getenv("JEVONS_PREFETCH");
-  return env && *env ? size_t(std::atoll(env)) : size_t(768);
+  return env && *env ? size_t(std::atoll(env)) : size_t(1536);
 }();
 
 uint8_t* scratch(size_t bytes) {
