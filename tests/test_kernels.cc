@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -577,6 +579,41 @@ TEST(ThreadPool, ManyQuickJobsWithAndWithoutSpinning) {
     }
   }
   unsetenv("JEVONS_SPIN_US");
+}
+
+TEST(ThreadPool, StealingCoversEveryIndexOnce) {
+  for (int threads : {2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {1, 2, 5, 64, 1000})
+      for (int64_t grain : {1, 3, 16, 5000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        pool.parallel_for_stealing(n, grain, [&](int64_t b, int64_t e) {
+          EXPECT_LE(e - b, grain);
+          for (int64_t i = b; i < e; ++i) hits[size_t(i)]++;
+        });
+        for (int64_t i = 0; i < n; ++i)
+          ASSERT_EQ(hits[size_t(i)].load(), 1) << threads << " threads, n " << n << ", grain " << grain << ", index " << i;
+      }
+  }
+}
+
+TEST(ThreadPool, IdleThreadsTakeTheRestOfASlowThreadsChunk) {
+  // The calling thread owns [0, 50) and stalls in its first piece [0, 10) until the
+  // other thread has run a piece of that chunk (only stealing does that), or 10 s.
+  ThreadPool pool(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<bool> stolen{false};
+  std::atomic<int64_t> total{0};
+  pool.parallel_for_stealing(100, 10, [&](int64_t b, int64_t e) {
+    if (b == 0) {
+      for (int i = 0; i < 10000 && !stolen.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    } else if (e <= 50 && std::this_thread::get_id() != caller) {
+      stolen = true;
+    }
+    total += e - b;
+  });
+  EXPECT_TRUE(stolen.load());
+  EXPECT_EQ(total.load(), 100);
 }
 
 }  // namespace

@@ -59,9 +59,14 @@ std::pair<int64_t, int64_t> chunk(int64_t n, int parts, int k) {
   return {begin, begin + base + (k < extra ? 1 : 0)};
 }
 
+uint64_t pack_range(int64_t begin, int64_t end) { return uint64_t(begin) << 32 | uint64_t(end); }
+int64_t range_begin(uint64_t r) { return int64_t(r >> 32); }
+int64_t range_end(uint64_t r) { return int64_t(r & 0xFFFFFFFFu); }
+
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads), spin_ns_(spin_budget_ns()) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads < 1 ? 1 : n_threads), spin_ns_(spin_budget_ns()), shares_(new Share[size_t(n_threads_)]) {
   for (int k = 1; k < n_threads_; ++k) workers_.emplace_back([this, k] { worker(k); });
 }
 
@@ -76,13 +81,58 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  parallel_for_stealing(n, 0, fn);
+}
+
+void ThreadPool::run_share(int index) {
+  const std::function<void(int64_t, int64_t)>& fn = *job_;
+  if (job_grain_ == 0) {
+    auto [b, e] = chunk(job_n_, n_threads_, index);
+    if (b < e) fn(b, e);
+    return;
+  }
+  const int64_t grain = job_grain_;
+  // Own chunk from the front, in pieces.
+  std::atomic<uint64_t>& own = shares_[size_t(index)].range;
+  for (uint64_t r = own.load(std::memory_order_acquire);;) {
+    const int64_t b = range_begin(r), e = range_end(r);
+    if (b >= e) break;
+    const int64_t piece_end = std::min(e, b + grain);
+    if (own.compare_exchange_weak(r, pack_range(piece_end, e), std::memory_order_acq_rel)) {
+      fn(b, piece_end);
+      r = own.load(std::memory_order_acquire);
+    }
+  }
+  // Then the others' chunks from the back, the next thread's first.
+  for (int k = 1; k < n_threads_; ++k) {
+    std::atomic<uint64_t>& other = shares_[size_t((index + k) % n_threads_)].range;
+    for (uint64_t r = other.load(std::memory_order_acquire);;) {
+      const int64_t b = range_begin(r), e = range_end(r);
+      if (b >= e) break;
+      const int64_t piece_begin = std::max(b, e - grain);
+      if (other.compare_exchange_weak(r, pack_range(b, piece_begin), std::memory_order_acq_rel)) {
+        fn(piece_begin, e);
+        r = other.load(std::memory_order_acquire);
+      }
+    }
+  }
+}
+
+void ThreadPool::parallel_for_stealing(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   if (n_threads_ == 1 || n == 1) {
     fn(0, n);
     return;
   }
+  if (grain > 0 && n >= (int64_t(1) << 31)) grain = 0;  // the packed ranges hold 31 bits
   job_ = &fn;
   job_n_ = n;
+  job_grain_ = grain;
+  if (grain > 0)
+    for (int k = 0; k < n_threads_; ++k) {
+      auto [b, e] = chunk(n, n_threads_, k);
+      shares_[size_t(k)].range.store(pack_range(b, e), std::memory_order_relaxed);
+    }
   pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   {
     // Under the lock so that a worker between its last check and its wait cannot miss it.
@@ -90,8 +140,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();  // no system call when nobody sleeps
-  auto [b, e] = chunk(n, n_threads_, 0);
-  if (b < e) fn(b, e);
+  run_share(0);
   if (!spin_until([&] { return pending_.load(std::memory_order_acquire) == 0; }, spin_ns_)) {
     std::unique_lock<std::mutex> lock(mu_);
     caller_sleeping_.store(true);
@@ -111,10 +160,7 @@ void ThreadPool::worker(int index) {
     }
     seen = generation_.load(std::memory_order_acquire);
     if (stop_.load()) return;
-    const std::function<void(int64_t, int64_t)>* job = job_;
-    const int64_t n = job_n_;
-    auto [b, e] = chunk(n, n_threads_, index);
-    if (b < e) (*job)(b, e);
+    run_share(index);
     if (pending_.fetch_sub(1) == 1 && caller_sleeping_.load()) {
       std::lock_guard<std::mutex> lock(mu_);
       done_cv_.notify_one();

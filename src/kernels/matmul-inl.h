@@ -1305,7 +1305,10 @@ void ParallelRows(const TileArgs<Act>& base, int64_t rows, int64_t n_tokens, Thr
   auto body = [c](int64_t g0, int64_t g1) {
     RunRows<R, T>(*c->base, g0 * int64_t(R), std::min(c->rows, g1 * int64_t(R)), c->n_tokens, *c->tile);
   };
-  if (pool && pool->size() > 1 && groups > 1) pool->parallel_for(groups, body);
+  // Pieces of an eighth of a thread's share: a thread slowed by its neighbours on the
+  // host hands the end of its rows to the other threads instead of making them wait.
+  if (pool && pool->size() > 1 && groups > 1)
+    pool->parallel_for_stealing(groups, std::max<int64_t>(1, groups / (8 * pool->size())), body);
   else body(0, groups);
 }
 
