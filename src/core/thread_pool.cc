@@ -80,8 +80,10 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  parallel_for_stealing(n, 0, fn);
+void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) { run_job(n, 0, fn); }
+
+void ThreadPool::parallel_for_stealing(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  run_job(n, std::max<int64_t>(1, grain), fn);
 }
 
 void ThreadPool::run_share(int index) {
@@ -118,7 +120,7 @@ void ThreadPool::run_share(int index) {
   }
 }
 
-void ThreadPool::parallel_for_stealing(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+void ThreadPool::run_job(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   if (n_threads_ == 1 || n == 1) {
     fn(0, n);

@@ -42,6 +42,8 @@ class ThreadPool {
 
  private:
   void worker(int index);
+  // Both parallel_for's: grain 0 gives fixed chunks, else stealing in pieces of grain.
+  void run_job(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
   void run_share(int index);  // this thread's part of the current job
 
   // The unclaimed part [begin, end) of one thread's chunk in a stealing job, packed in
