@@ -24,7 +24,9 @@
 #include <random>
 #include <vector>
 
+#include "core/error.h"
 #include "core/float16.h"
+#include "core/large_buffer.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
@@ -308,6 +310,51 @@ TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {
   repack_x8(t, expected.data());
   EXPECT_EQ(packed.packed_rows, rows);
   EXPECT_EQ(std::memcmp(packed.packed, expected.data(), expected.size()), 0);
+}
+
+TEST(Kernels, RepackArenaPacksTensorsBackToBackInChunks) {
+  // 1 MiB chunks: the first two tensors share one, the third (larger than a chunk) gets
+  // its own, the fourth no longer fits the first chunk's rest and starts another.
+  RepackArena arena(size_t(1) << 20);
+  std::vector<Weights> ws;
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{8 * 40, 512}, {8 * 20, 1024}, {8 * 300, 512}, {8 * 120, 512}})
+    ws.push_back(make_weights(TensorType::BF16, rows, cols, int(rows)));
+  std::vector<Tensor> packed;
+  for (const Weights& w : ws) packed.push_back(arena.repack(w.t));
+  if (!packed[0].packed) GTEST_SKIP() << "this CPU's kernels read no repacked layout";
+  for (size_t i = 0; i < ws.size(); ++i) {
+    SCOPED_TRACE(i);
+    std::vector<uint8_t> expected(size_t(ws[i].t.rows) * ws[i].t.row_bytes());
+    repack_x8(ws[i].t, expected.data());
+    EXPECT_EQ(std::memcmp(packed[i].packed, expected.data(), expected.size()), 0);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(packed[i].packed) % 64, 0u);
+  }
+  EXPECT_EQ(packed[1].packed, packed[0].packed + size_t(8 * 40) * ws[0].t.row_bytes());
+  EXPECT_EQ(arena.bytes(), size_t(8 * 40 * 1024 + 8 * 20 * 2048 + 8 * 300 * 1024 + 8 * 120 * 1024));
+}
+
+TEST(LargeBuffer, AlignsToHugePagesAndMoves) {
+  const size_t big = (size_t(3) << 20) + 5;
+  LargeBuffer a(big, "test buffer");
+  ASSERT_NE(a.data(), nullptr);
+  EXPECT_GE(a.size(), big);
+  if (huge_pages_requested()) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(a.data()) % (size_t(2) << 20), 0u);
+    EXPECT_EQ(a.size() % (size_t(2) << 20), 0u);
+  }
+  std::memset(a.data(), 0x5A, a.size());  // all of it is ours (ASan checks the bounds)
+  LargeBuffer small(100, "test buffer");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(small.data()) % 64, 0u);
+  EXPECT_GE(small.size(), 100u);
+  uint8_t* p = a.data();
+  LargeBuffer b(std::move(a));
+  EXPECT_EQ(b.data(), p);
+  EXPECT_EQ(a.data(), nullptr);
+  EXPECT_EQ(a.size(), 0u);
+  small = std::move(b);
+  EXPECT_EQ(small.data(), p);
+  EXPECT_EQ(small.data()[big - 1], 0x5A);
+  EXPECT_THROW(LargeBuffer(SIZE_MAX - 10, "an impossible buffer"), Error);
 }
 
 TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {

@@ -13,6 +13,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/large_buffer.h"
 #include "core/thread_pool.h"
 #include "kernels/bandwidth.h"
 #include "kernels/peak.h"
@@ -54,8 +55,9 @@ std::string cpu_model_name() {
 // Machine probes (read bandwidth, compute peaks), cached per machine (CPU model +
 // thread count + probe revision) because each takes seconds. --reprobe measures again.
 // The revision changes when a probe's loop does: revision 2 is the int8 loop without
-// register spills (revision 1 read 15-30% low on Zen 3), so old entries are not reused.
-constexpr int kProbeRevision = 2;
+// register spills (revision 1 read 15-30% low on Zen 3), so old entries are not reused;
+// revision 3 streams huge pages, as decode does (LargeBuffer).
+constexpr int kProbeRevision = 3;
 double cached_probe(const std::string& what, int threads, bool reprobe, const std::function<double()>& measure) {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
@@ -178,7 +180,7 @@ void run_bench(const BenchOptions& o) {
   meter.stop_log();
   const uint64_t bytes_per_token = weight_bytes;
   const double bandwidth =
-      o.n_gen > 0 ? cached_probe("read bandwidth GB/s", threads, o.reprobe, [&] { return measure_read_bandwidth_gbs(threads); })
+      o.n_gen > 0 ? cached_probe(huge_pages_requested() ? "read bandwidth GB/s" : "read bandwidth GB/s, 4 KiB pages", threads, o.reprobe, [&] { return measure_read_bandwidth_gbs(threads); })
                   : 0.0;
   const PeakKind peak_kind = peak_kind_for(dominant_tensor_type(*m.file));
   const std::string peak_name = peak_kind_name(peak_kind);

@@ -37,7 +37,6 @@ HWY_AFTER_NAMESPACE();
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <new>
 
 #include "core/thread_pool.h"
 
@@ -51,7 +50,8 @@ constexpr size_t kAlign = 4096;
 
 ReadBandwidthProbe::ReadBandwidthProbe(size_t buffer_bytes, ThreadPool* pool) {
   bytes_ = std::max<size_t>(buffer_bytes / kAlign * kAlign, kAlign);
-  data_ = static_cast<uint64_t*>(::operator new(bytes_, std::align_val_t(kAlign)));
+  buffer_ = LargeBuffer(bytes_, "bandwidth probe");
+  data_ = reinterpret_cast<uint64_t*>(buffer_.data());
   const int64_t words = int64_t(bytes_ / 8);
   uint64_t* data = data_;
   auto touch = [data](int64_t b, int64_t e) {
@@ -61,7 +61,7 @@ ReadBandwidthProbe::ReadBandwidthProbe(size_t buffer_bytes, ThreadPool* pool) {
   else touch(0, words);
 }
 
-ReadBandwidthProbe::~ReadBandwidthProbe() { ::operator delete(data_, std::align_val_t(kAlign)); }
+ReadBandwidthProbe::~ReadBandwidthProbe() = default;
 
 uint64_t ReadBandwidthProbe::pass(ThreadPool* pool) const {
   const int parts = pool ? pool->size() : 1;

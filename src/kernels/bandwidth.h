@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "core/large_buffer.h"
+
 namespace jevons {
 
 class ThreadPool;
@@ -31,6 +33,7 @@ class ReadBandwidthProbe {
   size_t bytes() const { return bytes_; }
 
  private:
+  LargeBuffer buffer_;  // huge pages, as the repacked weights decode streams
   uint64_t* data_ = nullptr;
   size_t bytes_ = 0;
 };

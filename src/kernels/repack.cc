@@ -78,7 +78,17 @@ bool repacking_enabled() {
   return enabled && kernel_mode() == KernelMode::kFast;
 }
 
-void RepackArena::Free::operator()(uint8_t* p) const { std::free(p); }
+uint8_t* RepackArena::allocate(size_t n, const std::string& what) {
+  constexpr size_t kAlign = 64;
+  n = (n + kAlign - 1) / kAlign * kAlign;
+  if (chunks_.empty() || chunks_.back().size() - chunk_used_ < n) {
+    chunks_.emplace_back(std::max(n, chunk_bytes_), what.c_str());
+    chunk_used_ = 0;
+  }
+  uint8_t* p = chunks_.back().data() + chunk_used_;
+  chunk_used_ += n;
+  return p;
+}
 
 Tensor RepackArena::repack(const Tensor& t) {
   if (!repacking_enabled() || !has_x8_layout(t.type) || !matmul_reads_x8(t.type) || t.block_scale ||
@@ -87,9 +97,7 @@ Tensor RepackArena::repack(const Tensor& t) {
   Tensor out = t;
   out.packed_rows = t.rows / kRepackRows * kRepackRows;
   const size_t n = size_t(out.packed_rows) * t.row_bytes();
-  uint8_t* p = static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
-  if (!p) fail("repack: out of memory for {} bytes of tensor {}", n, t.name);
-  buffers_.emplace_back(p);
+  uint8_t* p = allocate(n, "repacking tensor " + t.name);
   // Large tensors on every core: the copy, and above all the first touch of the new
   // pages (the kernel zeroes them), which dominates loading on some VMs.
   const int64_t groups = out.packed_rows / kRepackRows;

@@ -19,8 +19,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "core/large_buffer.h"
 #include "core/tensor.h"
 
 namespace jevons {
@@ -38,6 +40,9 @@ void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin = 0, int64_t g_end
 // Owns the repacked copies of a model's matrices.
 class RepackArena {
  public:
+  // Tensors share chunks of chunk_bytes (one tensor larger than that gets its own).
+  explicit RepackArena(size_t chunk_bytes = size_t(64) << 20) : chunk_bytes_(chunk_bytes) {}
+
   // t with `packed` set when the matmul kernels of this CPU read a repacked layout of
   // its type (and repacking is not turned off with JEVONS_REPACK=0); else t unchanged.
   // The copy lives as long as the arena.
@@ -45,10 +50,14 @@ class RepackArena {
   size_t bytes() const { return bytes_; }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const;
-  };
-  std::vector<std::unique_ptr<uint8_t, Free>> buffers_;
+  uint8_t* allocate(size_t n, const std::string& what);
+
+  // Tensors are laid out one after the other in chunks of huge pages (decode streams
+  // them every token); a chunk's unused end is never touched, so it costs address space
+  // only, not memory.
+  size_t chunk_bytes_;
+  std::vector<LargeBuffer> chunks_;
+  size_t chunk_used_ = 0;
   size_t bytes_ = 0;
 };
 
