@@ -331,6 +331,27 @@ TEST(Kernels, RepackArenaPacksTensorsBackToBackInChunks) {
   }
   EXPECT_EQ(packed[1].packed, packed[0].packed + size_t(8 * 40) * ws[0].t.row_bytes());
   EXPECT_EQ(arena.bytes(), size_t(8 * 40 * 1024 + 8 * 20 * 2048 + 8 * 300 * 1024 + 8 * 120 * 1024));
+  EXPECT_EQ(arena.copied_bytes(), 0u);
+
+  // A type without a repacked layout is copied unchanged (into huge pages), and read
+  // from there: the original is overwritten to prove it.
+  Weights q6 = make_weights(TensorType::Q6_K, 37, 512, 9);
+  ASSERT_FALSE(has_x8_layout(TensorType::Q6_K));
+  const Tensor copied = arena.repack(q6.t);
+  if (!huge_pages_requested()) {
+    EXPECT_EQ(copied.data, q6.t.data);
+    return;
+  }
+  ASSERT_NE(copied.data, q6.t.data);
+  EXPECT_EQ(copied.packed, nullptr);
+  EXPECT_EQ(arena.copied_bytes(), q6.bytes.size());
+  EXPECT_EQ(std::memcmp(copied.data, q6.bytes.data(), q6.bytes.size()), 0);
+  const std::vector<float> x = random_floats(512, 3, 1.0f);
+  std::vector<float> original(37), after(37);
+  matmul(q6.t, x.data(), 1, original.data(), nullptr);
+  std::fill(q6.bytes.begin(), q6.bytes.end(), uint8_t(0xFF));
+  matmul(copied, x.data(), 1, after.data(), nullptr);
+  EXPECT_EQ(after, original);
 }
 
 TEST(LargeBuffer, AlignsToHugePagesAndMoves) {

@@ -229,6 +229,7 @@ void run_bench(const BenchOptions& o) {
   const double gib = 1024.0 * 1024.0 * 1024.0;
   j["memory"] = {{"weights_gib", double(file_bytes) / gib},
                  {"repacked_gib", double(model.repacked_bytes()) / gib},
+                 {"copied_gib", double(model.copied_bytes()) / gib},
                  {"resident_gib", rss},
                  {"peak_resident_gib", peak}};
   if (o.json) {
@@ -260,8 +261,10 @@ void run_bench(const BenchOptions& o) {
     }
   }
   std::printf("%s\n", meter::summary_line(energy).c_str());
-  std::printf("memory: weights %.2f GiB (memory-mapped; %.2f GiB of it repacked at load), resident %.2f GiB, peak %.2f GiB\n",
-              j["memory"]["weights_gib"].get<double>(), j["memory"]["repacked_gib"].get<double>(), rss, peak);
+  std::printf("memory: weights %.2f GiB (memory-mapped; %.2f GiB of it repacked and %.2f GiB copied into huge pages at load), "
+              "resident %.2f GiB, peak %.2f GiB\n",
+              j["memory"]["weights_gib"].get<double>(), j["memory"]["repacked_gib"].get<double>(),
+              j["memory"]["copied_gib"].get<double>(), rss, peak);
 }
 
 }  // namespace

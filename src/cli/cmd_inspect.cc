@@ -65,6 +65,10 @@ void inspect(const std::string& path, bool all_tensors) {
                   human_bytes(double(model->repacked_bytes())).c_str(), kernel_target_name());
     else
       std::printf("repacked at load: nothing (the %s kernels read every weight type in place)\n", kernel_target_name());
+    if (model->copied_bytes() > 0)
+      std::printf("copied at load: %s (the other matrices, unchanged, into huge pages as the repacked ones; "
+                  "the file's pages are released; JEVONS_HUGEPAGES=0 turns this off)\n",
+                  human_bytes(double(model->copied_bytes())).c_str());
     if (c.is_mla())
       std::printf("MLA: the cache holds the %d-dim latent + %d-dim RoPE key per layer = (%d + %d) x 4 bytes x %d layers\n",
                   c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.n_layer);

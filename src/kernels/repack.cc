@@ -90,29 +90,47 @@ uint8_t* RepackArena::allocate(size_t n, const std::string& what) {
   return p;
 }
 
+namespace {
+// fn(u0, u1) over [0, units), on every core for large tensors: the copy, and above all
+// the first touch of the new pages (the kernel zeroes them), dominates loading on some
+// VMs.
+template <class Fn>
+void InParallel(size_t bytes, int64_t units, const Fn& fn) {
+  const int64_t workers = bytes >= (size_t(8) << 20) ? std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 16) : 1;
+  if (workers <= 1 || units < workers) return fn(int64_t(0), units);
+  std::vector<std::thread> threads;
+  for (int64_t w = 1; w < workers; ++w) threads.emplace_back([&fn, units, workers, w] { fn(units * w / workers, units * (w + 1) / workers); });
+  fn(0, units / workers);
+  for (std::thread& th : threads) th.join();
+}
+}  // namespace
+
 Tensor RepackArena::repack(const Tensor& t) {
-  if (!repacking_enabled() || !has_x8_layout(t.type) || !matmul_reads_x8(t.type) || t.block_scale ||
-      t.rows < kRepackRows || t.cols % type_traits(t.type).block_size != 0)
-    return t;
+  if (!repacking_enabled() || t.block_scale) return t;
+  if (!has_x8_layout(t.type) || !matmul_reads_x8(t.type) || t.rows < kRepackRows ||
+      t.cols % type_traits(t.type).block_size != 0)
+    return copy_to_huge_pages(t);
   Tensor out = t;
   out.packed_rows = t.rows / kRepackRows * kRepackRows;
   const size_t n = size_t(out.packed_rows) * t.row_bytes();
   uint8_t* p = allocate(n, "repacking tensor " + t.name);
-  // Large tensors on every core: the copy, and above all the first touch of the new
-  // pages (the kernel zeroes them), which dominates loading on some VMs.
-  const int64_t groups = out.packed_rows / kRepackRows;
-  const int64_t workers = n >= (size_t(8) << 20) ? std::clamp<int64_t>(std::thread::hardware_concurrency(), 1, 16) : 1;
-  if (workers > 1 && groups >= workers) {
-    std::vector<std::thread> threads;
-    for (int64_t w = 1; w < workers; ++w)
-      threads.emplace_back([&t, p, groups, workers, w] { repack_x8(t, p, groups * w / workers, groups * (w + 1) / workers); });
-    repack_x8(t, p, 0, groups / workers);
-    for (std::thread& th : threads) th.join();
-  } else {
-    repack_x8(t, p);
-  }
+  InParallel(n, out.packed_rows / kRepackRows, [&t, p](int64_t g0, int64_t g1) { repack_x8(t, p, g0, g1); });
   out.packed = p;
   bytes_ += n;
+  return out;
+}
+
+Tensor RepackArena::copy_to_huge_pages(const Tensor& t) {
+  const size_t n = size_t(t.rows) * t.row_bytes();
+  if (!huge_pages_requested() || n == 0) return t;
+  uint8_t* p = allocate(n, "copying tensor " + t.name);
+  const size_t row = t.row_bytes();
+  InParallel(n, t.rows, [&t, p, row](int64_t r0, int64_t r1) {
+    std::memcpy(p + size_t(r0) * row, t.data + size_t(r0) * row, size_t(r1 - r0) * row);
+  });
+  Tensor out = t;
+  out.data = p;
+  copied_bytes_ += n;
   return out;
 }
 

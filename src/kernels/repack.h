@@ -44,13 +44,16 @@ class RepackArena {
   explicit RepackArena(size_t chunk_bytes = size_t(64) << 20) : chunk_bytes_(chunk_bytes) {}
 
   // t with `packed` set when the matmul kernels of this CPU read a repacked layout of
-  // its type (and repacking is not turned off with JEVONS_REPACK=0); else t unchanged.
-  // The copy lives as long as the arena.
+  // its type; else t with `data` pointing to a plain copy in huge pages (decode streams
+  // it faster than the file's 4 KiB pages), unless JEVONS_HUGEPAGES=0. t unchanged when
+  // repacking is off (JEVONS_REPACK=0). Both copies live as long as the arena.
   Tensor repack(const Tensor& t);
-  size_t bytes() const { return bytes_; }
+  size_t bytes() const { return bytes_; }                // repacked
+  size_t copied_bytes() const { return copied_bytes_; }  // copied unchanged
 
  private:
   uint8_t* allocate(size_t n, const std::string& what);
+  Tensor copy_to_huge_pages(const Tensor& t);
 
   // Tensors are laid out one after the other in chunks of huge pages (decode streams
   // them every token); a chunk's unused end is never touched, so it costs address space
@@ -58,7 +61,7 @@ class RepackArena {
   size_t chunk_bytes_;
   std::vector<LargeBuffer> chunks_;
   size_t chunk_used_ = 0;
-  size_t bytes_ = 0;
+  size_t bytes_ = 0, copied_bytes_ = 0;
 };
 
 // Whether RepackArena::repack repacks at all in this process (x86 with AVX2 or better,

@@ -62,6 +62,9 @@ class Model {
   // Bytes of weights repacked at load for this CPU's kernels (kernels/repack.h), held
   // in addition to the file's map (whose copies of those rows are dropped from memory).
   size_t repacked_bytes() const { return repacked_.bytes(); }
+  // Bytes of the other large matrices, copied unchanged into huge pages at load (also
+  // in place of the file's pages).
+  size_t copied_bytes() const { return repacked_.copied_bytes(); }
 
  protected:
   ThreadPool* pool_ = nullptr;
