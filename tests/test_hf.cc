@@ -3,6 +3,8 @@
 // their BF16 originals, and broken checkpoints fail with messages that name the problem.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -85,6 +87,24 @@ TEST(HfModel, QuantizeOnLoadRunsAtTheChosenType) {
   // Same weights llama.cpp quantized to Q8_0 (our quantizer is ggml's for Q8_0): the
   // dequantized-f32 reference, within its own quantization noise.
   EXPECT_LE(test::max_rel_diff(all_logits(*model, ids), test::read_f32(dir + "/ref/logits-q8_0-dequant.f32"), 4096), 1e-3);
+}
+
+TEST(HfModel, OnlyMappedBytesCanBeReleased) {
+  // Load-time copies into huge pages (kernels/repack.h) are made only where the source
+  // can drop its own pages: the safetensors maps, not the arrays converted at load.
+  const std::string dir = test::shared_dir() + "/golden/llama-bpe/hf";
+  auto mapped = HfModel::open(dir);
+  const GgufTensor* t = mapped->find_tensor("blk.0.attn_q.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_TRUE(mapped->can_release_pages(t->data, t->nbytes));
+  EXPECT_FALSE(mapped->can_release_pages(t->data, t->nbytes + (size_t(1) << 40)));  // past the map's end
+  auto converted = HfModel::open(dir, TensorType::Q8_0);
+  const GgufTensor* q = converted->find_tensor("blk.0.attn_q.weight");
+  ASSERT_NE(q, nullptr);
+  EXPECT_FALSE(converted->can_release_pages(q->data, q->nbytes));
+  const std::vector<uint8_t> before(q->data, q->data + q->nbytes);
+  converted->release_pages(q->data, q->nbytes);  // a no-op: the converted bytes stay
+  EXPECT_EQ(std::memcmp(before.data(), q->data, q->nbytes), 0);
 }
 
 // ---- Writing small checkpoints for the FP8 and bad-input tests ----

@@ -38,7 +38,7 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 }
 
 void MappedFile::release(const uint8_t* p, size_t n) const {
-  if (p < data_ || n > size_ || p - data_ > std::ptrdiff_t(size_ - n)) return;
+  if (!contains(p, n)) return;
   const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
   const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
   const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);

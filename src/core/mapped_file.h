@@ -22,6 +22,10 @@ class MappedFile {
   // from the file again if touched): for ranges copied elsewhere, e.g. repacked
   // weights. Ignores ranges outside the map.
   void release(const uint8_t* p, size_t n) const;
+  // Whether [p, p + n) lies within the map.
+  bool contains(const uint8_t* p, size_t n) const {
+    return p >= data_ && n <= size_ && size_t(p - data_) <= size_ - n;
+  }
 
  private:
   std::string path_;

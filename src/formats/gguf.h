@@ -101,6 +101,9 @@ class ModelSource {
   // Tells the source that the tensor bytes [p, p + n) have been copied (repacked) and
   // need not stay in memory; a mapped file drops those pages. Default: nothing.
   virtual void release_pages(const uint8_t* p, size_t n) const { (void)p, (void)n; }
+  // Whether release_pages(p, n) would drop those bytes from memory (they lie in a
+  // file map), so that copying them elsewhere costs no memory.
+  virtual bool can_release_pages(const uint8_t* p, size_t n) const { return (void)p, (void)n, false; }
 };
 
 class GgufFile : public ModelSource {
@@ -122,6 +125,7 @@ class GgufFile : public ModelSource {
   const GgufTensor* find_tensor(std::string_view name) const override;
   std::vector<const GgufTensor*> tensor_list() const override;
   void release_pages(const uint8_t* p, size_t n) const override { map_->release(p, n); }
+  bool can_release_pages(const uint8_t* p, size_t n) const override { return map_->contains(p, n); }
 
  private:
   GgufFile() = default;

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "kernels/ops.h"
 #include "model/config.h"
@@ -210,6 +211,12 @@ const GgufValue* HfModel::find(std::string_view key) const {
   auto it = kv_index_.find(key);
   return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
 }
+
+void HfModel::release_pages(const uint8_t* p, size_t n) const {
+  if (const MappedFile* map = checkpoint_->map_containing(p, n)) map->release(p, n);
+}
+
+bool HfModel::can_release_pages(const uint8_t* p, size_t n) const { return checkpoint_->map_containing(p, n) != nullptr; }
 
 const GgufTensor* HfModel::find_tensor(std::string_view name) const {
   auto it = tensors_.find(name);

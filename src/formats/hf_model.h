@@ -28,6 +28,9 @@ class HfModel : public ModelSource {
   const GgufValue* find(std::string_view key) const override;
   const GgufTensor* find_tensor(std::string_view name) const override;
   std::vector<const GgufTensor*> tensor_list() const override;
+  // Bytes in a safetensors shard's map (not those converted at load).
+  void release_pages(const uint8_t* p, size_t n) const override;
+  bool can_release_pages(const uint8_t* p, size_t n) const override;
 
   const std::vector<std::pair<std::string, GgufValue>>& metadata() const override { return kv_; }
   const std::map<std::string, GgufTensor, std::less<>>& tensors() const { return tensors_; }

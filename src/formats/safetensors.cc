@@ -140,6 +140,12 @@ std::unique_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::st
   return c;
 }
 
+const MappedFile* SafetensorsCheckpoint::map_containing(const uint8_t* p, size_t n) const {
+  for (const auto& shard : shards_)
+    if (shard->map().contains(p, n)) return &shard->map();
+  return nullptr;
+}
+
 const SafetensorsTensor* SafetensorsCheckpoint::find(const std::string& name) const {
   auto it = index_.find(name);
   return it == index_.end() ? nullptr : it->second;

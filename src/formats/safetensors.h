@@ -30,6 +30,7 @@ class SafetensorsFile {
   const std::string& path() const { return map_->path(); }
   const std::map<std::string, SafetensorsTensor>& tensors() const { return tensors_; }
   const SafetensorsTensor* find(const std::string& name) const;
+  const MappedFile& map() const { return *map_; }
 
  private:
   std::unique_ptr<MappedFile> map_;
@@ -43,6 +44,8 @@ class SafetensorsCheckpoint {
   static std::unique_ptr<SafetensorsCheckpoint> open(const std::string& dir);
   const SafetensorsTensor* find(const std::string& name) const;
   const std::map<std::string, const SafetensorsTensor*>& tensors() const { return index_; }
+  // The shard whose map holds [p, p + n), or null (e.g. bytes converted at load).
+  const MappedFile* map_containing(const uint8_t* p, size_t n) const;
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> shards_;

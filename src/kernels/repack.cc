@@ -105,11 +105,11 @@ void InParallel(size_t bytes, int64_t units, const Fn& fn) {
 }
 }  // namespace
 
-Tensor RepackArena::repack(const Tensor& t) {
+Tensor RepackArena::repack(const Tensor& t, bool may_copy) {
   if (!repacking_enabled() || t.block_scale) return t;
   if (!has_x8_layout(t.type) || !matmul_reads_x8(t.type) || t.rows < kRepackRows ||
       t.cols % type_traits(t.type).block_size != 0)
-    return copy_to_huge_pages(t);
+    return may_copy ? copy_to_huge_pages(t) : t;
   Tensor out = t;
   out.packed_rows = t.rows / kRepackRows * kRepackRows;
   const size_t n = size_t(out.packed_rows) * t.row_bytes();

@@ -44,10 +44,10 @@ class RepackArena {
   explicit RepackArena(size_t chunk_bytes = size_t(64) << 20) : chunk_bytes_(chunk_bytes) {}
 
   // t with `packed` set when the matmul kernels of this CPU read a repacked layout of
-  // its type; else t with `data` pointing to a plain copy in huge pages (decode streams
-  // it faster than the file's 4 KiB pages), unless JEVONS_HUGEPAGES=0. t unchanged when
-  // repacking is off (JEVONS_REPACK=0). Both copies live as long as the arena.
-  Tensor repack(const Tensor& t);
+  // its type; else, with may_copy, t with `data` pointing to a plain copy in huge pages
+  // (decode streams it faster than the file's 4 KiB pages), unless JEVONS_HUGEPAGES=0.
+  // t unchanged when repacking is off (JEVONS_REPACK=0). Both live as long as the arena.
+  Tensor repack(const Tensor& t, bool may_copy = true);
   size_t bytes() const { return bytes_; }                // repacked
   size_t copied_bytes() const { return copied_bytes_; }  // copied unchanged
 

@@ -29,7 +29,8 @@ Tensor WeightLoader::find_matrix(const std::string& name, int64_t cols, int64_t 
 
 Tensor WeightLoader::for_matmul(const Tensor& t) const {
   if (!repack_ || !t) return t;
-  Tensor out = repack_->repack(t);
+  // A plain copy only where it replaces the file's pages (not bytes converted at load).
+  Tensor out = repack_->repack(t, file_.can_release_pages(t.data, size_t(t.rows) * t.row_bytes()));
   // RSS holds one copy: the file's pages of rows now read from the arena are dropped.
   if (out.packed) file_.release_pages(out.data, size_t(out.packed_rows) * out.row_bytes());
   else if (out.data != t.data) file_.release_pages(t.data, size_t(t.rows) * t.row_bytes());
