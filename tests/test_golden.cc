@@ -50,6 +50,7 @@ TEST_P(Golden, LogitsAndGreedyMatchLlamaCpp) {
   auto model = load_model(*file);
   const int n_vocab = model->config().n_vocab;
   KvCache cache = model->new_cache(int(tokens.size() + want.size()));
+  test::poison_kv_cache(cache);  // no position may be read before it is written
   std::vector<float> logits(tokens.size() * size_t(n_vocab));
   model->forward(cache, tokens.data(), int64_t(tokens.size()), logits.data(), true);
 

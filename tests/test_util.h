@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/kv_cache.h"
+
 namespace jevons::test {
 
 // ../shared beside the project, or $JEVONS_SHARED_DIR. In CI it is always present.
@@ -54,6 +56,18 @@ inline ShellResult run_shell(const std::string& cmd_line) {
 }
 
 // A raw little-endian float32 file (the golden logits).
+// Fills every position of a KV cache with NaN: the cache's memory is not cleared
+// (runtime/kv_cache.h), so a model that read a position before writing it would give
+// NaN logits.
+inline void poison_kv_cache(KvCache& cache) {
+  const float nan = std::nanf("");
+  for (int p = 0; p < cache.n_ctx(); ++p)
+    for (int l = 0; l < cache.n_layer(); ++l) {
+      std::fill(cache.k(l, p), cache.k(l, p) + cache.k_dim(), nan);
+      std::fill(cache.v(l, p), cache.v(l, p) + cache.v_dim(), nan);
+    }
+}
+
 inline std::vector<float> read_f32(const std::string& path) {
   const std::string s = read_file(path);
   std::vector<float> v(s.size() / sizeof(float));

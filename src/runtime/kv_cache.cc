@@ -6,7 +6,9 @@ namespace jevons {
 
 KvBlockPool::KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks)
     : n_layer_(n_layer), k_dim_(k_dim), v_dim_(v_dim), n_blocks_(n_blocks),
-      block_floats_(block_bytes(n_layer, k_dim, v_dim) / sizeof(float)), storage_(n_blocks * block_floats_) {
+      block_floats_(block_bytes(n_layer, k_dim, v_dim) / sizeof(float)),
+      buffer_(n_blocks * block_floats_ * sizeof(float), "KV cache"),
+      storage_(reinterpret_cast<float*>(buffer_.data())) {
   free_.reserve(n_blocks);
   for (size_t b = n_blocks; b-- > 0;) free_.push_back(int(b));  // hand out low blocks first
 }

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <vector>
 
+#include "core/large_buffer.h"
+
 namespace jevons {
 
 class KvBlockPool {
@@ -25,14 +27,14 @@ class KvBlockPool {
   size_t total_blocks() const { return n_blocks_; }
   size_t free_blocks() const;
   size_t used_blocks() const { return n_blocks_ - free_blocks(); }
-  size_t bytes() const { return storage_.size() * sizeof(float); }
+  size_t bytes() const { return n_blocks_ * block_floats_ * sizeof(float); }
 
   // Layout of a block: K for [layer][slot][k_dim], then V for [layer][slot][v_dim].
   float* k(int block, int layer, int slot) {
-    return storage_.data() + size_t(block) * block_floats_ + (size_t(layer) * kBlockTokens + size_t(slot)) * size_t(k_dim_);
+    return storage_ + size_t(block) * block_floats_ + (size_t(layer) * kBlockTokens + size_t(slot)) * size_t(k_dim_);
   }
   float* v(int block, int layer, int slot) {
-    return storage_.data() + size_t(block) * block_floats_ + size_t(n_layer_) * kBlockTokens * size_t(k_dim_) +
+    return storage_ + size_t(block) * block_floats_ + size_t(n_layer_) * kBlockTokens * size_t(k_dim_) +
            (size_t(layer) * kBlockTokens + size_t(slot)) * size_t(v_dim_);
   }
   int n_layer() const { return n_layer_; }
@@ -42,7 +44,10 @@ class KvBlockPool {
  private:
   int n_layer_, k_dim_, v_dim_;
   size_t n_blocks_, block_floats_;
-  std::vector<float> storage_;
+  // Untouched until written: memory grows with the positions used, not the pool's size
+  // (a cache is always written before it is read). Huge pages, as attention streams it.
+  LargeBuffer buffer_;
+  float* storage_;
   mutable std::mutex mu_;
   std::vector<int> free_;
 };
@@ -60,6 +65,7 @@ class KvCache {
   KvCache& operator=(const KvCache&) = delete;
 
   int n_ctx() const { return n_ctx_; }
+  int n_layer() const { return pool_->n_layer(); }
   int k_dim() const { return pool_->k_dim(); }
   int v_dim() const { return pool_->v_dim(); }
   // Positions already filled (the next token goes at n_past()).
