@@ -165,6 +165,21 @@ TEST(Cli, BenchJsonReportsRatesRooflineAndPeak) {
             100.0 * bytes * d2["tokens_per_s_max"].get<double>() / 1e9 / live["gbs_min"].get<double>() + 1e-9);
   EXPECT_FALSE(j.contains("live_bandwidth") || d.contains("live_bandwidth"));  // only when asked for
 
+  // -d: decode after that many tokens of context; a token then also reads the cache up
+  // to its position (on average depth + (n + 1) / 2 positions).
+  EXPECT_EQ(d["depth"], 0);
+  const Result deep = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + stories() +
+                                      " -p 0 -n 4 -d 100 -r 1 -t 1 --json");
+  ASSERT_EQ(deep.code, 0) << deep.err;
+  const auto dd = nlohmann::json::parse(deep.out)["decode"];
+  EXPECT_EQ(dd["depth"], 100);
+  EXPECT_EQ(dd["weight_bytes_per_token"], d["weight_bytes_per_token"]);
+  EXPECT_EQ(dd["bytes_per_token"].get<uint64_t>(),
+            dd["weight_bytes_per_token"].get<uint64_t>() + dd["kv_bytes_per_token"].get<uint64_t>());
+  EXPECT_NEAR(dd["kv_bytes_per_token"].get<double>() / d["kv_bytes_per_token"].get<double>(), (100 + 2.5) / 4.5, 1e-3);
+  expect_error(test::run_shell(env + std::string(JEVONS_CLI_PATH) + " bench -m " + stories() + " -p 0 -n 8 -d 100000"),
+               "exceeds the model's trained context");
+
   // Cached values are used as they are; an entry of an older probe revision (its key
   // ends before " | probe N") is measured again, not reused.
   const std::string cache_file = cache + "/jevons/probes.json";

@@ -25,7 +25,7 @@ namespace {
 
 struct BenchOptions {
   std::string model;
-  int n_prompt = 512, n_gen = 128, threads = 0, reps = 5;
+  int n_prompt = 512, n_gen = 128, depth = 0, threads = 0, reps = 5;
   bool json = false, reprobe = false, live_bandwidth = false;
   std::string quant, energy_log;
   meter::Overrides meter;
@@ -112,11 +112,11 @@ void run_bench(const BenchOptions& o) {
   Model& model = *m.model;
   const ModelConfig& cfg = model.config();
   const int threads = o.threads > 0 ? o.threads : physical_core_count();
-  if (o.n_prompt + o.n_gen > cfg.n_ctx_train)
-    fail("-p {} + -n {} exceeds the model's trained context of {}", o.n_prompt, o.n_gen, cfg.n_ctx_train);
+  if (o.n_prompt > cfg.n_ctx_train || (o.n_gen > 0 && o.depth + o.n_gen > cfg.n_ctx_train))
+    fail("-p {} or -d {} + -n {} exceeds the model's trained context of {}", o.n_prompt, o.depth, o.n_gen, cfg.n_ctx_train);
   ThreadPool pool(threads);
   model.set_thread_pool(&pool);
-  KvCache cache = model.new_cache(std::max(1, std::max(o.n_prompt, o.n_gen)));
+  KvCache cache = model.new_cache(std::max(1, std::max(o.n_prompt, o.depth + o.n_gen)));
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> any_token(0, cfg.n_vocab - 1);
   std::vector<float> logits(size_t(cfg.n_vocab));
@@ -146,6 +146,10 @@ void run_bench(const BenchOptions& o) {
   std::unique_ptr<ReadBandwidthProbe> live_probe;
   if (o.live_bandwidth && o.n_gen > 0) live_probe = std::make_unique<ReadBandwidthProbe>(kLiveProbeBytes, &pool);
   std::vector<double> prefill_tps, decode_tps, live_gbs, live_pct;
+  // Bytes a decoded token reads: every weight once, and the cache's keys and values up
+  // to its position (on average depth + (n + 1) / 2 of them).
+  const uint64_t kv_bytes_per_token = uint64_t(double(cfg.kv_bytes_per_token()) * (o.depth + (o.n_gen + 1) / 2.0));
+  const uint64_t decode_bytes_per_token = weight_bytes + kv_bytes_per_token;
   for (int r = 0; r < o.reps; ++r) {
     if (o.n_prompt > 0) {
       std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
@@ -159,6 +163,11 @@ void run_bench(const BenchOptions& o) {
     }
     if (o.n_gen > 0) {
       cache.clear();
+      if (o.depth > 0) {  // untimed and outside the decode phase: only the context it leaves counts
+        std::vector<int32_t> context(static_cast<size_t>(o.depth));
+        for (int32_t& t : context) t = any_token(rng);
+        model.forward(cache, context.data(), int64_t(context.size()), logits.data(), false);
+      }
       int32_t tok = any_token(rng);
       span.mark(meter::Phase::Decode);
       const auto t0 = clock::now();
@@ -170,7 +179,7 @@ void run_bench(const BenchOptions& o) {
       span.mark(meter::Phase::Idle);
       if (live_probe) {
         live_gbs.push_back(live_probe->best_gbs(&pool, 3));
-        live_pct.push_back(100.0 * double(weight_bytes) * decode_tps.back() / 1e9 / live_gbs.back());
+        live_pct.push_back(100.0 * double(decode_bytes_per_token) * decode_tps.back() / 1e9 / live_gbs.back());
       }
     }
     if (!o.json) std::fprintf(stderr, "[bench] run %d/%d done\n", r + 1, o.reps);
@@ -178,7 +187,7 @@ void run_bench(const BenchOptions& o) {
 
   const meter::EnergyReport energy = span.finish(int64_t(o.n_prompt) * o.reps, int64_t(o.n_gen) * o.reps);
   meter.stop_log();
-  const uint64_t bytes_per_token = weight_bytes;
+  const uint64_t bytes_per_token = decode_bytes_per_token;
   const double bandwidth =
       o.n_gen > 0 ? cached_probe(huge_pages_requested() ? "read bandwidth GB/s" : "read bandwidth GB/s, 4 KiB pages", threads, o.reprobe, [&] { return measure_read_bandwidth_gbs(threads); })
                   : 0.0;
@@ -209,8 +218,9 @@ void run_bench(const BenchOptions& o) {
   if (o.n_gen > 0) {
     const Stats s = stats_of(decode_tps);
     const double achieved_gbs = double(bytes_per_token) * s.median / 1e9;
-    j["decode"] = {{"tokens", o.n_gen}, {"tokens_per_s", s.median}, {"tokens_per_s_min", s.min},
+    j["decode"] = {{"tokens", o.n_gen}, {"depth", o.depth}, {"tokens_per_s", s.median}, {"tokens_per_s_min", s.min},
                    {"tokens_per_s_max", s.max}, {"bytes_per_token", bytes_per_token},
+                   {"weight_bytes_per_token", weight_bytes}, {"kv_bytes_per_token", kv_bytes_per_token},
                    {"achieved_gbs", achieved_gbs}, {"bandwidth_gbs", bandwidth},
                    {"roofline_pct", 100.0 * achieved_gbs / bandwidth}};
     if (!live_gbs.empty()) {
@@ -251,6 +261,8 @@ void run_bench(const BenchOptions& o) {
                 "decode", o.n_gen, d["tokens_per_s"].get<double>(), d["tokens_per_s_min"].get<double>(),
                 d["tokens_per_s_max"].get<double>(), double(bytes_per_token) / 1e6, d["achieved_gbs"].get<double>(),
                 bandwidth, d["roofline_pct"].get<double>());
+    std::printf("%-8s %7s %12s %12s %12s (weights %.1f MB + KV cache %.1f MB at depth %d)\n", "", "", "", "", "",
+                double(weight_bytes) / 1e6, double(kv_bytes_per_token) / 1e6, o.depth);
     if (d.contains("live_bandwidth")) {
       const auto& l = d["live_bandwidth"];
       std::printf("%-8s %7s %12s %12s %12s probed after each run: %.1f GB/s (%.1f-%.1f); each run against its probe: "
@@ -275,6 +287,11 @@ void add_bench_command(CLI::App& app) {
   add_model_options(c, o->model, o->quant);
   c->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for the prefill test (0 skips it)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   c->add_option("-n,--n-gen", o->n_gen, "Tokens for the decode test (0 skips it)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  c->add_option("-d,--depth", o->depth,
+                 "Tokens already in the KV cache when each decode test starts (a random context, prefilled untimed): "
+                 "decode speed deep into a long prompt or reasoning trace")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("-r,--repetitions", o->reps, "Runs of each test; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_flag("--json", o->json, "Print one JSON object instead of the table");
