@@ -1,5 +1,5 @@
-// Owned memory for large arrays that are streamed again and again: repacked weights and
-// the bandwidth probe's buffer. It is aligned to 2 MiB and marked for transparent huge
+// Owned memory for large arrays that are streamed again and again: the weights repacked
+// or copied at load, the KV cache, the bandwidth probe's buffer. It is aligned to 2 MiB and marked for transparent huge
 // pages (madvise), so that streaming it misses the TLB once per 2 MiB instead of once
 // per 4 KiB. In a VM every miss is a two-level page walk, and decode from 4 KiB pages
 // ran about 10% slower here. JEVONS_HUGEPAGES=0 turns it off (for comparisons); where
