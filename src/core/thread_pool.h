@@ -37,7 +37,8 @@ class ThreadPool {
   // `grain` and, once done, takes pieces from the far end of chunks still in progress.
   // On a shared VM one core is often slowed for a while; with fixed chunks the other
   // then waits at every join. Each thread still reads mostly one contiguous range (a
-  // matmul's rows: one stream for the prefetchers). n must be below 2^31.
+  // matmul's rows: one stream for the prefetchers). From n = 2^31 on (beyond the packed
+  // ranges), it runs fixed chunks as parallel_for does.
   void parallel_for_stealing(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
