@@ -195,11 +195,11 @@ void BM_Matmul(benchmark::State& state, TensorType type, int64_t rows, int64_t c
   state.SetLabel(kernel_target_name());
 }
 
-// One token of a prefill at position n_kv - 1: 32 query heads, 4 KV heads, the cache's
-// rows (all KV heads of a position) scattered as its pages are.
-void BM_Attention(benchmark::State& state, int dim, int64_t n_kv) {
-  constexpr int kHeads = 32, kKvHeads = 4;
-  const int64_t row = int64_t(kKvHeads) * dim;
+// One decode step's attention at depth n_kv: every query head over the cache rows of its
+// KV head, the rows scattered as the paged cache has them.
+void BM_Attention(benchmark::State& state, int heads, int kv_heads, int dim, int64_t n_kv) {
+  const int group = heads / kv_heads;
+  const int64_t row = int64_t(kv_heads) * dim;
   const std::vector<float> cache = activations(2 * n_kv * row + 1);
   std::vector<const float*> k_rows(static_cast<size_t>(n_kv)), v_rows(static_cast<size_t>(n_kv));
   std::mt19937 rng(3);
@@ -210,18 +210,17 @@ void BM_Attention(benchmark::State& state, int dim, int64_t n_kv) {
     k_rows[size_t(i)] = cache.data() + 2 * slot[size_t(i)] * row;
     v_rows[size_t(i)] = k_rows[size_t(i)] + row;
   }
-  const std::vector<float> q = activations(int64_t(kHeads) * dim);
-  std::vector<float> out(size_t(kHeads) * size_t(dim));
+  const std::vector<float> q = activations(int64_t(heads) * dim);
+  std::vector<float> out(size_t(heads) * size_t(dim));
   const float scale = 1.0f / std::sqrt(float(dim));
   for (auto _ : state) {
-    for (int g = 0; g < kKvHeads; ++g) {
-      constexpr int kGroup = kHeads / kKvHeads;
-      attention_heads(&q[size_t(g * kGroup * dim)], kGroup, k_rows.data(), int64_t(g) * dim, v_rows.data(),
-                      int64_t(g) * dim, n_kv, dim, dim, scale, &out[size_t(g * kGroup * dim)]);
+    for (int g = 0; g < kv_heads; ++g) {
+      attention_heads(&q[size_t(g * group * dim)], group, k_rows.data(), int64_t(g) * dim, v_rows.data(),
+                      int64_t(g) * dim, n_kv, dim, dim, scale, &out[size_t(g * group * dim)]);
     }
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["FLOP/s"] = benchmark::Counter(4.0 * kHeads * double(n_kv) * dim, benchmark::Counter::kIsIterationInvariantRate,
+  state.counters["FLOP/s"] = benchmark::Counter(4.0 * heads * double(n_kv) * dim, benchmark::Counter::kIsIterationInvariantRate,
                                                 benchmark::Counter::kIs1000);
   state.SetLabel(kernel_target_name());
 }
@@ -308,10 +307,15 @@ void register_all() {
               ->UseRealTime()
               ->Unit(benchmark::kMillisecond);
         }
-  for (int dim : {64, 128})
+  // GQA shapes: tinyllama-1.1b (groups of 8, dim 64), qwen2.5-1.5b (6, dim 128),
+  // llama-3.2-1b (4, dim 64); the 32/4/128 shape as earlier benchmarks ran it.
+  const std::tuple<int, int, int> attention_shapes[] = {{32, 4, 64}, {32, 4, 128}, {12, 2, 128}, {32, 8, 64}};
+  for (auto [heads, kv_heads, dim] : attention_shapes)
     for (int64_t n_kv : {64, 512, 2048})
-      with_extremes(benchmark::RegisterBenchmark(
-                        ("attention/dim:" + std::to_string(dim) + "/kv:" + std::to_string(n_kv)).c_str(), BM_Attention, dim, n_kv))
+      with_extremes(benchmark::RegisterBenchmark(("attention/heads:" + std::to_string(heads) + "/kv_heads:" +
+                                                  std::to_string(kv_heads) + "/dim:" + std::to_string(dim) +
+                                                  "/kv:" + std::to_string(n_kv)).c_str(),
+                                                 BM_Attention, heads, kv_heads, dim, n_kv))
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
   for (auto [name, kind] : {std::pair{"int8_dot", PeakKind::kInt8Dot}, std::pair{"f32_fma", PeakKind::kF32Fma}})

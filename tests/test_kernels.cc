@@ -463,11 +463,12 @@ TEST(Kernels, AttentionMatchesReference) {
   // Odd head sizes (not multiples of the vector width), a single key, keys whose scores
   // rise and fall steeply (the online softmax rescales its sums at every new maximum),
   // rows scattered in memory as the paged KV cache has them, and groups of query heads
-  // sharing the keys and values (GQA), each head checked against the reference alone.
+  // sharing the keys and values (GQA: one head, half a vector of heads, a full one, more
+  // than a vector), each head checked against the reference alone.
   for_each_target([&] {
     for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}, std::pair{576, 512}, std::pair{128, 128}})
       for (int64_t n_kv : {1, 2, 9, 40, 300})
-        for (int n_heads : {1, 3}) {
+        for (int n_heads : {1, 3, 8, 12}) {
           SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " dv=" << dv << " n_kv=" << n_kv
                                           << " heads=" << n_heads);
           const std::vector<float> q = random_floats(size_t(n_heads * dk), uint32_t(dk + n_kv));
@@ -502,7 +503,7 @@ TEST(Kernels, AttentionCausalBlockEqualsOneQueryAtATime) {
     ScopedKernelMode scoped(mode);
     for_each_target([&] {
       for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}})
-        for (int64_t n_kv : {1, 7, 70})
+        for (int64_t n_kv : {1, 7, 70, 200})
           for (int n_heads : {1, 3})
             for (int n_queries : {1, 2, 9}) {
               SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " n_kv=" << n_kv
