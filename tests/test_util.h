@@ -63,8 +63,10 @@ inline void poison_kv_cache(KvCache& cache) {
   const float nan = std::nanf("");
   for (int p = 0; p < cache.n_ctx(); ++p)
     for (int l = 0; l < cache.n_layer(); ++l) {
-      std::fill(cache.k(l, p), cache.k(l, p) + cache.k_dim(), nan);
-      std::fill(cache.v(l, p), cache.v(l, p) + cache.v_dim(), nan);
+      for (int h = 0; h < cache.n_heads(); ++h) {
+        std::fill_n(cache.k(l, p) + h * cache.k_head_stride(), cache.k_dim() / cache.n_heads(), nan);
+        std::fill_n(cache.v(l, p) + h * cache.v_head_stride(), cache.v_dim() / cache.n_heads(), nan);
+      }
     }
 }
 

@@ -39,6 +39,7 @@ void read_deepseek2(const ModelSource& f, ModelConfig& c) {
   c.n_head_kv = c.n_head;
   c.cache_k_dim = m.kv_lora_rank + m.qk_rope_head_dim;  // the latent c_kv and the shared k_pe
   c.cache_v_dim = 0;                                    // values are read from the latent too
+  c.cache_heads = 1;                                    // one latent row, shared by every head
 
   MoeConfig& e = c.moe;
   e.n_expert = opt("expert_count", 0, 0, 1 << 16);
@@ -146,6 +147,7 @@ ModelConfig read_config(const ModelSource& f) {
   c.has_qk_norm = c.arch == "qwen3";
   c.cache_k_dim = c.k_dim();
   c.cache_v_dim = c.v_dim();
+  c.cache_heads = c.n_head_kv;
   if (c.arch == "deepseek2") read_deepseek2(f, c);
   return c;
 }

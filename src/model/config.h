@@ -78,6 +78,7 @@ struct ModelConfig {
   // Floats cached per token per layer (K and V); MLA caches only the latent + RoPE key.
   int cache_k_dim = 0;
   int cache_v_dim = 0;
+  int cache_heads = 1;  // the KV heads those floats split into (MLA: one latent row)
 
   int q_dim() const { return n_head * head_dim_k; }
   int k_dim() const { return n_head_kv * head_dim_k; }

@@ -49,13 +49,14 @@ class Model {
 
   KvCache new_cache(int n_ctx) const {
     const ModelConfig& c = config();
-    return KvCache(c.n_layer, n_ctx, c.cache_k_dim, c.cache_v_dim);
+    return KvCache(c.n_layer, n_ctx, c.cache_k_dim, c.cache_v_dim, c.cache_heads);
   }
   // A pool of KV blocks for many sequences, within a memory budget in bytes.
   std::shared_ptr<KvBlockPool> new_block_pool(size_t budget_bytes) const {
     const ModelConfig& c = config();
     return std::make_shared<KvBlockPool>(c.n_layer, c.cache_k_dim, c.cache_v_dim,
-                                         budget_bytes / KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim));
+                                         budget_bytes / KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim),
+                                         c.cache_heads);
   }
   void set_thread_pool(ThreadPool* pool) { pool_ = pool; }
 

@@ -153,8 +153,7 @@ class Transformer : public Model {
         KvCache& cache = *b.cache_of(t);
         rope(qt, c.n_head, c.head_dim_k, pos, c.rope, rope_freqs_);
         rope(kt, c.n_head_kv, c.head_dim_k, pos, c.rope, rope_freqs_);
-        std::copy(kt, kt + c.k_dim(), cache.k(l, pos));
-        std::copy(vt, vt + c.v_dim(), cache.v(l, pos));
+        cache.store(l, pos, kt, vt);
       });
       // Each token attends over its own sequence up to its own position (causal); the
       // `group` query heads of a KV head go together, reading its keys and values once,
@@ -171,8 +170,8 @@ class Transformer : public Model {
           const auto [t0, n_queries] = blocks[size_t(bi)];
           const size_t s = b.chunk_of[size_t(t0)];
           attention_causal_block(&q[size_t(t0 * c.q_dim() + h * c.head_dim_k)], c.q_dim(), n_queries, group,
-                                 rows.k[s].data(), int64_t(kvh) * c.head_dim_k, rows.v[s].data(),
-                                 int64_t(kvh) * c.head_dim_v, b.pos[size_t(t0)] + 1, c.head_dim_k, c.head_dim_v, kq_scale,
+                                 rows.k[s].data(), kvh * rows.k_head_stride[s], rows.v[s].data(),
+                                 kvh * rows.v_head_stride[s], b.pos[size_t(t0)] + 1, c.head_dim_k, c.head_dim_v, kq_scale,
                                  &attn[size_t((t0 * c.n_head + h) * c.head_dim_v)], int64_t(c.n_head) * c.head_dim_v);
         }
       };

@@ -36,6 +36,8 @@ KvRows Batch::kv_rows(int layer) const {
     }
     r.k.push_back(std::move(k));
     r.v.push_back(std::move(v));
+    r.k_head_stride.push_back(ch.cache->k_head_stride());
+    r.v_head_stride.push_back(ch.cache->v_head_stride());
   }
   return r;
 }

@@ -11,8 +11,11 @@
 namespace jevons {
 
 // Per sequence, pointers to its cached K and V rows of one layer, positions 0..end.
+// Per chunk (sequence): each position's key and value row (head 0), and how far on
+// head h's lies (h * stride floats; the cache's blocks are head-major).
 struct KvRows {
   std::vector<std::vector<const float*>> k, v;
+  std::vector<int64_t> k_head_stride, v_head_stride;
 };
 
 struct Batch {

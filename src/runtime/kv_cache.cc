@@ -1,14 +1,18 @@
 #include "runtime/kv_cache.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace jevons {
 
-KvBlockPool::KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks)
-    : n_layer_(n_layer), k_dim_(k_dim), v_dim_(v_dim), n_blocks_(n_blocks),
+KvBlockPool::KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads)
+    : n_layer_(n_layer), k_dim_(k_dim), v_dim_(v_dim), n_heads_(n_heads), n_blocks_(n_blocks),
       block_floats_(block_bytes(n_layer, k_dim, v_dim) / sizeof(float)),
       buffer_(n_blocks * block_floats_ * sizeof(float), "KV cache"),
       storage_(reinterpret_cast<float*>(buffer_.data())) {
+  if (n_heads <= 0 || k_dim % n_heads != 0 || v_dim % n_heads != 0)
+    fail("KV cache: {} heads do not divide the key width {} and value width {}", n_heads, k_dim, v_dim);
   free_.reserve(n_blocks);
   for (size_t b = n_blocks; b-- > 0;) free_.push_back(int(b));  // hand out low blocks first
 }
@@ -35,8 +39,9 @@ static size_t blocks_for(int n_positions) {
   return size_t((n_positions + KvBlockPool::kBlockTokens - 1) / KvBlockPool::kBlockTokens);
 }
 
-KvCache::KvCache(int n_layer, int n_ctx, int k_dim, int v_dim)
-    : pool_(std::make_shared<KvBlockPool>(n_layer, k_dim, v_dim, blocks_for(n_ctx))), n_ctx_(n_ctx), standalone_(true) {
+KvCache::KvCache(int n_layer, int n_ctx, int k_dim, int v_dim, int n_heads)
+    : pool_(std::make_shared<KvBlockPool>(n_layer, k_dim, v_dim, blocks_for(n_ctx), n_heads)), n_ctx_(n_ctx),
+      standalone_(true) {
   if (n_ctx <= 0) fail("context length must be positive, got {}", n_ctx);
   if (!reserve(n_ctx)) fail("internal: a standalone KV cache could not reserve its own blocks");
 }
@@ -75,6 +80,16 @@ bool KvCache::reserve(int n_positions) {
   }
   table_.insert(table_.end(), got.begin(), got.end());
   return true;
+}
+
+void KvCache::store(int layer, int pos, const float* keys, const float* values) {
+  const int h_k = k_dim() / n_heads(), h_v = v_dim() / n_heads();
+  float* k0 = k(layer, pos);
+  float* v0 = v(layer, pos);
+  for (int h = 0; h < n_heads(); ++h) {
+    std::copy_n(keys + h * h_k, h_k, k0 + h * k_head_stride());
+    std::copy_n(values + h * h_v, h_v, v0 + h * v_head_stride());
+  }
 }
 
 }  // namespace jevons

@@ -16,7 +16,8 @@ class KvBlockPool {
  public:
   static constexpr int kBlockTokens = 16;
 
-  KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks);
+  // n_heads: the KV heads a position's k_dim (and v_dim) floats split into.
+  KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads = 1);
   static size_t block_bytes(int n_layer, int k_dim, int v_dim) {
     return size_t(kBlockTokens) * size_t(n_layer) * size_t(k_dim + v_dim) * sizeof(float);
   }
@@ -29,20 +30,27 @@ class KvBlockPool {
   size_t used_blocks() const { return n_blocks_ - free_blocks(); }
   size_t bytes() const { return n_blocks_ * block_floats_ * sizeof(float); }
 
-  // Layout of a block: K for [layer][slot][k_dim], then V for [layer][slot][v_dim].
+  // Layout of a block: K for [layer][head][slot][k_dim / n_heads], then V the same way.
+  // Head-major: attention reads one head's rows of a block, and they lie next to each
+  // other (4-8 KiB streamed, not 256-512 bytes out of every k_dim floats). k() and v()
+  // point at head 0 of a slot; head h is k_head_stride() (v_head_stride()) floats on.
   float* k(int block, int layer, int slot) {
-    return storage_ + size_t(block) * block_floats_ + (size_t(layer) * kBlockTokens + size_t(slot)) * size_t(k_dim_);
+    return storage_ + size_t(block) * block_floats_ + size_t(layer) * kBlockTokens * size_t(k_dim_) +
+           size_t(slot) * size_t(k_dim_ / n_heads_);
   }
   float* v(int block, int layer, int slot) {
     return storage_ + size_t(block) * block_floats_ + size_t(n_layer_) * kBlockTokens * size_t(k_dim_) +
-           (size_t(layer) * kBlockTokens + size_t(slot)) * size_t(v_dim_);
+           size_t(layer) * kBlockTokens * size_t(v_dim_) + size_t(slot) * size_t(v_dim_ / n_heads_);
   }
+  int64_t k_head_stride() const { return int64_t(kBlockTokens) * (k_dim_ / n_heads_); }
+  int64_t v_head_stride() const { return int64_t(kBlockTokens) * (v_dim_ / n_heads_); }
   int n_layer() const { return n_layer_; }
   int k_dim() const { return k_dim_; }
   int v_dim() const { return v_dim_; }
+  int n_heads() const { return n_heads_; }
 
  private:
-  int n_layer_, k_dim_, v_dim_;
+  int n_layer_, k_dim_, v_dim_, n_heads_;
   size_t n_blocks_, block_floats_;
   // Untouched until written: memory grows with the positions used, not the pool's size
   // (a cache is always written before it is read). Huge pages, as attention streams it.
@@ -55,7 +63,7 @@ class KvBlockPool {
 class KvCache {
  public:
   // A standalone cache for up to n_ctx positions (its own pool, fully reserved).
-  KvCache(int n_layer, int n_ctx, int k_dim, int v_dim);
+  KvCache(int n_layer, int n_ctx, int k_dim, int v_dim, int n_heads = 1);
   // A sequence drawing blocks from a shared pool as it grows, up to n_ctx positions.
   KvCache(std::shared_ptr<KvBlockPool> pool, int n_ctx);
   ~KvCache();
@@ -78,8 +86,15 @@ class KvCache {
   bool reserve(int n_positions);
   size_t blocks_held() const { return table_.size(); }
 
+  // Head 0 of a position's keys (values); head h is k_head_stride() (v_head_stride()) on.
   float* k(int layer, int pos) { return pool_->k(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
   float* v(int layer, int pos) { return pool_->v(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
+  int n_heads() const { return pool_->n_heads(); }
+  int64_t k_head_stride() const { return pool_->k_head_stride(); }
+  int64_t v_head_stride() const { return pool_->v_head_stride(); }
+  // Writes a position's keys and values, each [n_heads][dim / n_heads] as the model
+  // computes them, into the head-major block.
+  void store(int layer, int pos, const float* keys, const float* values);
   size_t bytes() const { return table_.size() * KvBlockPool::block_bytes(pool_->n_layer(), k_dim(), v_dim()); }
 
  private:
