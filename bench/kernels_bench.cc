@@ -5,10 +5,13 @@
 //   matmul/<type>/<rows>x<cols>/tokens:<t>/threads:<n>   prefill; OP/s counter = 2*rows*cols*t
 //   <matvec|matmul>/<type>-x8/...               the same on weights repacked at load
 //                                               (kernels/repack.h), as models run them
-//   attention/dim:<d>/kv:<n>                    one token's 32 query heads (8 per KV
+//   attention/heads:<h>/kv_heads:<k>/dim:<d>/kv:<n>
+//                                               one token's h query heads (h / k per KV
 //                                               head) over n cached positions; FLOP/s =
-//                                               32 * 4 * n * d (scores and values)
-//   peak/<int8_dot|f32_fma>/threads:<n>         the compute ceilings of kernels/peak.h
+//                                               h * 4 * n * d (scores and values)
+//   peak/<int8_dot|f32_fma|bf16_dot>/threads:<n>
+//                                               the compute ceilings of kernels/peak.h
+//                                               (bf16_dot: 0 without AVX512-BF16)
 //   read_bandwidth/threads:<n>                  the probe of kernels/bandwidth.h
 //   parallel_for_overhead/threads:<n>           one thread-pool dispatch of an empty job
 // e.g.  ./jevons_bench --benchmark_filter='matvec/q4_0'  or  'matvec/.*/threads:1'
@@ -318,7 +321,8 @@ void register_all() {
                                                  BM_Attention, heads, kv_heads, dim, n_kv))
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
-  for (auto [name, kind] : {std::pair{"int8_dot", PeakKind::kInt8Dot}, std::pair{"f32_fma", PeakKind::kF32Fma}})
+  for (auto [name, kind] : {std::pair{"int8_dot", PeakKind::kInt8Dot}, std::pair{"f32_fma", PeakKind::kF32Fma},
+                            std::pair{"bf16_dot", PeakKind::kBf16Dot}})
     for (int th : thread_counts)
       with_extremes(benchmark::RegisterBenchmark((std::string("peak/") + name + "/threads:" + std::to_string(th)).c_str(),
                                                  BM_ComputePeak, kind, th))

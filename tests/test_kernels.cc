@@ -274,17 +274,56 @@ TEST(Kernels, RepackedLayoutInterleavesEightRows) {
 }
 
 TEST(Kernels, RepackedFloatsKeepColumnsTogether) {
-  // BF16 / F16: column c of a group is the 8 rows' 2-byte values, one after the other.
-  for (TensorType type : {TensorType::BF16, TensorType::F16}) {
-    Weights w = make_weights(type, 16, 5, 4);
+  // F16: column c of a group is the 8 rows' 2-byte values, one after the other.
+  {
+    Weights w = make_weights(TensorType::F16, 16, 5, 4);
     std::vector<uint8_t> out(16 * w.t.row_bytes());
     repack_x8(w.t, out.data());
     for (int64_t g = 0; g < 2; ++g)
       for (int64_t c = 0; c < 5; ++c)
         for (int64_t r = 0; r < 8; ++r)
           EXPECT_EQ(std::memcmp(out.data() + size_t((g * 5 + c) * 8 + r) * 2, w.t.row(8 * g + r) + 2 * c, 2), 0)
-              << type_name(type) << " group " << g << " column " << c << " row " << r;
+              << "group " << g << " column " << c << " row " << r;
   }
+  // BF16: pair p of a group is the 8 rows' values of columns 2p and 2p+1, row by row
+  // (vdpbf16ps' operand); an odd last column follows as F16's columns do.
+  for (int64_t cols : {6, 7}) {
+    Weights w = make_weights(TensorType::BF16, 16, cols, 5);
+    std::vector<uint8_t> out(16 * w.t.row_bytes());
+    repack_x8(w.t, out.data());
+    for (int64_t g = 0; g < 2; ++g) {
+      const uint8_t* group = out.data() + size_t(g * 8 * cols) * 2;
+      for (int64_t r = 0; r < 8; ++r) {
+        const uint8_t* row = w.t.row(8 * g + r);
+        for (int64_t p = 0; p < cols / 2; ++p)
+          EXPECT_EQ(std::memcmp(group + size_t(p * 16 + 2 * r) * 2, row + 4 * p, 4), 0)
+              << cols << " columns, group " << g << " pair " << p << " row " << r;
+        if (cols % 2)
+          EXPECT_EQ(std::memcmp(group + size_t((cols - 1) * 8 + r) * 2, row + 2 * (cols - 1), 2), 0)
+              << cols << " columns, group " << g << " last column, row " << r;
+      }
+    }
+  }
+}
+
+TEST(Kernels, Bf16DotAndFmaFormsMatchReference) {
+  // Repacked BF16 goes through vdpbf16ps where the CPU has AVX512-BF16, else through
+  // FMAs on the columns of its pairs; both against the reference, in decode and prefill
+  // tiles, with even and odd column counts and more than one 256-column block.
+  ThreadPool pool(2);
+  const bool has_dot = std::string(kernel_target_name()).find("+BF16") != std::string::npos;
+  for (bool dot : {false, true}) {
+    if (dot && !has_dot) continue;
+    kernels::set_bf16_dot_off(!dot);
+    EXPECT_EQ(std::string(kernel_target_name()).find("+BF16") != std::string::npos, dot);
+    for (int64_t cols : {2, 9, 64, 517})
+      for (int64_t n_tokens : {1, 3, 7, 40}) {
+        check_matmul(TensorType::BF16, 45, cols, n_tokens, &pool, uint32_t(cols * 100 + n_tokens), true);
+        if (HasFatalFailure()) break;
+      }
+  }
+  kernels::set_bf16_dot_off(false);
+  if (!has_dot) GTEST_SKIP() << "checked the FMA form only: no vdpbf16ps on " << kernel_target_name();
 }
 
 TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {

@@ -88,9 +88,11 @@ constexpr size_t kLF = hn::MaxLanes(DF());
 // token's activations once per 2 rows; 1 x 4 read them once per row from L2 (wide rows
 // do not fit L1) and ran 20-25% slower (bench/ matmul/bf16).
 // Repacked floats (TileX8Float): kX8FloatG groups of 8 rows x kX8FloatT tokens of
-// accumulators for one of the 4 chains at a time.
+// accumulators for one of the 4 chains at a time. On AVX-512 4 x 6 (24 accumulators,
+// 10 loads per 24 vdpbf16ps): BF16 prefill of tinyllama ran 69 tok/s on Zen 4, 3 x 8
+// and 6 x 4 alike, 2 x 12 (14 loads) 59.
 #if HWY_TARGET <= HWY_AVX3
-constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4, kX8T = 8, kX8FloatG = 2, kX8FloatT = 12;
+constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 4, kX8T = 8, kX8FloatG = 4, kX8FloatT = 6;
 #elif JEVONS_MM_X86
 constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 3, kX8T = 4, kX8FloatG = 2, kX8FloatT = 6;
 #else
@@ -1158,13 +1160,88 @@ HWY_NOINLINE void TileFloat(const TileArgs<float>& a) {
 }
 
 #if JEVONS_MM_X86
-// Repacked BF16 / F16 (x8 layout, kernels/repack.h): column c of a group of 8 rows is 8
-// consecutive 16-bit values, one vector once widened, one row per lane. Each token's
-// activation x[t][c] is broadcast (a plain load on x86), so a column costs one widening
-// load and one FMA per token: no horizontal sums. Every tile shape sums a (row, token)
-// in one order: kX8Chains chains, column c into chain c % kX8Chains in increasing c,
-// then (chain 0 + chain 1) + (chain 2 + chain 3). Batch invariance rests on it.
+// Repacked F16 and BF16 (x8 layouts, kernels/repack.h). A unit is what one weight vector
+// holds for the 8 rows of a group, one row per lane, so there are no horizontal sums:
+//  - F16: a column, 8 values widened to f32; each token's x[t][c] is broadcast (a plain
+//    load on x86) and FMA'd.
+//  - BF16 with AVX512-BF16: a pair of columns (2p, 2p+1), row r's two values in its
+//    32-bit lane. vdpbf16ps multiplies it with a broadcast pair of bf16 activations and
+//    adds both products to the lane (odd column first, each rounded once, denormals
+//    flushed): 16 multiply-adds per instruction, twice an FMA's.
+//  - BF16 without it: a column again, shifted out of its pair, and FMA'd as F16's.
+// An odd last BF16 column comes after the pairs. Every tile shape sums a (row, token) in
+// one order: unit u into chain u % kX8Chains in increasing u, a last column into the
+// next chain, then (chain 0 + chain 1) + (chain 2 + chain 3). Batch invariance rests on
+// it.
 constexpr size_t kX8Chains = 4;
+
+// Units(cols) units per row, then AddLastColumn for a column left over. Load(group, u, k)
+// gets the unit's chain k (u % kX8Chains) as a constant.
+struct F16Columns {
+  using Act = float;
+  static constexpr size_t kCols = 1;  // columns per unit
+  static size_t Units(size_t cols) { return cols; }
+  template <class K>
+  static HWY_INLINE VF Load(const uint8_t* group, size_t u, K) {
+    return LoadWeightsF(reinterpret_cast<const hwy::float16_t*>(group) + 8 * u);
+  }
+  static HWY_INLINE VF MulAdd(VF w, const Act* x, size_t u, VF acc) { return hn::MulAdd(w, hn::Set(DF(), x[u]), acc); }
+  static HWY_INLINE VF AddLastColumn(const uint8_t*, const Act*, size_t, VF acc) { return acc; }
+};
+
+// The odd last column of BF16 pairs: 8 values after the pairs, FMA'd with x (f32).
+HWY_INLINE VF AddLastBf16Column(const uint8_t* group, size_t cols, float x, VF acc) {
+  if (cols % 2 == 0) return acc;
+  const hwy::bfloat16_t* w = reinterpret_cast<const hwy::bfloat16_t*>(group) + 8 * (cols - 1);
+  return hn::MulAdd(LoadWeightsF(w), hn::Set(DF(), x), acc);
+}
+
+// BF16 pairs read one column at a time, with FMAs (CPUs without AVX512-BF16): column c
+// is the high (odd c) or low halves of pair c / 2's lanes, shifted into f32. The same
+// order as F16's columns, so the same result as the plain column layout.
+struct Bf16Columns {
+  using Act = float;
+  static constexpr size_t kCols = 1;
+  static size_t Units(size_t cols) { return cols / 2 * 2; }
+  template <class K>
+  static HWY_INLINE VF Load(const uint8_t* group, size_t u, K) {
+    const D32 d32;
+    const V32 bits = hn::LoadU(d32, reinterpret_cast<const int32_t*>(group) + 8 * (u / 2));
+    // Two shifts for the high halves rather than an And: no mask held in a register.
+    return hn::BitCast(DF(), hn::ShiftLeft<16>(K::value % 2 ? hn::ShiftRight<16>(bits) : bits));
+  }
+  static HWY_INLINE VF MulAdd(VF w, const Act* x, size_t u, VF acc) { return hn::MulAdd(w, hn::Set(DF(), x[u]), acc); }
+  static HWY_INLINE VF AddLastColumn(const uint8_t* group, const Act* x, size_t cols, VF acc) {
+    return cols % 2 ? AddLastBf16Column(group, cols, x[cols - 1], acc) : acc;
+  }
+};
+
+#if HWY_TARGET <= HWY_AVX3
+// acc += w . x per 32-bit lane, over its two bf16 (AVX512-BF16; Highway 1.0 has no op).
+HWY_INLINE VF DotBf16(VF acc, VF w, VF x) {
+  asm("vdpbf16ps %2, %1, %0" : "+v"(acc.raw) : "v"(w.raw), "v"(x.raw));
+  return acc;
+}
+
+// BF16 pairs through vdpbf16ps, with the activations as bf16: a unit is a pair.
+struct Bf16Pairs {
+  using Act = uint16_t;
+  static constexpr size_t kCols = 2;
+  static size_t Units(size_t cols) { return cols / 2; }
+  template <class K>
+  static HWY_INLINE VF Load(const uint8_t* group, size_t u, K) {
+    return hn::LoadU(DF(), reinterpret_cast<const float*>(group) + 8 * u);
+  }
+  static HWY_INLINE VF MulAdd(VF w, const Act* x, size_t u, VF acc) {
+    float pair;
+    std::memcpy(&pair, x + 2 * u, 4);
+    return DotBf16(acc, w, hn::Set(DF(), pair));  // vbroadcastss: the two bf16 in every lane
+  }
+  static HWY_INLINE VF AddLastColumn(const uint8_t* group, const Act* x, size_t cols, VF acc) {
+    return cols % 2 ? AddLastBf16Column(group, cols, bf16_to_float(x[cols - 1]), acc) : acc;
+  }
+};
+#endif
 
 HWY_INLINE void StoreChainSums(const VF (&part)[kX8Chains], float* y) {
   hn::StoreU(hn::Add(hn::Add(part[0], part[1]), hn::Add(part[2], part[3])), DF(), y);
@@ -1172,58 +1249,61 @@ HWY_INLINE void StoreChainSums(const VF (&part)[kX8Chains], float* y) {
 
 // One group x T tokens with the chains side by side (TileX8Float uses it for single
 // tokens: decode): one chain's FMAs would wait on each other.
-template <class WT, size_t T>
-HWY_NOINLINE void TileX8FloatChainsTogether(const TileArgs<float>& a) {
+template <class Unit, size_t T>
+HWY_NOINLINE void TileX8FloatChainsTogether(const TileArgs<typename Unit::Act>& a) {
   const DF df;
-  const WT* w = reinterpret_cast<const WT*>(a.w);
-  const size_t cols = a.nb;
+  const size_t cols = a.nb, units = Unit::Units(cols);
+  constexpr size_t kUnitBytes = 8 * Unit::kCols * 2;
   VF acc[T][kX8Chains];
   ForEachIndex<T>([&](auto t) HWY_ATTR { ForEachIndex<kX8Chains>([&](auto k) HWY_ATTR { acc[t][k] = hn::Zero(df); }); });
-  auto column = [&](size_t c, auto k) HWY_ATTR {
-    const VF wc = LoadWeightsF(w + 8 * c);
-    ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t][k] = hn::MulAdd(wc, hn::Set(df, a.act[t * a.act_stride + c]), acc[t][k]); });
+  auto unit = [&](size_t u, auto k) HWY_ATTR {
+    const VF w = Unit::Load(a.w, u, k);
+    ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t][k] = Unit::MulAdd(w, a.act + t * a.act_stride, u, acc[t][k]); });
   };
-  size_t c = 0;
-  for (; c + kX8Chains <= cols; c += kX8Chains) {
-    PrefetchAhead<kX8Chains * 8 * sizeof(WT)>(w + 8 * c);
-    ForEachIndex<kX8Chains>([&](auto k) HWY_ATTR { column(c + k, k); });
+  size_t u = 0;
+  for (; u + kX8Chains <= units; u += kX8Chains) {
+    PrefetchAhead<kX8Chains * kUnitBytes>(a.w + kUnitBytes * u);
+    ForEachIndex<kX8Chains>([&](auto k) HWY_ATTR { unit(u + k, k); });
   }
   ForEachIndex<kX8Chains - 1>([&](auto k) HWY_ATTR {
-    if (c + k < cols) column(c + k, k);
+    if (u + k < units) unit(u + k, k);
   });
-  ForEachIndex<T>([&](auto t) HWY_ATTR { StoreChainSums(acc[t], a.y + t * a.y_stride); });
+  const size_t last = units % kX8Chains;
+  ForEachIndex<T>([&](auto t) HWY_ATTR {
+    acc[t][last] = Unit::AddLastColumn(a.w, a.act + t * a.act_stride, cols, acc[t][last]);
+    StoreChainSums(acc[t], a.y + t * a.y_stride);
+  });
 }
 
 // G groups x T tokens (prefill), one chain at a time over blocks of columns: G * T
 // accumulators for one chain fit the registers where four chains would not, and each
-// widened weight vector and broadcast activation then feeds T and G FMAs: on AVX2, 25
-// instructions per 12 FMAs instead of 44 for the chains side by side over 3 tokens,
-// whose limit was the rate of instructions, not of FMAs. A block's four passes (every 4th column each) find
-// its weights and activations in L1; the chains' partial sums wait in memory between
-// blocks.
-template <class WT, size_t G, size_t T>
-HWY_NOINLINE void TileX8FloatChainByChain(const TileArgs<float>& a) {
+// loaded weight unit and broadcast activation then feeds T and G multiply-adds: on
+// AVX2, 25 instructions per 12 FMAs instead of 44 for the chains side by side over 3
+// tokens, whose limit was the rate of instructions, not of FMAs. A block's four passes
+// (every 4th unit each) find its weights and activations in L1; the chains' partial
+// sums wait in memory between blocks.
+template <class Unit, size_t G, size_t T>
+HWY_NOINLINE void TileX8FloatChainByChain(const TileArgs<typename Unit::Act>& a) {
   const DF df;
-  constexpr size_t kBlockCols = 256;
-  const size_t cols = a.nb;
-  const WT* w[G];
-  const float* x[T];
-  ForEachIndex<G>([&](auto g) HWY_ATTR { w[g] = reinterpret_cast<const WT*>(a.w + g * a.w_stride); });
+  constexpr size_t kBlockUnits = 256 / Unit::kCols;
+  const size_t cols = a.nb, units = Unit::Units(cols);
+  const uint8_t* w[G];
+  const typename Unit::Act* x[T];
+  ForEachIndex<G>([&](auto g) HWY_ATTR { w[g] = a.w + g * a.w_stride; });
   ForEachIndex<T>([&](auto t) HWY_ATTR { x[t] = a.act + t * a.act_stride; });
   HWY_ALIGN float part[kX8Chains][G][T][8] = {};
-  for (size_t c0 = 0; c0 < cols; c0 += kBlockCols) {
-    const size_t c1 = std::min(cols, c0 + kBlockCols);
+  for (size_t u0 = 0; u0 < units; u0 += kBlockUnits) {
+    const size_t u1 = std::min(units, u0 + kBlockUnits);
     ForEachIndex<kX8Chains>([&](auto k) HWY_ATTR {
       VF acc[G][T];
       ForEachIndex<G>([&](auto g) HWY_ATTR {
         ForEachIndex<T>([&](auto t) HWY_ATTR { acc[g][t] = hn::Load(df, part[k][g][t]); });
       });
-      for (size_t c = c0 + k; c < c1; c += kX8Chains) {
-        VF wc[G];
-        ForEachIndex<G>([&](auto g) HWY_ATTR { wc[g] = LoadWeightsF(w[g] + 8 * c); });
+      for (size_t u = u0 + k; u < u1; u += kX8Chains) {
+        VF wu[G];
+        ForEachIndex<G>([&](auto g) HWY_ATTR { wu[g] = Unit::Load(w[g], u, k); });
         ForEachIndex<T>([&](auto t) HWY_ATTR {
-          const VF xt = hn::Set(df, x[t][c]);
-          ForEachIndex<G>([&](auto g) HWY_ATTR { acc[g][t] = hn::MulAdd(wc[g], xt, acc[g][t]); });
+          ForEachIndex<G>([&](auto g) HWY_ATTR { acc[g][t] = Unit::MulAdd(wu[g], x[t], u, acc[g][t]); });
         });
       }
       ForEachIndex<G>([&](auto g) HWY_ATTR {
@@ -1231,25 +1311,27 @@ HWY_NOINLINE void TileX8FloatChainByChain(const TileArgs<float>& a) {
       });
     });
   }
+  const size_t last = units % kX8Chains;
   ForEachIndex<G>([&](auto g) HWY_ATTR {
     ForEachIndex<T>([&](auto t) HWY_ATTR {
-      const VF chains[kX8Chains] = {hn::Load(df, part[0][g][t]), hn::Load(df, part[1][g][t]),
-                                    hn::Load(df, part[2][g][t]), hn::Load(df, part[3][g][t])};
+      VF chains[kX8Chains] = {hn::Load(df, part[0][g][t]), hn::Load(df, part[1][g][t]),
+                              hn::Load(df, part[2][g][t]), hn::Load(df, part[3][g][t])};
+      chains[last] = Unit::AddLastColumn(w[g], x[t], cols, chains[last]);
       StoreChainSums(chains, a.y + t * a.y_stride + 8 * g);
     });
   });
 }
 
-template <class WT, size_t G, size_t T>
-HWY_INLINE void TileX8Float(const TileArgs<float>& a) {
+template <class Unit, size_t G, size_t T>
+HWY_INLINE void TileX8Float(const TileArgs<typename Unit::Act>& a) {
   if constexpr (T > 1) {
-    TileX8FloatChainByChain<WT, G, T>(a);
+    TileX8FloatChainByChain<Unit, G, T>(a);
   } else {
     for (size_t g = 0; g < G; ++g) {
-      TileArgs<float> one = a;
+      TileArgs<typename Unit::Act> one = a;
       one.w += g * a.w_stride;
       one.y += 8 * g;
-      TileX8FloatChainsTogether<WT, T>(one);
+      TileX8FloatChainsTogether<Unit, T>(one);
     }
   }
 }
@@ -1325,8 +1407,9 @@ void ForTokens(int64_t n_tokens, ThreadPool* pool, const Fn& fn) {
   }
 }
 
+// bf16_dot: BF16 weights through vdpbf16ps (AVX-512 targets whose CPU has AVX512-BF16).
 template <bool kVnni>
-bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
+bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool, bool bf16_dot) {
   const int64_t cols = w.cols, rows = w.rows;
   auto q8_path = [&](auto dec) -> bool {
     using Dec = decltype(dec);
@@ -1396,26 +1479,27 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     });
     return true;
   };
-  auto float_path = [&](auto wt, const float* act) -> bool {
+  // Float weights: rows [0, x8_float_rows) from the repacked groups (x8(tile args) runs
+  // them), the rest from w.data, with f32 activations act.
+  const int64_t x8_float_rows = JEVONS_MM_X86 && w.packed ? w.packed_rows : 0;
+  auto float_path = [&](auto wt, const float* act, const auto& x8) -> bool {
     using WT = decltype(wt);
-    int64_t x8_rows = 0;  // rows read from w.packed; the rest read w.data
-#if JEVONS_MM_X86
-    if constexpr (!std::is_same_v<WT, float>) {
-      x8_rows = w.packed ? w.packed_rows : 0;
-      if (x8_rows) {
-        const TileArgs<float> base{w.packed, 8 * w.row_bytes(), act, size_t(cols), size_t(cols), y, size_t(rows), 8};
-        ParallelRows<kX8FloatG, kX8FloatT>(base, x8_rows / 8, n_tokens, pool,
-                                           []<size_t R, size_t T>(const TileArgs<float>& a) { TileX8Float<WT, R, T>(a); });
-      }
-    }
-#endif
-    if (x8_rows == rows) return true;
-    const TileArgs<float> base{w.row(x8_rows), w.row_bytes(), act, size_t(cols), size_t(cols), y + x8_rows, size_t(rows)};
-    ParallelRows<kFloatR, kFloatT>(base, rows - x8_rows, n_tokens, pool,
+    if (x8_float_rows) x8(TileArgs<float>{w.packed, 8 * w.row_bytes(), act, size_t(cols), size_t(cols), y, size_t(rows), 8});
+    if (x8_float_rows == rows) return true;
+    const TileArgs<float> base{w.row(x8_float_rows), w.row_bytes(), act, size_t(cols), size_t(cols), y + x8_float_rows, size_t(rows)};
+    ParallelRows<kFloatR, kFloatT>(base, rows - x8_float_rows, n_tokens, pool,
                                    []<size_t R, size_t T>(const TileArgs<float>& a) { TileFloat<WT, R, T>(a); });
     return true;
   };
-
+#if JEVONS_MM_X86
+  auto run_x8 = [&](auto unit, const TileArgs<typename decltype(unit)::Act>& base) {
+    using Unit = decltype(unit);
+    ParallelRows<kX8FloatG, kX8FloatT>(base, x8_float_rows / 8, n_tokens, pool,
+                                       []<size_t R, size_t T>(const TileArgs<typename Unit::Act>& a) {
+                                         TileX8Float<Unit, R, T>(a);
+                                       });
+  };
+#endif
   switch (w.type) {
     case TensorType::Q4_0: return q8_path(DecQ4_0{});
     case TensorType::Q4_1: return q8_path(DecQ4_1{});
@@ -1424,14 +1508,34 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     case TensorType::Q8_0: return q8_path(DecQ8_0{});
     case TensorType::Q4_K: return q8k_path(std::false_type{});
     case TensorType::Q6_K: return q8k_path(std::true_type{});
-    case TensorType::F32: return float_path(float{}, x);
-    case TensorType::F16: return float_path(hwy::float16_t{}, x);
+    case TensorType::F32: return float_path(float{}, x, [](const TileArgs<float>&) {});
+    case TensorType::F16:
+      return float_path(hwy::float16_t{}, x, [&](const TileArgs<float>& a) {
+#if JEVONS_MM_X86
+        run_x8(F16Columns{}, a);
+#endif
+      });
     case TensorType::BF16: {
-      // Activations rounded to bf16 (nearest even), as llama.cpp's CPU backend does.
+      // Activations rounded to bf16 (nearest even), as llama.cpp's CPU backend does: as
+      // f32 values, and as bf16 for vdpbf16ps.
+      const bool dot = bf16_dot && x8_float_rows;
       const size_t n = size_t(n_tokens * cols);
-      float* xr = reinterpret_cast<float*>(kernels::scratch(n * sizeof(float)));
-      for (size_t i = 0; i < n; ++i) xr[i] = bf16_to_float(float_to_bf16(x[i]));
-      return float_path(hwy::bfloat16_t{}, xr);
+      uint8_t* buf = kernels::scratch(n * (sizeof(float) + (dot ? 2 : 0)));
+      float* xr = reinterpret_cast<float*>(buf);
+      uint16_t* xb = reinterpret_cast<uint16_t*>(xr + n);
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = float_to_bf16(x[i]);
+        xr[i] = bf16_to_float(h);
+        if (dot) xb[i] = h;
+      }
+      return float_path(hwy::bfloat16_t{}, xr, [&](const TileArgs<float>& a) {
+#if JEVONS_MM_X86
+        if (!dot) return run_x8(Bf16Columns{}, a);
+#if HWY_TARGET <= HWY_AVX3
+        run_x8(Bf16Pairs{}, TileArgs<uint16_t>{a.w, a.w_stride, xb, a.act_stride, a.nb, a.y, a.y_stride, 8});
+#endif
+#endif
+      });
     }
     default: return false;
   }
@@ -1577,6 +1681,29 @@ HWY_NOINLINE int64_t PeakF32Loop(int64_t iters, double* ops) {
   return int64_t(ReduceSum(sum));
 }
 
+// 12 chains of vdpbf16ps: its latency (6 cycles on Zen 4) times two per cycle. No
+// operations (0) on targets below AVX-512.
+HWY_NOINLINE int64_t PeakBf16Loop(int64_t iters, double* ops) {
+  *ops = 0;
+#if HWY_TARGET <= HWY_AVX3
+  const DF df;
+  VF a = hn::Set(df, 1.0f), b = hn::Set(df, 1.0f);
+  VF acc[12];
+  for (auto& v : acc) v = hn::Zero(df);
+  for (int64_t i = 0; i < iters; ++i) {
+    ForEachIndex<12>([&](auto k) HWY_ATTR { acc[k] = DotBf16(acc[k], a, b); });
+    Opaque(b);
+  }
+  VF sum = acc[0];
+  for (size_t k = 1; k < 12; ++k) sum = hn::Add(sum, acc[k]);
+  *ops = 2.0 * 2 * 12 * double(kLF) * double(iters);  // two products per f32 lane
+  return int64_t(ReduceSum(sum));
+#else
+  (void)iters;
+  return 0;
+#endif
+}
+
 #endif  // JEVONS_MM_ENABLED
 
 // Online softmax (Milakov & Gimelshein 2018): one pass over the keys and values, the
@@ -1716,15 +1843,17 @@ HWY_NOINLINE bool SiluMulFast(float* HWY_RESTRICT gate, const float* HWY_RESTRIC
 
 // The per-target entry point: false when this target has no kernel for w.type.
 // use_vnni: use the VNNI code paths (the CPU has AVX512-VNNI, or a test forces them).
+// use_bf16_dot: the CPU has AVX512-BF16 (only AVX-512 targets use it).
 HWY_NOINLINE bool MatmulFast(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool,
-                             bool use_vnni) {
+                             bool use_vnni, bool use_bf16_dot) {
 #if !JEVONS_MM_ENABLED
   return false;
 #else
+  const bool bf16_dot = HWY_TARGET <= HWY_AVX3 && use_bf16_dot;
 #if JEVONS_MM_X86  // AVX-512: vpdpbusd; AVX2: its emulation (tests only, see matmul.cc)
-  if (use_vnni) return MatmulImpl<true>(w, x, n_tokens, y, pool);
+  if (use_vnni) return MatmulImpl<true>(w, x, n_tokens, y, pool, bf16_dot);
 #endif
-  return MatmulImpl<false>(w, x, n_tokens, y, pool);
+  return MatmulImpl<false>(w, x, n_tokens, y, pool, bf16_dot);
 #endif
 }
 
@@ -1753,12 +1882,12 @@ HWY_NOINLINE bool ReadsX8(TensorType t) {
 #endif
 }
 
-// kind: 0 = int8 dot, 1 = f32 FMA. False on targets without kernels.
+// kind: 0 = int8 dot, 1 = f32 FMA, 2 = bf16 dot. False on targets without kernels.
 HWY_NOINLINE bool PeakLoop(int kind, int64_t iters, bool use_vnni, double* ops, int64_t* checksum) {
 #if !JEVONS_MM_ENABLED
   return false;
 #else
-  *checksum = kind == 0 ? PeakInt8Loop(iters, use_vnni, ops) : PeakF32Loop(iters, ops);
+  *checksum = kind == 0 ? PeakInt8Loop(iters, use_vnni, ops) : kind == 1 ? PeakF32Loop(iters, ops) : PeakBf16Loop(iters, ops);
   return true;
 #endif
 }

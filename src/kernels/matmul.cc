@@ -77,6 +77,22 @@ bool use_vnni() {
   return o < 0 ? cpu_has_vnni() : o != 0;
 }
 
+std::atomic<bool> bf16_dot_off{false};  // tests: the FMA form on a CPU with AVX512-BF16
+
+bool cpu_has_bf16_dot() {
+#if HWY_ARCH_X86 && (defined(__GNUC__) || defined(__clang__))
+  static const bool has = __builtin_cpu_supports("avx512bf16") && std::getenv("JEVONS_NO_BF16_DOT") == nullptr;
+  return has;
+#else
+  return false;
+#endif
+}
+
+// vdpbf16ps runs in the AVX-512 (AVX3) kernels only.
+bool use_bf16_dot() {
+  return cpu_has_bf16_dot() && !bf16_dot_off.load(std::memory_order_relaxed) && kernel_targets().front() == HWY_AVX3;
+}
+
 }  // namespace
 
 void set_kernel_mode(KernelMode mode) { mode_flag().store(mode, std::memory_order_relaxed); }
@@ -109,13 +125,14 @@ bool quantize_act_q8(const float* x, int64_t n, ActQ8* out) { return HWY_DYNAMIC
 bool quantize_act_q8k(const float* x, int64_t n, ActQ8K* out) { return HWY_DYNAMIC_DISPATCH(QuantizeActQ8K)(x, n, out); }
 
 void set_vnni_override(int mode) { vnni_override.store(mode, std::memory_order_relaxed); }
+void set_bf16_dot_off(bool off) { bf16_dot_off.store(off, std::memory_order_relaxed); }
 
 }  // namespace kernels
 
 void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
   if (n_tokens <= 0 || w.rows <= 0) return;
   if (kernel_mode() == KernelMode::kFast &&
-      HWY_DYNAMIC_DISPATCH(MatmulFast)(w, x, n_tokens, y, pool, use_vnni()))
+      HWY_DYNAMIC_DISPATCH(MatmulFast)(w, x, n_tokens, y, pool, use_vnni(), cpu_has_bf16_dot() && !bf16_dot_off))
     return;
   matmul_reference(w, x, n_tokens, y, pool);
 }
@@ -165,25 +182,28 @@ const char* kernel_target_name() {
   name = hwy::TargetName(best);
 #if HWY_ARCH_X86
   if (use_vnni()) name += best == HWY_AVX3 ? "+VNNI" : "+VNNI(emulated)";
+  if (use_bf16_dot()) name += "+BF16";
 #endif
   return name.c_str();
 }
 
 PeakKind peak_kind_for(TensorType weights) {
   switch (weights) {
-    case TensorType::F32: case TensorType::F16: case TensorType::BF16: return PeakKind::kF32Fma;
+    case TensorType::BF16: return use_bf16_dot() ? PeakKind::kBf16Dot : PeakKind::kF32Fma;
+    case TensorType::F32: case TensorType::F16: return PeakKind::kF32Fma;
     default: return PeakKind::kInt8Dot;
   }
 }
 
 std::string peak_kind_name(PeakKind kind) {
-  std::string target = kernel_target_name();
-  return (kind == PeakKind::kInt8Dot ? "int8 dot (" : "f32 FMA (") + target + ")";
+  const char* what = kind == PeakKind::kInt8Dot ? "int8 dot" : kind == PeakKind::kBf16Dot ? "bf16 dot" : "f32 FMA";
+  return std::string(what) + " (" + kernel_target_name() + ")";
 }
 
 double measure_compute_peak_gops(PeakKind kind, int n_threads, double seconds) {
   using clock = std::chrono::steady_clock;
-  const int k = kind == PeakKind::kInt8Dot ? 0 : 1;
+  if (kind == PeakKind::kBf16Dot && !use_bf16_dot()) return 0.0;
+  const int k = kind == PeakKind::kInt8Dot ? 0 : kind == PeakKind::kF32Fma ? 1 : 2;
   const bool vnni = use_vnni() && cpu_has_vnni();  // the AVX2 emulation of vpdpbusd is no peak
   double ops = 0;
   int64_t checksum = 0;

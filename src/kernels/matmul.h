@@ -6,7 +6,9 @@
 //   F32, F16   f32 activations, f32 products and sums (F16 widened per vector);
 //              differs from the reference only by f32 summation order (~1e-6 rel).
 //   BF16       activations rounded to bf16 (round to nearest even), f32 products
-//              and sums: what llama.cpp's CPU backend does for bf16 weights.
+//              and sums: what llama.cpp's CPU backend does for bf16 weights. With
+//              AVX512-BF16 (Zen 4, Sapphire Rapids) repacked rows go through
+//              vdpbf16ps: the same products, added two at a time, denormals flushed.
 //   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 //              activations quantized once per matmul to Q8_0 blocks exactly as
 //              llama.cpp's x86 quantize_row_q8_0 does (d = amax/127 stored as
@@ -16,7 +18,7 @@
 //              256 elements, f32 scale), integer dot products per sub-block.
 //   others     the reference path.
 //
-// Repacked weights (Tensor::packed, x86 AVX2 / AVX-512, Q4_0, Q8_0, Q4_K): 8 rows are
+// Repacked weights (Tensor::packed, x86 AVX2 / AVX-512, Q4_0, Q8_0, Q4_K, BF16, F16): 8 rows are
 // interleaved so that one vector holds the same code bytes of 8 rows; a tile computes
 // 8 rows x a few tokens with broadcast activations and no horizontal sums. Same
 // arithmetic as above (the same quantized activations, exact integer dot products).

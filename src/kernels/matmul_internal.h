@@ -56,3 +56,11 @@ bool quantize_act_q8k(const float* x, int64_t n, ActQ8K* out);
 void set_vnni_override(int mode);
 
 }  // namespace jevons::kernels
+
+namespace jevons::kernels {
+
+// Tests: BF16 weights through the FMA form of the kernel even where the CPU has
+// AVX512-BF16 (off = true), to compare it with vdpbf16ps; false restores the default.
+void set_bf16_dot_off(bool off);
+
+}  // namespace jevons::kernels

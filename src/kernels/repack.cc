@@ -46,12 +46,18 @@ bool has_x8_layout(TensorType type) {
 void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end) {
   const X8Shape s = x8_shape(t.type);
   if (g_end < 0) g_end = t.rows / kRepackRows;
-  if (s.block_bytes == 2) {  // BF16 / F16: 8 rows' values of a column, column after column
+  if (s.block_bytes == 2) {
+    // F16: 8 rows' values of a column, column after column. BF16: the same with pairs of
+    // columns (row r's two values side by side), then a last odd column alone.
+    const int64_t unit = t.type == TensorType::BF16 ? 2 : 1;
+    const int64_t whole = t.cols / unit * unit;
     uint16_t* o = reinterpret_cast<uint16_t*>(out) + size_t(g_begin * kRepackRows * t.cols);
     for (int64_t g = g_begin; g < g_end; ++g) {
       const uint8_t* rows[kRepackRows];
       for (int64_t r = 0; r < kRepackRows; ++r) rows[r] = t.row(g * kRepackRows + r);
-      for (int64_t c = 0; c < t.cols; ++c, o += kRepackRows)
+      for (int64_t c = 0; c < whole; c += unit, o += unit * kRepackRows)
+        for (int64_t r = 0; r < kRepackRows; ++r) std::memcpy(o + unit * r, rows[r] + 2 * c, size_t(2 * unit));
+      for (int64_t c = whole; c < t.cols; ++c, o += kRepackRows)
         for (int64_t r = 0; r < kRepackRows; ++r) std::memcpy(o + r, rows[r] + 2 * c, 2);
     }
     return;

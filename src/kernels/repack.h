@@ -12,8 +12,10 @@
 // 256-bit load then holds the same four bytes of 8 rows, one row per 32-bit lane: dot
 // products against broadcast activations finish with one row per lane (no horizontal
 // sums), one vcvtph2ps converts the 8 scales, and Q4_K unpacks the scales of 8 rows with
-// the same few vector ops. BF16 / F16 have no fields and 2-byte chunks: column c of a
-// group is its 8 rows' values, one widening load. A group takes exactly the bytes of
+// the same few vector ops. F16 has no fields and 2-byte chunks: column c of a group is
+// its 8 rows' values, one widening load. BF16 moves pairs of columns: pair p of a group
+// is uint16_t [8][2], row r's values of columns 2p and 2p+1 in its 32-bit lane, the
+// operand of vdpbf16ps (an odd last column follows alone, as F16's columns are). A group takes exactly the bytes of
 // its 8 rows, so rows [8g, 8g + 8) start at packed + 8g * row_bytes.
 #pragma once
 #include <cstddef>
