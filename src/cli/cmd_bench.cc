@@ -44,16 +44,27 @@ Stats stats_of(std::vector<double> v) {
   return s;
 }
 
-std::string cpu_model_name() {
+// The first CPU's model name with its family, model and stepping: a VM may report only
+// "AMD EPYC" for hosts as different as Zen 3 and Zen 4.
+std::string cpu_identity() {
   std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  return "unknown cpu";
+  std::string line, name = "unknown cpu", family, model, stepping;
+  while (std::getline(f, line) && !line.empty()) {
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.pop_back();
+    const std::string value = colon + 2 <= line.size() ? line.substr(colon + 2) : "";
+    if (key == "model name") name = value;
+    else if (key == "cpu family") family = value;
+    else if (key == "model") model = value;
+    else if (key == "stepping") stepping = value;
+  }
+  return family.empty() ? name : fmt::format("{} (family {} model {} stepping {})", name, family, model, stepping);
 }
 
-// Machine probes (read bandwidth, compute peaks), cached per machine (CPU model +
-// thread count + probe revision) because each takes seconds. --reprobe measures again.
+// Machine probes (read bandwidth, compute peaks), cached per machine (CPU model, family,
+// model number and stepping + thread count + probe revision) because each takes seconds. --reprobe measures again.
 // The revision changes when a probe's loop does: revision 2 is the int8 loop without
 // register spills (revision 1 read 15-30% low on Zen 3), so old entries are not reused;
 // revision 3 streams huge pages, as decode does (LargeBuffer).
@@ -65,7 +76,7 @@ double cached_probe(const std::string& what, int threads, bool reprobe, const st
                                     : home && *home ? std::filesystem::path(home) / ".cache/jevons"
                                                     : std::filesystem::temp_directory_path() / "jevons";
   const std::filesystem::path file = dir / "probes.json";
-  const std::string key = fmt::format("{} | {} threads | {} | probe {}", cpu_model_name(), threads, what, kProbeRevision);
+  const std::string key = fmt::format("{} | {} threads | {} | probe {}", cpu_identity(), threads, what, kProbeRevision);
   nlohmann::json cache = nlohmann::json::object();
   if (std::ifstream in(file); in) {
     try {
