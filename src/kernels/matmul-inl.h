@@ -124,12 +124,11 @@ HWY_INLINE float F16ToF32(uint16_t h) {
 
 HWY_INLINE float ReduceSum(VF v) { return hn::GetLane(hn::SumOfLanes(DF(), v)); }
 
-// Software prefetch of the weight stream a few hundred bytes ahead: several rows are
-// streamed at once, and K-quant blocks are read end (scales) before start (codes),
-// which the hardware prefetchers follow poorly.
+// Software prefetch of the weight stream dist bytes ahead (TileArgs::prefetch; 0: none):
+// several rows are streamed at once, and K-quant blocks are read end (scales) before
+// start (codes), which the hardware prefetchers follow poorly.
 template <size_t kBytes>
-HWY_INLINE void PrefetchAhead(const void* p) {
-  const size_t dist = kernels::prefetch_distance();
+HWY_INLINE void PrefetchAhead(const void* p, size_t dist) {
   const char* c = static_cast<const char*>(p) + dist;
   if (dist)
     for (size_t o = 0; o < kBytes; o += 64) __builtin_prefetch(c + o, 0, 3);
@@ -471,6 +470,7 @@ struct TileArgs {
   float* y;              // y[t * y_stride + r]
   size_t y_stride;
   size_t rows_per_w = 1;  // output rows per w_stride step (8 for a repacked group)
+  size_t prefetch = 0;    // software prefetch distance in bytes (ParallelRows sets it)
 };
 
 // Legacy 32-element block types x ActQ8, in portable Highway code: the kernel of the
@@ -500,7 +500,7 @@ HWY_NOINLINE void TileQ32(const TileArgs<ActQ8>& a) {
     float dw[R], mw[R];
     for (size_t r = 0; r < R; ++r) {
       const Block& blk = rows[r][b];
-      PrefetchAhead<sizeof(Block)>(&blk);
+      PrefetchAhead<sizeof(Block)>(&blk, a.prefetch);
       dw[r] = Dec::Scale(blk);
       mw[r] = Dec::Min(blk);
       if constexpr (Dec::kSigned) {
@@ -591,7 +591,7 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
     for (size_t r = 0; r < R; ++r) {
       const Block& blk0 = rows[r][b];
       const Block& blk1 = rows[r][b1];
-      PrefetchAhead<2 * sizeof(Block)>(&blk0);
+      PrefetchAhead<2 * sizeof(Block)>(&blk0, a.prefetch);
       Dec::DecodePair(blk0, blk1, lo[r], hi[r]);
       if constexpr (Dec::kSigned && kVnni) {  // offset-128 codes for vpdpbusd
         lo[r] = _mm256_xor_si256(lo[r], _mm256_set1_epi8(char(0x80)));
@@ -660,7 +660,7 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   for (size_t b = 0; b < a.nb; ++b) {
     const uint8_t* g = a.w + b * kBlockBytes;
-    PrefetchAhead<kBlockBytes>(g);
+    PrefetchAhead<kBlockBytes>(g, a.prefetch);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     const __m256i* qs = reinterpret_cast<const __m256i*>(g + 16);
     const ActQ8* x = a.act + b;
@@ -750,7 +750,7 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
   const __m256i k6 = _mm256_set1_epi8(0x3F), k4 = _mm256_set1_epi8(0x0F), k2 = _mm256_set1_epi8(0x03);
   for (size_t b = 0; b < a.nb; ++b) {
     const uint8_t* g = a.w + b * kGroupBytes;
-    PrefetchAhead<kGroupBytes>(g);
+    PrefetchAhead<kGroupBytes>(g, a.prefetch);
     const ActQ8K* x = a.act + b;
     const __m256i* u = reinterpret_cast<const __m256i*>(g + kScalesAt);
     const __m256i u0 = _mm256_loadu_si256(u), u1 = _mm256_loadu_si256(u + 1), u2 = _mm256_loadu_si256(u + 2);
@@ -857,7 +857,7 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
       float dw[R], dmin[R];
       for (size_t r = 0; r < R; ++r) {
         const BlockQ4_K& blk = rows[r][b];
-        PrefetchAhead<sizeof(BlockQ4_K)>(&blk);
+        PrefetchAhead<sizeof(BlockQ4_K)>(&blk, a.prefetch);
         dw[r] = F16ToF32(blk.d);
         dmin[r] = F16ToF32(blk.dmin);
         alignas(16) uint8_t sc[8], mn[8];
@@ -911,7 +911,7 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
     float dw[R], dmin[R];
     for (size_t r = 0; r < R; ++r) {
       const BlockQ4_K& blk = rows[r][b];
-      PrefetchAhead<sizeof(BlockQ4_K)>(&blk);
+      PrefetchAhead<sizeof(BlockQ4_K)>(&blk, a.prefetch);
       dw[r] = F16ToF32(blk.d);
       dmin[r] = F16ToF32(blk.dmin);
       UnpackScalesK4(blk.scales, sc[r], mn[r]);
@@ -985,7 +985,7 @@ HWY_NOINLINE void TileQ6_K(const TileArgs<ActQ8K>& a) {
       float dw[R];
       for (size_t r = 0; r < R; ++r) {
         const BlockQ6_K& blk = rows[r][b];
-        PrefetchAhead<sizeof(BlockQ6_K)>(&blk);
+        PrefetchAhead<sizeof(BlockQ6_K)>(&blk, a.prefetch);
         dw[r] = F16ToF32(blk.d);
         sc_all[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
         sc_half[r][0] = _mm256_permute2x128_si256(sc_all[r], sc_all[r], 0x00);
@@ -1040,7 +1040,7 @@ HWY_NOINLINE void TileQ6_K(const TileArgs<ActQ8K>& a) {
     const int8_t* sc[R];
     V32 isum[R][T];
     for (size_t r = 0; r < R; ++r) {
-      PrefetchAhead<sizeof(BlockQ6_K)>(&rows[r][b]);
+      PrefetchAhead<sizeof(BlockQ6_K)>(&rows[r][b], a.prefetch);
       dw[r] = F16ToF32(rows[r][b].d);
       sc[r] = rows[r][b].scales;
     }
@@ -1262,7 +1262,7 @@ HWY_NOINLINE void TileX8FloatChainsTogether(const TileArgs<typename Unit::Act>& 
   };
   size_t u = 0;
   for (; u + kX8Chains <= units; u += kX8Chains) {
-    PrefetchAhead<kX8Chains * kUnitBytes>(a.w + kUnitBytes * u);
+    PrefetchAhead<kX8Chains * kUnitBytes>(a.w + kUnitBytes * u, a.prefetch);
     ForEachIndex<kX8Chains>([&](auto k) HWY_ATTR { unit(u + k, k); });
   }
   ForEachIndex<kX8Chains - 1>([&](auto k) HWY_ATTR {
@@ -1376,8 +1376,10 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
 
 // Splits the rows over the pool (contiguous chunks of whole R-row tiles) and runs them.
 template <size_t R, size_t T, class Act, class TileFn>
-void ParallelRows(const TileArgs<Act>& base, int64_t rows, int64_t n_tokens, ThreadPool* pool, const TileFn& tile) {
+void ParallelRows(const TileArgs<Act>& base_args, int64_t rows, int64_t n_tokens, ThreadPool* pool, const TileFn& tile) {
   const int64_t groups = (rows + int64_t(R) - 1) / int64_t(R);
+  TileArgs<Act> base = base_args;
+  base.prefetch = kernels::prefetch_distance(pool ? pool->size() : 1);
   struct Ctx {
     const TileArgs<Act>* base;
     int64_t rows, n_tokens;

@@ -100,10 +100,15 @@ KernelMode kernel_mode() { return mode_flag().load(std::memory_order_relaxed); }
 
 namespace kernels {
 
-const size_t prefetch_distance_bytes = [] {
-  const char* env = std::getenv("JEVONS_PREFETCH");
-  return env && *env ? size_t(std::atoll(env)) : size_t(1536);
-}();
+size_t prefetch_distance(int threads) {
+  static const long long from_env = [] {
+    const char* env = std::getenv("JEVONS_PREFETCH");
+    return env && *env ? std::max(0LL, std::atoll(env)) : -1LL;
+  }();
+  static const bool avx512 = (hwy::SupportedTargets() & HWY_AVX3) != 0;
+  if (from_env >= 0) return size_t(from_env);
+  return threads <= 1 && avx512 ? 0 : 1536;
+}
 
 uint8_t* scratch(size_t bytes) {
   struct Buffer {

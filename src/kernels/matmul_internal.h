@@ -29,14 +29,16 @@ struct ActQ8K {
 };
 static_assert(sizeof(ActQ8K) == 320);
 
-// Bytes ahead of the current block that the kernels prefetch in each weight row
-// (JEVONS_PREFETCH overrides; 0 disables). 1536: on the 2-core Zen VM, bench/ matvec
-// from DRAM, best of 4 alternating runs, was 5-12% faster than at 768 for every
-// repacked type at 1 thread and equal or faster at 2 (2048 about equal). A variable set at start-up, not a function
-// with a lazily initialized static: a possible call inside a kernel loop makes the
-// compiler keep the vector registers in memory around it.
-extern const size_t prefetch_distance_bytes;
-inline size_t prefetch_distance() { return prefetch_distance_bytes; }
+// Bytes ahead of the current block that the kernels prefetch in each weight row when a
+// matmul runs on `threads` threads (JEVONS_PREFETCH overrides; 0 disables). Measured
+// with bench/ matvec from DRAM on the 2-core Zen VM:
+//  - 2 threads: 1536 (Zen 3: 5-12% faster than 768; Zen 4: 1536 and 3072 alike, 1.2 to
+//    2 times as fast as none, 6144 slower);
+//  - 1 thread on CPUs with AVX-512: none. On Zen 4 its hardware prefetchers keep up
+//    alone, and the prefetches cost 1-50% in all 24 pairs of runs (q4_0, q8_0, q4_K,
+//    bf16, three shapes, two rounds). On AVX2 CPUs (Zen 3, measured against 768, not
+//    against none) 1536.
+size_t prefetch_distance(int threads);
 
 // A per-thread scratch buffer of at least `bytes` bytes (64-byte aligned), reused
 // across calls: the activation copies of one matmul live here.
