@@ -143,8 +143,9 @@ TEST(Cli, BenchJsonReportsRatesRooflineAndPeak) {
   const auto probes = nlohmann::json::parse(test::read_file(cache + "/jevons/probes.json"));
   EXPECT_EQ(probes.size(), 2u) << probes.dump();
   // Keyed by the CPU's family and model too: a VM's model name may be only "AMD EPYC".
-  if (test::read_file("/proc/cpuinfo").find("cpu family") != std::string::npos)
+  if (test::read_file("/proc/cpuinfo").find("cpu family") != std::string::npos) {
     for (const auto& [key, value] : probes.items()) EXPECT_NE(key.find(" (family "), std::string::npos) << key;
+  }
   // The cached bandwidth is what a decode-only run reports.
   const Result r2 = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + stories() +
                                     " -p 0 -n 4 -r 3 -t 1 --json --live-bandwidth");

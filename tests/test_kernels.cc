@@ -298,9 +298,10 @@ TEST(Kernels, RepackedFloatsKeepColumnsTogether) {
         for (int64_t p = 0; p < cols / 2; ++p)
           EXPECT_EQ(std::memcmp(group + size_t(p * 16 + 2 * r) * 2, row + 4 * p, 4), 0)
               << cols << " columns, group " << g << " pair " << p << " row " << r;
-        if (cols % 2)
+        if (cols % 2) {
           EXPECT_EQ(std::memcmp(group + size_t((cols - 1) * 8 + r) * 2, row + 2 * (cols - 1), 2), 0)
               << cols << " columns, group " << g << " last column, row " << r;
+        }
       }
     }
   }

@@ -23,7 +23,12 @@ HWY_NOINLINE uint64_t StreamSum(const uint64_t* HWY_RESTRICT p, size_t n) {
     a2 = hn::Add(a2, hn::Load(d, p + i + 2 * L));
     a3 = hn::Add(a3, hn::Load(d, p + i + 3 * L));
   }
-  uint64_t s = hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
+  // Lanes summed in scalar unsigned arithmetic: the checksum wraps, and Highway's
+  // SumOfLanes on AVX-512 is a signed reduction (undefined on overflow).
+  HWY_ALIGN uint64_t lanes[hn::MaxLanes(d)];
+  hn::Store(hn::Add(hn::Add(a0, a1), hn::Add(a2, a3)), d, lanes);
+  uint64_t s = 0;
+  for (size_t l = 0; l < L; ++l) s += lanes[l];
   for (; i < n; ++i) s += p[i];
   return s;
 }
