@@ -674,7 +674,11 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
         ForEachIndex<T>([&](auto t) HWY_ATTR {
           const int8_t* xq = x[t * a.act_stride].qs;
           const __m256i xlo = Broadcast4(xq + 4 * j), xhi = Broadcast4(xq + 16 + 4 * j);
-          if constexpr (kVnni) {
+          if constexpr (kVnni && T == 1) {
+            // Decode: two chains of 4 vpdpbusd per block, not one of 8 (exact int32 sums).
+            isum[t] = DotU8I8<true>(V32{isum[t]}, VU8{lo}, V8{xlo}).raw;
+            isum_hi = DotU8I8<true>(V32{isum_hi}, VU8{hi}, V8{xhi}).raw;
+          } else if constexpr (kVnni) {
             isum[t] = DotU8I8<true>(DotU8I8<true>(V32{isum[t]}, VU8{lo}, V8{xlo}), VU8{hi}, V8{xhi}).raw;
           } else if constexpr (T == 1) {
             // Decode: the low and high nibbles' products in two chains, not one of 8
@@ -707,6 +711,7 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
       const ActQ8& xt = x[t * a.act_stride];
       __m256i i = isum[t];
       if constexpr (!kQ8 && !kVnni && T == 1) i = _mm256_add_epi16(i, isum_hi);  // exact: |sum| <= 30480
+      if constexpr (!kQ8 && kVnni && T == 1) i = _mm256_add_epi32(i, isum_hi);
       if constexpr (!kQ8 && !kVnni) i = _mm256_madd_epi16(i, ones);
       if constexpr (kOffset) i = _mm256_add_epi32(i, _mm256_set1_epi32(xt.offset_sum));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw, _mm256_set1_ps(xt.d)), acc[t]);
