@@ -64,7 +64,9 @@ TEST_P(Golden, LogitsAndGreedyMatchLlamaCpp) {
   const auto ref_argmax = ref_json["prompt_argmax"].get<std::vector<int32_t>>();
   const auto margin = ref_json["prompt_top2_margin"].get<std::vector<double>>();
   for (size_t p = 0; p < tokens.size(); ++p)
-    if (margin[p] > 1e-3) EXPECT_EQ(argmax(&logits[p * size_t(n_vocab)], n_vocab), ref_argmax[p]) << "position " << p;
+    if (margin[p] > 1e-3) {
+      EXPECT_EQ(argmax(&logits[p * size_t(n_vocab)], n_vocab), ref_argmax[p]) << "position " << p;
+    }
 
   // 2. llama.cpp with its activation rounding: differences of that rounding's size only.
   if (!c.rounded.empty()) {
