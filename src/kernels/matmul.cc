@@ -88,9 +88,13 @@ bool cpu_has_bf16_dot() {
 #endif
 }
 
-// vdpbf16ps runs in the AVX-512 (AVX3) kernels only.
+bool bf16_dot_allowed() { return cpu_has_bf16_dot() && !bf16_dot_off.load(std::memory_order_relaxed); }
+
+// Whether matmuls on BF16 weights run vdpbf16ps: only the AVX-512 (AVX3) kernels do.
 bool use_bf16_dot() {
-  return cpu_has_bf16_dot() && !bf16_dot_off.load(std::memory_order_relaxed) && kernel_targets().front() == HWY_AVX3;
+  if (!bf16_dot_allowed()) return false;
+  const std::vector<int64_t> targets = kernel_targets();
+  return !targets.empty() && targets.front() == HWY_AVX3;
 }
 
 }  // namespace
@@ -137,7 +141,7 @@ void set_bf16_dot_off(bool off) { bf16_dot_off.store(off, std::memory_order_rela
 void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
   if (n_tokens <= 0 || w.rows <= 0) return;
   if (kernel_mode() == KernelMode::kFast &&
-      HWY_DYNAMIC_DISPATCH(MatmulFast)(w, x, n_tokens, y, pool, use_vnni(), cpu_has_bf16_dot() && !bf16_dot_off))
+      HWY_DYNAMIC_DISPATCH(MatmulFast)(w, x, n_tokens, y, pool, use_vnni(), bf16_dot_allowed()))
     return;
   matmul_reference(w, x, n_tokens, y, pool);
 }
