@@ -11,6 +11,8 @@
 
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include "kernels/matmul.h"
+#include "kernels/repack.h"
 #include "test_util.h"
 
 namespace jevons {
@@ -106,6 +108,44 @@ TEST(Cli, HelpForEverySubcommand) {
   }
   EXPECT_EQ(jevons("").code, 1);  // no subcommand
   EXPECT_EQ(jevons("run").code, 1);  // -m missing
+}
+
+TEST(Cli, F16AsBf16RoundsF16MatricesAndSaysSo) {
+  // --f16-as-bf16 on an F16 model: bench counts the rounded matrices and compares
+  // prefill with the BF16 kernels' peak; inspect reports the bytes; a model without
+  // F16 matrices gets a warning that the flag did nothing.
+  const std::string f16 = test::shared_dir() + "/golden/stories260K/gguf/stories260K-f16.gguf";
+  const std::string env = "XDG_CACHE_HOME=" + tmp("bench_cache_f16") + " ";
+  const Result r = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + f16 +
+                                   " -p 16 -n 0 -r 1 -t 1 --json --f16-as-bf16");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["type"], "f16");
+  std::filesystem::remove_all(tmp("bench_cache_f16"));
+  if (!repacking_enabled()) {
+    EXPECT_FALSE(j["f16_as_bf16"].get<bool>());
+    EXPECT_NE(r.err.find("--f16-as-bf16: no matrix was rounded"), std::string::npos) << r.err;
+    GTEST_SKIP() << "weights are not repacked on this CPU";
+  }
+  EXPECT_TRUE(j["f16_as_bf16"].get<bool>());
+  EXPECT_GT(j["memory"]["rounded_to_bf16_gib"].get<double>(), 0.0);
+  const bool bf16_dot = std::string(kernel_target_name()).find("+BF16") != std::string::npos;
+  EXPECT_NE(j["prefill"]["peak"].get<std::string>().find(bf16_dot ? "bf16 dot" : "f32 FMA"), std::string::npos) << j["prefill"];
+
+  const Result plain = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + f16 +
+                                       " -p 0 -n 2 -r 1 -t 1 --json");
+  std::filesystem::remove_all(tmp("bench_cache_f16"));
+  ASSERT_EQ(plain.code, 0) << plain.err;
+  EXPECT_FALSE(nlohmann::json::parse(plain.out)["f16_as_bf16"].get<bool>());
+
+  const Result inspect = jevons("inspect " + f16 + " --f16-as-bf16");
+  ASSERT_EQ(inspect.code, 0) << inspect.err;
+  EXPECT_NE(inspect.out.find("F16 rounded to BF16 at load (--f16-as-bf16): "), std::string::npos) << inspect.out;
+  EXPECT_EQ(inspect.out.find("(--f16-as-bf16): 0.00 B"), std::string::npos) << inspect.out;
+
+  const Result f32 = jevons("run -m " + stories() + " -p Once -n 2 --temp 0 -t 1 --f16-as-bf16");
+  ASSERT_EQ(f32.code, 0) << f32.err;
+  EXPECT_NE(f32.err.find("--f16-as-bf16: no matrix was rounded (the model has no F16 matrix"), std::string::npos) << f32.err;
 }
 
 TEST(Cli, BenchJsonReportsRatesRooflineAndPeak) {

@@ -327,6 +327,66 @@ TEST(Kernels, Bf16DotAndFmaFormsMatchReference) {
   if (!has_dot) GTEST_SKIP() << "checked the FMA form only: no vdpbf16ps on " << kernel_target_name();
 }
 
+TEST(Kernels, F16RoundedToBf16AtRepackRunsTheBf16Kernels) {
+  // --f16-as-bf16: an F16 matrix repacked with rounding holds BF16's layout of its
+  // values rounded to BF16, and its repacked rows give bit for bit what the BF16
+  // matrix of those rounded values gives, through the same kernels (vdpbf16ps where
+  // the CPU has it, else the FMA form). Rows past the last group of 8 read the F16
+  // values in place, with the same bf16-rounded activations.
+  ThreadPool pool(2);
+  const bool has_dot = std::string(kernel_target_name()).find("+BF16") != std::string::npos;
+  for (int64_t cols : {9, 64, 517}) {
+    const int64_t rows = 45;  // 5 groups of 8 and 5 rows in place
+    const Weights f16 = make_weights(TensorType::F16, rows, cols, uint32_t(cols));
+    // The same values rounded to BF16 (not all of them representable: F16 has 3 more bits).
+    std::vector<uint16_t> bf16(size_t(rows * cols));
+    size_t changed = 0;
+    for (size_t i = 0; i < bf16.size(); ++i) {
+      bf16[i] = float_to_bf16(f16.deq[i]);
+      changed += bf16_to_float(bf16[i]) != f16.deq[i];
+    }
+    ASSERT_GT(changed, bf16.size() / 2);
+    const Tensor bt{"bf16", TensorType::BF16, cols, rows, reinterpret_cast<const uint8_t*>(bf16.data())};
+    std::vector<uint8_t> from_f16(size_t(40) * f16.t.row_bytes()), from_bf16(from_f16.size());
+    repack_x8(f16.t, from_f16.data(), 0, -1, true);
+    repack_x8(bt, from_bf16.data());
+    EXPECT_EQ(from_f16, from_bf16);
+
+    RepackArena rounding, plain;
+    rounding.set_f16_as_bf16(true);
+    const Tensor wr = rounding.repack(f16.t, false), wb = plain.repack(bt, false);
+    if (!wr.packed) GTEST_SKIP() << "this CPU's kernels read no repacked layout";
+    EXPECT_TRUE(wr.packed_as_bf16);
+    EXPECT_EQ(rounding.rounded_to_bf16_bytes(), from_f16.size());
+    for (bool dot : {false, true}) {
+      if (dot && !has_dot) continue;
+      kernels::set_bf16_dot_off(!dot);
+      for (int64_t n_tokens : {1, 7, 40}) {
+        SCOPED_TRACE(testing::Message() << "cols=" << cols << " tokens=" << n_tokens << " dot=" << dot);
+        const std::vector<float> x = random_floats(size_t(n_tokens * cols), uint32_t(n_tokens), 1.0f);
+        std::vector<float> y(size_t(n_tokens * rows)), yb(y.size()), yref(y.size());
+        matmul(wr, x.data(), n_tokens, y.data(), &pool);
+        matmul(wb, x.data(), n_tokens, yb.data(), &pool);
+        std::vector<float> xr = x;
+        for (float& v : xr) v = bf16_to_float(float_to_bf16(v));
+        matmul_reference(f16.t, xr.data(), n_tokens, yref.data(), nullptr);
+        for (int64_t t = 0; t < n_tokens; ++t)
+          for (int64_t r = 0; r < rows; ++r) {
+            const size_t i = size_t(t * rows + r);
+            if (r < 40) {
+              ASSERT_EQ(y[i], yb[i]) << "row " << r << " token " << t;
+            } else {
+              double mag = 0;
+              for (int64_t c = 0; c < cols; ++c) mag += std::fabs(f16.deq[size_t(r * cols + c)] * xr[size_t(t * cols + c)]);
+              ASSERT_NEAR(y[i], yref[i], 1e-5 * mag + 1e-30) << "row " << r << " token " << t;
+            }
+          }
+      }
+    }
+    kernels::set_bf16_dot_off(false);
+  }
+}
+
 TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {
   // Load-time repacking splits large tensors into group ranges, one per thread; the
   // parts must land exactly where the whole would put them.

@@ -24,10 +24,10 @@ namespace jevons::cli {
 namespace {
 
 struct BenchOptions {
-  std::string model;
+  ModelArgs model;
   int n_prompt = 512, n_gen = 128, depth = 0, threads = 0, reps = 5;
   bool json = false, reprobe = false, live_bandwidth = false;
-  std::string quant, energy_log;
+  std::string energy_log;
   meter::Overrides meter;
 };
 
@@ -119,7 +119,7 @@ std::string dominant_type(const ModelSource& f) { return type_name(dominant_tens
 void run_bench(const BenchOptions& o) {
   using clock = std::chrono::steady_clock;
   const meter::MeterConfig meter_config = meter::resolve_config(o.meter);  // bad settings fail before the load
-  LoadedModel m = load(o.model, true, o.quant);
+  LoadedModel m = load(o.model, true);
   Model& model = *m.model;
   const ModelConfig& cfg = model.config();
   const int threads = o.threads > 0 ? o.threads : physical_core_count();
@@ -202,7 +202,10 @@ void run_bench(const BenchOptions& o) {
   const double bandwidth =
       o.n_gen > 0 ? cached_probe(huge_pages_requested() ? "read bandwidth GB/s" : "read bandwidth GB/s, 4 KiB pages", threads, o.reprobe, [&] { return measure_read_bandwidth_gbs(threads); })
                   : 0.0;
-  const PeakKind peak_kind = peak_kind_for(dominant_tensor_type(*m.file));
+  // F16 rounded to BF16 at load (--f16-as-bf16) runs the BF16 kernels: compare with their peak.
+  const bool f16_as_bf16 = model.rounded_to_bf16_bytes() > 0;
+  const TensorType weights_type = dominant_tensor_type(*m.file);
+  const PeakKind peak_kind = peak_kind_for(weights_type == TensorType::F16 && f16_as_bf16 ? TensorType::BF16 : weights_type);
   const std::string peak_name = peak_kind_name(peak_kind);
   const double peak_gops =
       o.n_prompt > 0 ? cached_probe(peak_name + " GOP/s", threads, o.reprobe,
@@ -212,10 +215,11 @@ void run_bench(const BenchOptions& o) {
   for (int p = 0; p < o.n_prompt; ++p) prefill_flops += model.attention_flops(p);
 
   nlohmann::json j;
-  j["model"] = std::filesystem::path(o.model).filename().string();
+  j["model"] = std::filesystem::path(o.model.path).filename().string();
   j["name"] = cfg.name;
   j["arch"] = cfg.arch;
   j["type"] = dominant_type(*m.file);
+  j["f16_as_bf16"] = f16_as_bf16;
   j["threads"] = threads;
   j["repetitions"] = o.reps;
   if (o.n_prompt > 0) {
@@ -251,14 +255,15 @@ void run_bench(const BenchOptions& o) {
   j["memory"] = {{"weights_gib", double(file_bytes) / gib},
                  {"repacked_gib", double(model.repacked_bytes()) / gib},
                  {"copied_gib", double(model.copied_bytes()) / gib},
+                 {"rounded_to_bf16_gib", double(model.rounded_to_bf16_bytes()) / gib},
                  {"resident_gib", rss},
                  {"peak_resident_gib", peak}};
   if (o.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("model %s (%s, %s), %d threads, median of %d runs\n", j["model"].get<std::string>().c_str(), cfg.arch.c_str(),
-              j["type"].get<std::string>().c_str(), threads, o.reps);
+  std::printf("model %s (%s, %s%s), %d threads, median of %d runs\n", j["model"].get<std::string>().c_str(), cfg.arch.c_str(),
+              j["type"].get<std::string>().c_str(), f16_as_bf16 ? ", F16 matrices rounded to BF16 at load" : "", threads, o.reps);
   std::printf("%-8s %7s %12s %12s %12s %s\n", "phase", "tokens", "tok/s", "min", "max", "");
   if (o.n_prompt > 0) {
     const auto& p = j["prefill"];
@@ -295,7 +300,7 @@ void run_bench(const BenchOptions& o) {
 void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   CLI::App* c = app.add_subcommand("bench", "Measure prefill and decode speed and the decode roofline percentage");
-  add_model_options(c, o->model, o->quant);
+  add_model_options(c, o->model);
   c->add_option("-p,--n-prompt", o->n_prompt, "Prompt tokens for the prefill test (0 skips it)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   c->add_option("-n,--n-gen", o->n_gen, "Tokens for the decode test (0 skips it)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   c->add_option("-d,--depth", o->depth,

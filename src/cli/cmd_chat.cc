@@ -20,7 +20,8 @@ namespace jevons::cli {
 namespace {
 
 struct ChatOptions {
-  std::string model, system, quant, chat_template;
+  ModelArgs model;
+  std::string system, chat_template;
   int n_predict = 1024;
   int threads = 0;
   int ctx = 0;
@@ -40,7 +41,7 @@ std::string trim(const std::string& s) {
 }
 
 void chat(ChatOptions o) {
-  LoadedModel m = load(o.model, true, o.quant);
+  LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();
   const Tokenizer& tok = *m.tokenizer;
   const int n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
@@ -79,7 +80,7 @@ void chat(ChatOptions o) {
   const bool interactive = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
   if (interactive)
     std::fprintf(stderr, "[jevons] chatting with %s (ctx %d). /reset clears the conversation, /exit or Ctrl-D ends it.\n",
-                 o.model.c_str(), n_ctx);
+                 o.model.path.c_str(), n_ctx);
 
   std::string line;
   while (true) {
@@ -176,7 +177,7 @@ void chat(ChatOptions o) {
 void add_chat_command(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
   CLI::App* c = app.add_subcommand("chat", "Multi-turn chat: user lines from stdin (/reset clears, /exit or EOF ends), replies to stdout, timing to stderr");
-  add_model_options(c, o->model, o->quant);
+  add_model_options(c, o->model);
   c->add_option("--system", o->system, "System prompt");
   c->add_option("--chat-template", o->chat_template,
                 "Chat template: a Jinja file, or a built-in name (chatml, llama3, deepseek-r1, deepseek-v3); default: the model's");

@@ -10,12 +10,13 @@ namespace jevons::cli {
 namespace {
 
 struct LogitsOptions {
-  std::string model, tokens, out, quant;
+  ModelArgs model;
+  std::string tokens, out;
   int threads = 0;
 };
 
 void run_logits(const LogitsOptions& o) {
-  LoadedModel m = load(o.model, true, o.quant);
+  LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();
   const std::vector<int32_t> ids = parse_ids(o.tokens);
   if (ids.empty()) fail("--tokens is empty: give ids like 1,2,3");
@@ -39,7 +40,7 @@ void run_logits(const LogitsOptions& o) {
 void add_logits_command(CLI::App& app) {
   auto o = std::make_shared<LogitsOptions>();
   CLI::App* c = app.add_subcommand("logits", "Evaluate token ids as one sequence and write float32 logits for every position [n_tokens, n_vocab]");
-  add_model_options(c, o->model, o->quant);
+  add_model_options(c, o->model);
   c->add_option("--tokens", o->tokens, "Token ids, comma-separated, e.g. 1,2,3")->required();
   c->add_option("--out", o->out, "Output file (raw little-endian float32)")->required();
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));

@@ -14,7 +14,8 @@ namespace jevons::cli {
 namespace {
 
 struct RunOptions {
-  std::string model, prompt, quant;
+  ModelArgs model;
+  std::string prompt;
   int n_predict = 256;
   int threads = 0;
   int ctx = 0;
@@ -31,7 +32,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 void run(RunOptions o) {
   const meter::MeterConfig meter_config = meter::resolve_config(o.meter);  // bad settings fail before the load
-  LoadedModel m = load(o.model, true, o.quant);
+  LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();
   const int n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
   if (!o.seed_given) o.sampling.seed = std::random_device{}();
@@ -113,7 +114,7 @@ void run(RunOptions o) {
 void add_run_command(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* c = app.add_subcommand("run", "Generate text from a prompt; the prompt and the continuation stream to stdout, timing to stderr");
-  add_model_options(c, o->model, o->quant);
+  add_model_options(c, o->model);
   c->add_option("-p,--prompt", o->prompt, "Prompt text");
   c->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most (stops earlier at end of text)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
   add_sampling_options(c, o->sampling, o->seed_given);

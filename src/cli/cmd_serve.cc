@@ -20,7 +20,8 @@ namespace jevons::cli {
 namespace {
 
 struct ServeOptions {
-  std::string model, quant, alias, chat_template, kv_budget = "1G", api_key, cors;
+  ModelArgs model;
+  std::string alias, chat_template, kv_budget = "1G", api_key, cors;
   std::string host = "127.0.0.1";
   int port = 8080;
   int parallel = 8;
@@ -66,17 +67,17 @@ void serve(const ServeOptions& o) {
   so.port = o.port;
   so.api_key = o.api_key;
   so.cors_origin = o.cors;
-  so.model_name = o.alias.empty() ? base_name(o.model) : o.alias;
+  so.model_name = o.alias.empty() ? base_name(o.model.path) : o.alias;
   so.max_body_bytes = o.max_body;
   so.http_threads = o.http_threads;
   server::HttpServer http(so);
   const int port = http.bind();
   http.start();  // /health answers 503 while the model loads
-  std::fprintf(stderr, "[jevons] serve: listening on http://%s:%d (loading %s)\n", o.host.c_str(), port, o.model.c_str());
+  std::fprintf(stderr, "[jevons] serve: listening on http://%s:%d (loading %s)\n", o.host.c_str(), port, o.model.path.c_str());
   if (o.host != "127.0.0.1" && o.host != "localhost" && o.host != "::1" && o.api_key.empty())
     std::fprintf(stderr, "[jevons] warning: listening on %s without --api-key: anyone who can reach it can use it\n", o.host.c_str());
 
-  LoadedModel m = load(o.model, true, o.quant);
+  LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();
   ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
   m.model->set_thread_pool(&pool);
@@ -117,7 +118,7 @@ void serve(const ServeOptions& o) {
 void add_serve_command(CLI::App& app) {
   auto o = std::make_shared<ServeOptions>();
   CLI::App* c = app.add_subcommand("serve", "OpenAI-compatible HTTP server with continuous batching and per-request energy");
-  add_model_options(c, o->model, o->quant);
+  add_model_options(c, o->model);
   c->add_option("--host", o->host, "Address to listen on (default loopback only)")->capture_default_str();
   c->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   c->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every /v1 route (env JEVONS_API_KEY)")->envname("JEVONS_API_KEY");

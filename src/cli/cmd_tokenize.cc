@@ -17,7 +17,7 @@ void add_tokenize_commands(CLI::App& app) {
   t->add_flag("--no-bos", o->no_bos, "Do not add the BOS token");
   t->add_flag("--no-special", o->no_special, "Treat special-token text like <|im_start|> as plain text");
   t->callback([o] {
-    LoadedModel m = load(o->model, false);
+    LoadedModel m = load(ModelArgs{o->model, "", false}, false);
     const auto ids = m.tokenizer->encode(o->text, m.tokenizer->add_bos_default() && !o->no_bos, !o->no_special);
     std::string line;
     for (size_t k = 0; k < ids.size(); ++k) line += (k ? " " : "") + std::to_string(ids[k]);
@@ -29,7 +29,7 @@ void add_tokenize_commands(CLI::App& app) {
   dt->add_option("-m,--model", d->model, "Model or vocab: a GGUF file or a Hugging Face directory")->required();
   dt->add_option("ids", d->text, "Token ids, e.g. 1,403,407")->required();
   dt->callback([d] {
-    LoadedModel m = load(d->model, false);
+    LoadedModel m = load(ModelArgs{d->model, "", false}, false);
     const std::string text = m.tokenizer->decode(parse_ids(d->text));
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fputc('\n', stdout);

@@ -20,18 +20,25 @@ struct LoadedModel {
   std::unique_ptr<Model> model;  // null when only the tokenizer was asked for
 };
 
+// What the user said about the model to load (add_model_options).
+struct ModelArgs {
+  std::string path;   // a GGUF file or a Hugging Face directory
+  std::string quant;  // "" or a type name like q8_0: an HF checkpoint's matrices converted at load
+  bool f16_as_bf16 = false;  // LoadOptions::f16_as_bf16
+};
+
 // Opens a GGUF file or a Hugging Face directory and builds its tokenizer, and its
-// model when with_model. quant ("" or a type name like q8_0) converts an HF
-// checkpoint's matrices at load.
-LoadedModel load(const std::string& path, bool with_model, const std::string& quant = "");
+// model when with_model.
+LoadedModel load(const ModelArgs& args, bool with_model);
 
 // Adds --temp, --top-k, --top-p, --min-p, the penalties and --seed (setting
 // seed_given when the user chose one) for commands that sample.
 void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given);
 
-// Adds -m/--model (required: a GGUF file or a Hugging Face directory) and --quant
-// (quantize-on-load for Hugging Face directories), shared by the commands that load a model.
-void add_model_options(CLI::App* c, std::string& model, std::string& quant);
+// Adds -m/--model (required: a GGUF file or a Hugging Face directory), --quant
+// (quantize-on-load for Hugging Face directories) and --f16-as-bf16, shared by the
+// commands that load a model.
+void add_model_options(CLI::App* c, ModelArgs& args);
 
 // "1,2,3" or "1 2 3" -> ids; throws Error on anything else.
 std::vector<int32_t> parse_ids(const std::string& text);

@@ -26,6 +26,9 @@ struct Tensor {
   // except the fast matmul reads `data`.
   const uint8_t* packed = nullptr;
   int64_t packed_rows = 0;
+  // F16 only: `packed` holds the rows rounded to BF16, in BF16's layout (the user asked
+  // for it at load, --f16-as-bf16); `data` still holds the file's F16 values.
+  bool packed_as_bf16 = false;
 
   explicit operator bool() const { return data != nullptr; }
   size_t row_bytes() const { return jevons::row_bytes(type, cols); }

@@ -1507,6 +1507,29 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
                                        });
   };
 #endif
+  // Repacked BF16 rows (BF16 weights, or F16 ones rounded at load): activations rounded
+  // to bf16 (nearest even), as llama.cpp's CPU backend does for bf16 weights: as f32
+  // values, and as bf16 for vdpbf16ps. Rows past the repacked ones read w.data as WT.
+  auto bf16_path = [&](auto wt) -> bool {
+    const bool dot = bf16_dot && x8_float_rows;
+    const size_t n = size_t(n_tokens * cols);
+    uint8_t* buf = kernels::scratch(n * (sizeof(float) + (dot ? 2 : 0)));
+    float* xr = reinterpret_cast<float*>(buf);
+    uint16_t* xb = reinterpret_cast<uint16_t*>(xr + n);
+    for (size_t i = 0; i < n; ++i) {
+      const uint16_t h = float_to_bf16(x[i]);
+      xr[i] = bf16_to_float(h);
+      if (dot) xb[i] = h;
+    }
+    return float_path(wt, xr, [&](const TileArgs<float>& a) {
+#if JEVONS_MM_X86
+      if (!dot) return run_x8(Bf16Columns{}, a);
+#if HWY_TARGET <= HWY_AVX3
+      run_x8(Bf16Pairs{}, TileArgs<uint16_t>{a.w, a.w_stride, xb, a.act_stride, a.nb, a.y, a.y_stride, 8});
+#endif
+#endif
+    });
+  };
   switch (w.type) {
     case TensorType::Q4_0: return q8_path(DecQ4_0{});
     case TensorType::Q4_1: return q8_path(DecQ4_1{});
@@ -1517,33 +1540,13 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     case TensorType::Q6_K: return q8k_path(std::true_type{});
     case TensorType::F32: return float_path(float{}, x, [](const TileArgs<float>&) {});
     case TensorType::F16:
+      if (x8_float_rows && w.packed_as_bf16) return bf16_path(hwy::float16_t{});
       return float_path(hwy::float16_t{}, x, [&](const TileArgs<float>& a) {
 #if JEVONS_MM_X86
         run_x8(F16Columns{}, a);
 #endif
       });
-    case TensorType::BF16: {
-      // Activations rounded to bf16 (nearest even), as llama.cpp's CPU backend does: as
-      // f32 values, and as bf16 for vdpbf16ps.
-      const bool dot = bf16_dot && x8_float_rows;
-      const size_t n = size_t(n_tokens * cols);
-      uint8_t* buf = kernels::scratch(n * (sizeof(float) + (dot ? 2 : 0)));
-      float* xr = reinterpret_cast<float*>(buf);
-      uint16_t* xb = reinterpret_cast<uint16_t*>(xr + n);
-      for (size_t i = 0; i < n; ++i) {
-        const uint16_t h = float_to_bf16(x[i]);
-        xr[i] = bf16_to_float(h);
-        if (dot) xb[i] = h;
-      }
-      return float_path(hwy::bfloat16_t{}, xr, [&](const TileArgs<float>& a) {
-#if JEVONS_MM_X86
-        if (!dot) return run_x8(Bf16Columns{}, a);
-#if HWY_TARGET <= HWY_AVX3
-        run_x8(Bf16Pairs{}, TileArgs<uint16_t>{a.w, a.w_stride, xb, a.act_stride, a.nb, a.y, a.y_stride, 8});
-#endif
-#endif
-      });
-    }
+    case TensorType::BF16: return bf16_path(hwy::bfloat16_t{});
     default: return false;
   }
 }

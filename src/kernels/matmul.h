@@ -9,6 +9,8 @@
 //              and sums: what llama.cpp's CPU backend does for bf16 weights. With
 //              AVX512-BF16 (Zen 4, Sapphire Rapids) repacked rows go through
 //              vdpbf16ps: the same products, added two at a time, denormals flushed.
+//              F16 matrices repacked rounded to BF16 (Tensor::packed_as_bf16, the
+//              user's --f16-as-bf16) take this path for their repacked rows.
 //   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0
 //              activations quantized once per matmul to Q8_0 blocks exactly as
 //              llama.cpp's x86 quantize_row_q8_0 does (d = amax/127 stored as

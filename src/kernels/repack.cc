@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/float16.h"
 #include "kernels/matmul.h"
 #include "quant/blocks.h"
 #include "quant/types.h"
@@ -43,22 +44,31 @@ bool has_x8_layout(TensorType type) {
          type == TensorType::F16;
 }
 
-void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end) {
+void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end, bool f16_to_bf16) {
   const X8Shape s = x8_shape(t.type);
   if (g_end < 0) g_end = t.rows / kRepackRows;
   if (s.block_bytes == 2) {
     // F16: 8 rows' values of a column, column after column. BF16: the same with pairs of
     // columns (row r's two values side by side), then a last odd column alone.
-    const int64_t unit = t.type == TensorType::BF16 ? 2 : 1;
+    f16_to_bf16 = f16_to_bf16 && t.type == TensorType::F16;
+    const int64_t unit = t.type == TensorType::BF16 || f16_to_bf16 ? 2 : 1;
     const int64_t whole = t.cols / unit * unit;
+    // One value: moved as it is, or an F16 value rounded to the nearest BF16 (exact
+    // widening to f32 first, so one rounding).
+    auto put = [f16_to_bf16](uint16_t* o, const uint8_t* from) {
+      uint16_t v;
+      std::memcpy(&v, from, 2);
+      *o = f16_to_bf16 ? float_to_bf16(fp16_to_float(v)) : v;
+    };
     uint16_t* o = reinterpret_cast<uint16_t*>(out) + size_t(g_begin * kRepackRows * t.cols);
     for (int64_t g = g_begin; g < g_end; ++g) {
       const uint8_t* rows[kRepackRows];
       for (int64_t r = 0; r < kRepackRows; ++r) rows[r] = t.row(g * kRepackRows + r);
       for (int64_t c = 0; c < whole; c += unit, o += unit * kRepackRows)
-        for (int64_t r = 0; r < kRepackRows; ++r) std::memcpy(o + unit * r, rows[r] + 2 * c, size_t(2 * unit));
+        for (int64_t r = 0; r < kRepackRows; ++r)
+          for (int64_t u = 0; u < unit; ++u) put(o + unit * r + u, rows[r] + 2 * (c + u));
       for (int64_t c = whole; c < t.cols; ++c, o += kRepackRows)
-        for (int64_t r = 0; r < kRepackRows; ++r) std::memcpy(o + r, rows[r] + 2 * c, 2);
+        for (int64_t r = 0; r < kRepackRows; ++r) put(o + r, rows[r] + 2 * c);
     }
     return;
   }
@@ -118,11 +128,14 @@ Tensor RepackArena::repack(const Tensor& t, bool may_copy) {
     return may_copy ? copy_to_huge_pages(t) : t;
   Tensor out = t;
   out.packed_rows = t.rows / kRepackRows * kRepackRows;
+  out.packed_as_bf16 = f16_as_bf16_ && t.type == TensorType::F16;
   const size_t n = size_t(out.packed_rows) * t.row_bytes();
   uint8_t* p = allocate(n, "repacking tensor " + t.name);
-  InParallel(n, out.packed_rows / kRepackRows, [&t, p](int64_t g0, int64_t g1) { repack_x8(t, p, g0, g1); });
+  InParallel(n, out.packed_rows / kRepackRows,
+             [&t, p, &out](int64_t g0, int64_t g1) { repack_x8(t, p, g0, g1, out.packed_as_bf16); });
   out.packed = p;
   bytes_ += n;
+  if (out.packed_as_bf16) rounded_to_bf16_bytes_ += n;
   return out;
 }
 

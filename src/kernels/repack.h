@@ -37,7 +37,8 @@ bool has_x8_layout(TensorType type);
 // Writes rows [0, t.rows / 8 * 8) of t in the x8 layout (that many rows x row_bytes).
 // With a group range: only groups [g_begin, g_end) (rows 8 g_begin .. 8 g_end), each at
 // its place in out, so that threads can share one tensor.
-void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin = 0, int64_t g_end = -1);
+// f16_to_bf16 (F16 tensors): writes BF16's layout of the values rounded to BF16.
+void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin = 0, int64_t g_end = -1, bool f16_to_bf16 = false);
 
 // Owns the repacked copies of a model's matrices.
 class RepackArena {
@@ -53,6 +54,14 @@ class RepackArena {
   size_t bytes() const { return bytes_; }                // repacked
   size_t copied_bytes() const { return copied_bytes_; }  // copied unchanged
 
+  // From now on, F16 matrices are repacked rounded to BF16 (Tensor::packed_as_bf16),
+  // so that their matmuls run the BF16 kernels: on CPUs with AVX512-BF16 prefill goes
+  // through vdpbf16ps instead of f32 FMAs. Lossy (F16 keeps 11 significant bits, BF16
+  // 8), hence only at the user's request.
+  void set_f16_as_bf16(bool on) { f16_as_bf16_ = on; }
+  // Bytes of F16 matrices repacked as BF16 (part of bytes()).
+  size_t rounded_to_bf16_bytes() const { return rounded_to_bf16_bytes_; }
+
  private:
   uint8_t* allocate(size_t n, const std::string& what);
   Tensor copy_to_huge_pages(const Tensor& t);
@@ -63,7 +72,8 @@ class RepackArena {
   size_t chunk_bytes_;
   std::vector<LargeBuffer> chunks_;
   size_t chunk_used_ = 0;
-  size_t bytes_ = 0, copied_bytes_ = 0;
+  size_t bytes_ = 0, copied_bytes_ = 0, rounded_to_bf16_bytes_ = 0;
+  bool f16_as_bf16_ = false;
 };
 
 // Whether RepackArena::repack repacks at all in this process (x86 with AVX2 or better,

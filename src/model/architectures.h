@@ -7,7 +7,7 @@
 
 namespace jevons {
 
-std::unique_ptr<Model> make_transformer(const ModelSource& source);  // llama, qwen2, qwen3
-std::unique_ptr<Model> make_deepseek(const ModelSource& source);     // deepseek2 (V2, V3, R1)
+std::unique_ptr<Model> make_transformer(const ModelSource& source, const LoadOptions& options);  // llama, qwen2, qwen3
+std::unique_ptr<Model> make_deepseek(const ModelSource& source, const LoadOptions& options);     // deepseek2 (V2, V3, R1)
 
 }  // namespace jevons

@@ -59,7 +59,8 @@ struct DeepSeekLayer {
 
 class DeepSeek : public Model {
  public:
-  explicit DeepSeek(const ModelSource& src) : cfg_(read_config(src)) {
+  DeepSeek(const ModelSource& src, const LoadOptions& options) : cfg_(read_config(src)) {
+    repacked_.set_f16_as_bf16(options.f16_as_bf16);
     const WeightLoader w(src, &repacked_);
     const MlaConfig& m = cfg_.mla;
     const MoeConfig& e = cfg_.moe;
@@ -398,6 +399,8 @@ class DeepSeek : public Model {
 
 }  // namespace
 
-std::unique_ptr<Model> make_deepseek(const ModelSource& source) { return std::make_unique<DeepSeek>(source); }
+std::unique_ptr<Model> make_deepseek(const ModelSource& source, const LoadOptions& options) {
+  return std::make_unique<DeepSeek>(source, options);
+}
 
 }  // namespace jevons

@@ -5,10 +5,10 @@
 
 namespace jevons {
 
-std::unique_ptr<Model> load_model(const ModelSource& source) {
+std::unique_ptr<Model> load_model(const ModelSource& source, const LoadOptions& options) {
   // read_config (inside each constructor) rejects unknown architectures by name.
-  if (source.get_string_or("general.architecture", "") == "deepseek2") return make_deepseek(source);
-  return make_transformer(source);
+  if (source.get_string_or("general.architecture", "") == "deepseek2") return make_deepseek(source, options);
+  return make_transformer(source, options);
 }
 
 }  // namespace jevons

@@ -15,6 +15,14 @@ namespace jevons {
 class ModelSource;
 class ThreadPool;
 
+// Choices the user makes about how a model's weights are held in memory.
+struct LoadOptions {
+  // Repack F16 matrices rounded to BF16 (RepackArena::set_f16_as_bf16): prefill then
+  // runs the BF16 dot product where the CPU has one, at a loss of precision. Only where
+  // this CPU's kernels repack (x86, fast kernels); elsewhere F16 stays as it is.
+  bool f16_as_bf16 = false;
+};
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -66,6 +74,8 @@ class Model {
   // Bytes of the other large matrices, copied unchanged into huge pages at load (also
   // in place of the file's pages).
   size_t copied_bytes() const { return repacked_.copied_bytes(); }
+  // Bytes of F16 matrices repacked rounded to BF16 (LoadOptions::f16_as_bf16).
+  size_t rounded_to_bf16_bytes() const { return repacked_.rounded_to_bf16_bytes(); }
 
  protected:
   ThreadPool* pool_ = nullptr;
@@ -75,6 +85,6 @@ class Model {
 // Builds the model a GGUF file describes (architecture from general.architecture),
 // checking that every tensor it needs is present and correctly shaped. The file
 // must outlive the model: weights are used in place from its map.
-std::unique_ptr<Model> load_model(const ModelSource& source);
+std::unique_ptr<Model> load_model(const ModelSource& source, const LoadOptions& options = {});
 
 }  // namespace jevons

@@ -35,7 +35,8 @@ struct LayerWeights {
 
 class Transformer : public Model {
  public:
-  explicit Transformer(const ModelSource& file) : cfg_(read_config(file)) {
+  Transformer(const ModelSource& file, const LoadOptions& options) : cfg_(read_config(file)) {
+    repacked_.set_f16_as_bf16(options.f16_as_bf16);
     const WeightLoader w(file, &repacked_);
     const GgufTensor* emb = file.find_tensor("token_embd.weight");
     if (!emb) fail("{}: tensor token_embd.weight is missing", file.path());
@@ -220,6 +221,8 @@ class Transformer : public Model {
 
 }  // namespace
 
-std::unique_ptr<Model> make_transformer(const ModelSource& source) { return std::make_unique<Transformer>(source); }
+std::unique_ptr<Model> make_transformer(const ModelSource& source, const LoadOptions& options) {
+  return std::make_unique<Transformer>(source, options);
+}
 
 }  // namespace jevons
