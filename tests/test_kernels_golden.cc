@@ -69,7 +69,9 @@ TEST_P(FastGolden, LogitsMatchLlamaCppWithActivationRounding) {
 
   auto file = GgufFile::open(dir + "/gguf/" + c.file);
   auto model = load_model(*file, LoadOptions{.f16_as_bf16 = c.f16_as_bf16});
-  if (c.f16_as_bf16 && repacking_enabled()) EXPECT_GT(model->rounded_to_bf16_bytes(), 0u);
+  if (c.f16_as_bf16 && repacking_enabled()) {
+    EXPECT_GT(model->rounded_to_bf16_bytes(), 0u);
+  }
   ThreadPool pool(2);
   model->set_thread_pool(&pool);
   const int n_vocab = model->config().n_vocab;

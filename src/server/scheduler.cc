@@ -260,7 +260,7 @@ bool Scheduler::on_logits(Seq& s, float* logits, double decode_j) {
   ++s.result.completion_tokens;
   generated_tokens_.fetch_add(1);
   const bool was_reasoning = s.in_reasoning();
-  if (was_reasoning || s.closing_thought && forced) ++s.result.reasoning_tokens;  // the closing markup is part of the thought
+  if (was_reasoning || (s.closing_thought && forced)) ++s.result.reasoning_tokens;  // the closing markup is part of the thought
   (void)decode_j;
   const std::string text = s.stop.push(s.decoder.push(id));
   ReasoningSplitter::Out o = s.route(text);
