@@ -209,6 +209,22 @@ TEST(Cli, BenchJsonReportsRatesRooflineAndPeak) {
             100.0 * bytes * d2["tokens_per_s_max"].get<double>() / 1e9 / live["gbs_min"].get<double>() + 1e-9);
   EXPECT_FALSE(j.contains("live_bandwidth") || d.contains("live_bandwidth"));  // only when asked for
 
+  // A prefill faster than the cached peak (here a spoiled cache: 0.001 GOP/s) probes
+  // the peak again and keeps the larger value.
+  auto spoiled = nlohmann::json::parse(test::read_file(cache + "/jevons/probes.json"));
+  std::string peak_key;
+  for (auto& [key, value] : spoiled.items())
+    if (key.find("GOP/s") != std::string::npos) peak_key = key, value = 0.001;
+  ASSERT_FALSE(peak_key.empty()) << spoiled.dump();
+  std::ofstream(cache + "/jevons/probes.json") << spoiled.dump();
+  const Result again = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + stories() +
+                                       " -p 16 -n 0 -r 1 -t 1 --json");
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.err.find("above the cached"), std::string::npos) << again.err;
+  const double reprobed = nlohmann::json::parse(again.out)["prefill"]["peak_gops"].get<double>();
+  EXPECT_GT(reprobed, 0.001);
+  EXPECT_EQ(nlohmann::json::parse(test::read_file(cache + "/jevons/probes.json"))[peak_key].get<double>(), reprobed);
+
   // -d: decode after that many tokens of context; a token then also reads the cache up
   // to its position (on average depth + (n + 1) / 2 positions).
   EXPECT_EQ(d["depth"], 0);
