@@ -164,8 +164,11 @@ struct WeightCopies {
   }
 };
 
-void BM_Matvec(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int threads, bool repacked) {
-  const WeightCopies w(repacked ? repacked_weights(type, rows, cols) : weights(type, rows, cols), size_t(256) << 20);
+// stream_bytes: the copies' total (256 MiB streams from DRAM; 0: two copies, which a
+// small matrix keeps in L2 / L3, to show the kernel's own speed apart from DRAM's).
+void BM_Matvec(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int threads, bool repacked,
+               size_t stream_bytes) {
+  const WeightCopies w(repacked ? repacked_weights(type, rows, cols) : weights(type, rows, cols), stream_bytes);
   const std::vector<float> x = activations(cols);
   std::vector<float> y(static_cast<size_t>(rows));
   ThreadPool& pool = pool_for(threads);
@@ -293,10 +296,20 @@ void register_all() {
         for (int th : thread_counts) {
           const std::string n = std::string("matvec/") + name + (repacked ? "-x8/" : "/") + std::to_string(rows) + "x" +
                                 std::to_string(cols) + "/threads:" + std::to_string(th);
-          with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th, repacked))
+          with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th, repacked, size_t(256) << 20))
               ->UseRealTime()
               ->Unit(benchmark::kMicrosecond);
         }
+  // The same kernels on a 512x2048 matrix that stays in the caches: where this runs far
+  // above the DRAM bandwidth (bw_frac >> 1), decode is bound by memory, not by the kernel.
+  for (auto [name, type] : types)
+    for (bool repacked : variants(type))
+      for (int th : thread_counts) {
+        const std::string n = std::string("matvec-cached/") + name + (repacked ? "-x8/" : "/") + "512x2048/threads:" + std::to_string(th);
+        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, int64_t(512), int64_t(2048), th, repacked, size_t(0)))
+            ->UseRealTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
   // 4096x512: one token's activations fit L1, which isolates the arithmetic of a tile
   // from the cache traffic of wide rows.
   const std::tuple<int64_t, int64_t, int64_t> matmul_shapes[] = {{4096, 4096, 64}, {4096, 4096, 512}, {4096, 512, 64}};
