@@ -667,10 +667,20 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
     __m256i isum[T], isum_hi = _mm256_setzero_si256();
     ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
     ForEachIndex<kChunks>([&](auto j) HWY_ATTR {
-      const __m256i raw = _mm256_loadu_si256(qs + j);
+      __m256i raw = _mm256_loadu_si256(qs + j);
+      if constexpr (!kQ8 && kVnni && T == 1) {
+        // One load per chunk: GCC would fold it into both of the ops below (two loads),
+        // and the load ports bound this loop (in cache, 1 thread, Zen 4: 38 -> 41 GB/s).
+        V32 r{raw};
+        Opaque(r);
+        raw = r.raw;
+      }
       if constexpr (!kQ8) {
         const __m256i lo = _mm256_and_si256(raw, m4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        // Decode with VNNI: the high nibbles in place (16x their value, at most 240 as
+        // vpdpbusd's unsigned operand), one op instead of two; their sum is scaled back
+        // exactly by a shift once per block.
+        const __m256i hi = kVnni && T == 1 ? _mm256_andnot_si256(m4, raw) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         ForEachIndex<T>([&](auto t) HWY_ATTR {
           const int8_t* xq = x[t * a.act_stride].qs;
           const __m256i xlo = Broadcast4(xq + 4 * j), xhi = Broadcast4(xq + 16 + 4 * j);
@@ -711,7 +721,7 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
       const ActQ8& xt = x[t * a.act_stride];
       __m256i i = isum[t];
       if constexpr (!kQ8 && !kVnni && T == 1) i = _mm256_add_epi16(i, isum_hi);  // exact: |sum| <= 30480
-      if constexpr (!kQ8 && kVnni && T == 1) i = _mm256_add_epi32(i, isum_hi);
+      if constexpr (!kQ8 && kVnni && T == 1) i = _mm256_add_epi32(i, _mm256_srai_epi32(isum_hi, 4));
       if constexpr (!kQ8 && !kVnni) i = _mm256_madd_epi16(i, ones);
       if constexpr (kOffset) i = _mm256_add_epi32(i, _mm256_set1_epi32(xt.offset_sum));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw, _mm256_set1_ps(xt.d)), acc[t]);
