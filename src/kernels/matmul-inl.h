@@ -779,7 +779,29 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
                         _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(u1, 6), k2), 4))};
     __m256i isum[T];
     ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
-    ForEachIndex<8>([&](auto j) HWY_ATTR {
+    if constexpr (kVnni && T == 1) {
+      // Decode: each chunk loaded once for both of its sub-blocks (the load ports bound
+      // this loop), the high nibbles kept in place (16x, at most 240 as vpdpbusd's
+      // unsigned operand) and their sum scaled back by an exact shift. Integer sums in
+      // another order, so the same results as the loop below.
+      ForEachIndex<4>([&](auto p) HWY_ATTR {
+        const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt) + 8 * p;
+        const int8_t* xq = x->qs + 64 * p;
+        __m256i even = _mm256_setzero_si256(), odd = even;
+        ForEachIndex<8>([&](auto c) HWY_ATTR {
+          V32 q{_mm256_loadu_si256(qs + c)};
+          Opaque(q);
+          even = DotU8I8<true>(V32{even}, VU8{_mm256_and_si256(q.raw, m4)}, V8{Broadcast4(xq + 4 * c)}).raw;
+          odd = DotU8I8<true>(V32{odd}, VU8{_mm256_andnot_si256(m4, q.raw)}, V8{Broadcast4(xq + 32 + 4 * c)}).raw;
+        });
+        const __m256i s_even = _mm256_shuffle_epi8(sc[p / 2], SpreadByteOfLanes<int(2 * p % 4), true>());
+        const __m256i s_odd = _mm256_shuffle_epi8(sc[p / 2], SpreadByteOfLanes<int((2 * p + 1) % 4), true>());
+        V32 sum{_mm256_add_epi32(_mm256_add_epi32(isum[0], _mm256_mullo_epi32(even, s_even)),
+                                 _mm256_mullo_epi32(_mm256_srai_epi32(odd, 4), s_odd))};
+        Opaque(sum);
+        isum[0] = sum.raw;
+      });
+    } else ForEachIndex<8>([&](auto j) HWY_ATTR {
       const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt) + 8 * (j / 2);
       __m256i ssum[T];
       ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_setzero_si256(); });
