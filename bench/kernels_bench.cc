@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "core/float16.h"
+#include "core/large_buffer.h"
 #include "core/thread_pool.h"
 #include "kernels/bandwidth.h"
 #include "kernels/matmul.h"
@@ -143,15 +144,16 @@ std::vector<float> activations(int64_t n) {
 
 // Copies of one weight matrix filling well over the last-level cache (32 MiB on the
 // development machine): each iteration reads the next copy, so the weights stream
-// from DRAM as in a real decode, not from L3.
+// from DRAM as in a real decode, not from L3. In huge pages, as the model's repacked
+// weights are (LargeBuffer).
 struct WeightCopies {
-  std::vector<uint8_t> bytes;
+  LargeBuffer bytes;
   std::vector<Tensor> copies;
   WeightCopies(const Tensor& w, size_t total_bytes) {
     const size_t packed = w.packed ? size_t(w.packed_rows) * w.row_bytes() : 0;
     const size_t one = w.nbytes() + packed;
     const size_t n = std::max<size_t>(2, (total_bytes + one - 1) / one);
-    bytes.resize(n * one);
+    bytes = LargeBuffer(n * one, "benchmark weight copies");
     for (size_t i = 0; i < n; ++i) {
       uint8_t* copy = bytes.data() + i * one;
       std::memcpy(copy, w.data, w.nbytes());
