@@ -143,6 +143,12 @@ TEST(Cli, F16AsBf16RoundsF16MatricesAndSaysSo) {
   EXPECT_NE(inspect.out.find("F16 rounded to BF16 at load (--f16-as-bf16): "), std::string::npos) << inspect.out;
   EXPECT_EQ(inspect.out.find("(--f16-as-bf16): 0.00 B"), std::string::npos) << inspect.out;
 
+  // Without the BF16 dot product (here forced off) the flag only costs precision: said so.
+  const Result no_dot = test::run_shell("JEVONS_NO_BF16_DOT=1 timeout 120 " + std::string(JEVONS_CLI_PATH) + " run -m " + f16 +
+                                        " -p Once -n 2 --temp 0 -t 1 --f16-as-bf16");
+  ASSERT_EQ(no_dot.code, 0) << no_dot.err;
+  EXPECT_NE(no_dot.err.find("this CPU has no BF16 dot product"), std::string::npos) << no_dot.err;
+
   const Result f32 = jevons("run -m " + stories() + " -p Once -n 2 --temp 0 -t 1 --f16-as-bf16");
   ASSERT_EQ(f32.code, 0) << f32.err;
   EXPECT_NE(f32.err.find("--f16-as-bf16: no matrix was rounded (the model has no F16 matrix"), std::string::npos) << f32.err;

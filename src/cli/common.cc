@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/hf_model.h"
+#include "kernels/peak.h"
 
 namespace jevons::cli {
 
@@ -27,6 +28,10 @@ LoadedModel load(const ModelArgs& args, bool with_model) {
       std::fprintf(stderr, "[jevons] --f16-as-bf16: no matrix was rounded (%s)\n",
                    repacking_enabled() ? "the model has no F16 matrix that this CPU's kernels repack"
                                        : "weights are not repacked here: not x86, reference kernels or JEVONS_REPACK=0");
+    else if (args.f16_as_bf16 && peak_kind_for(TensorType::BF16) != PeakKind::kBf16Dot)
+      std::fprintf(stderr,
+                   "[jevons] --f16-as-bf16: this CPU has no BF16 dot product (AVX512-BF16), so the rounded matrices run "
+                   "on f32 FMAs at about F16's speed: the flag costs precision and gains nothing here\n");
   }
   m.tokenizer = Tokenizer::from_gguf(*m.file);
   if (with_model) {
