@@ -801,32 +801,34 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
         Opaque(sum);
         isum[0] = sum.raw;
       });
-    } else ForEachIndex<8>([&](auto j) HWY_ATTR {
-      const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt) + 8 * (j / 2);
-      __m256i ssum[T];
-      ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_setzero_si256(); });
-      ForEachIndex<8>([&](auto c) HWY_ATTR {
-        __m256i q = _mm256_loadu_si256(qs + c);
-        if constexpr (j % 2 == 1) q = _mm256_srli_epi16(q, 4);
-        q = _mm256_and_si256(q, m4);
+    } else {
+      ForEachIndex<8>([&](auto j) HWY_ATTR {
+        const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt) + 8 * (j / 2);
+        __m256i ssum[T];
+        ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_setzero_si256(); });
+        ForEachIndex<8>([&](auto c) HWY_ATTR {
+          __m256i q = _mm256_loadu_si256(qs + c);
+          if constexpr (j % 2 == 1) q = _mm256_srli_epi16(q, 4);
+          q = _mm256_and_si256(q, m4);
+          ForEachIndex<T>([&](auto t) HWY_ATTR {
+            const __m256i xb = Broadcast4(x[t * a.act_stride].qs + 32 * j + 4 * c);
+            if constexpr (kVnni) {
+              ssum[t] = DotU8I8<true>(V32{ssum[t]}, VU8{q}, V8{xb}).raw;
+            } else {
+              V32 sum{_mm256_add_epi16(ssum[t], _mm256_maddubs_epi16(q, xb))};
+              Opaque(sum);  // keeps the sums a chain (see TileX8)
+              ssum[t] = sum.raw;
+            }
+          });
+        });
+        const __m256i s = _mm256_shuffle_epi8(sc[j / 4], SpreadByteOfLanes<int(j % 4), kVnni>());
         ForEachIndex<T>([&](auto t) HWY_ATTR {
-          const __m256i xb = Broadcast4(x[t * a.act_stride].qs + 32 * j + 4 * c);
-          if constexpr (kVnni) {
-            ssum[t] = DotU8I8<true>(V32{ssum[t]}, VU8{q}, V8{xb}).raw;
-          } else {
-            V32 sum{_mm256_add_epi16(ssum[t], _mm256_maddubs_epi16(q, xb))};
-            Opaque(sum);  // keeps the sums a chain (see TileX8)
-            ssum[t] = sum.raw;
-          }
+          V32 sum{_mm256_add_epi32(isum[t], kVnni ? _mm256_mullo_epi32(ssum[t], s) : _mm256_madd_epi16(ssum[t], s))};
+          Opaque(sum);  // likewise: else the 8 sub-block products wait on the stack for a tree
+          isum[t] = sum.raw;
         });
       });
-      const __m256i s = _mm256_shuffle_epi8(sc[j / 4], SpreadByteOfLanes<int(j % 4), kVnni>());
-      ForEachIndex<T>([&](auto t) HWY_ATTR {
-        V32 sum{_mm256_add_epi32(isum[t], kVnni ? _mm256_mullo_epi32(ssum[t], s) : _mm256_madd_epi16(ssum[t], s))};
-        Opaque(sum);  // likewise: else the 8 sub-block products wait on the stack for a tree
-        isum[t] = sum.raw;
-      });
-    });
+    }
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
     const __m256i mp[4] = {_mm256_shuffle_epi8(mn[0], PairOfLanes<0>()), _mm256_shuffle_epi8(mn[0], PairOfLanes<1>()),
