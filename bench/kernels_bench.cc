@@ -9,6 +9,10 @@
 //                                               one token's h query heads (h / k per KV
 //                                               head) over n cached positions; FLOP/s =
 //                                               h * 4 * n * d (scores and values)
+//   attention-paged/.../kv:<n>/layers:<l>       the same from DRAM: a real paged KvCache of
+//                                               l layers, one layer per iteration; bytes/s =
+//                                               keys and values read, bw_frac = that / the
+//                                               1-thread probe
 //   peak/<int8_dot|f32_fma|bf16_dot>/threads:<n>
 //                                               the compute ceilings of kernels/peak.h
 //                                               (bf16_dot: 0 without AVX512-BF16)
@@ -41,6 +45,7 @@
 #include "kernels/repack.h"
 #include "quant/blocks.h"
 #include "quant/types.h"
+#include "runtime/kv_cache.h"
 
 namespace jevons {
 namespace {
@@ -233,6 +238,53 @@ void BM_Attention(benchmark::State& state, int heads, int kv_heads, int dim, int
   state.SetLabel(kernel_target_name());
 }
 
+// The same from DRAM, as a decode deep into a long context reads it: a real paged
+// KvCache of `layers` layers (16-position blocks, head-major), one layer per iteration
+// in turn, so that the rows come from memory (layers x n_kv x the KV bytes per position
+// dwarf the LLC). bytes/s counts the keys and values read; bw_frac compares it with the
+// 1-thread probe.
+void BM_AttentionPaged(benchmark::State& state, int heads, int kv_heads, int dim, int64_t n_kv, int layers) {
+  const int group = heads / kv_heads;
+  KvCache cache(layers, int(n_kv), kv_heads * dim, kv_heads * dim, kv_heads);
+  if (!cache.reserve(int(n_kv))) {
+    state.SkipWithError("KV cache reservation failed");
+    return;
+  }
+  // 61 random positions' keys and values, cycled (the scores vary, as in a real cache).
+  const int64_t kv_floats = 2 * int64_t(kv_heads) * dim;
+  const std::vector<float> kv = activations(61 * kv_floats);
+  for (int l = 0; l < layers; ++l)
+    for (int pos = 0; pos < int(n_kv); ++pos) {
+      const float* row = kv.data() + (pos + 7 * l) % 61 * kv_floats;
+      cache.store(l, pos, row, row + kv_heads * dim);
+    }
+  std::vector<std::vector<const float*>> k_rows(static_cast<size_t>(layers)), v_rows(static_cast<size_t>(layers));
+  for (int l = 0; l < layers; ++l)
+    for (int pos = 0; pos < int(n_kv); ++pos) {
+      k_rows[size_t(l)].push_back(cache.k(l, pos));
+      v_rows[size_t(l)].push_back(cache.v(l, pos));
+    }
+  const std::vector<float> q = activations(int64_t(heads) * dim);
+  std::vector<float> out(size_t(heads) * size_t(dim));
+  const float scale = 1.0f / std::sqrt(float(dim));
+  int layer = 0;
+  for (auto _ : state) {
+    for (int g = 0; g < kv_heads; ++g)
+      attention_heads(&q[size_t(g * group * dim)], group, k_rows[size_t(layer)].data(), g * cache.k_head_stride(),
+                      v_rows[size_t(layer)].data(), g * cache.v_head_stride(), n_kv, dim, dim, scale,
+                      &out[size_t(g * group * dim)]);
+    benchmark::DoNotOptimize(out.data());
+    layer = (layer + 1) % layers;
+  }
+  const double bytes = 2.0 * double(n_kv) * kv_heads * dim * sizeof(float);
+  state.SetBytesProcessed(int64_t(double(state.iterations()) * bytes));
+  state.counters["bw_frac"] =
+      benchmark::Counter(bytes / (probed_bandwidth(1) * 1e9), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] = benchmark::Counter(4.0 * heads * double(n_kv) * dim, benchmark::Counter::kIsIterationInvariantRate,
+                                                benchmark::Counter::kIs1000);
+  state.SetLabel(kernel_target_name());
+}
+
 void BM_ReadBandwidth(benchmark::State& state, int threads) {
   ThreadPool& pool = pool_for(threads);
   static std::map<int, std::unique_ptr<ReadBandwidthProbe>> probes;
@@ -336,6 +388,17 @@ void register_all() {
                                                  BM_Attention, heads, kv_heads, dim, n_kv))
           ->UseRealTime()
           ->Unit(benchmark::kMicrosecond);
+  // From DRAM through the paged cache: tinyllama-1.1b (22 layers) and qwen2.5-1.5b (28);
+  // layers:1 keeps tinyllama's cache in the LLC, which leaves the kernel's arithmetic.
+  const std::tuple<int, int, int, int64_t, int> paged_shapes[] = {
+      {32, 4, 64, 2048, 22}, {32, 4, 64, 2048, 1}, {12, 2, 128, 2048, 28}, {12, 2, 128, 8192, 28}};
+  for (auto [heads, kv_heads, dim, n_kv, layers] : paged_shapes)
+    with_extremes(benchmark::RegisterBenchmark(("attention-paged/heads:" + std::to_string(heads) + "/kv_heads:" +
+                                                std::to_string(kv_heads) + "/dim:" + std::to_string(dim) +
+                                                "/kv:" + std::to_string(n_kv) + "/layers:" + std::to_string(layers)).c_str(),
+                                               BM_AttentionPaged, heads, kv_heads, dim, n_kv, layers))
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
   for (auto [name, kind] : {std::pair{"int8_dot", PeakKind::kInt8Dot}, std::pair{"f32_fma", PeakKind::kF32Fma},
                             std::pair{"bf16_dot", PeakKind::kBf16Dot}})
     for (int th : thread_counts)
