@@ -559,78 +559,95 @@ TEST(Kernels, SiluMulMatchesReference) {
   });
 }
 
+// Key (or value) rows for the attention tests: n rows of `dim` floats read at row + offset.
+// Scattered: each row its own allocation, as the oracle's layout. In runs: 16 rows next
+// to each other (row j + 1 at row j + dim, as the paged KV cache's head-major blocks keep
+// a head's rows), the runs far apart; the kernel reads those in place, not packed.
+// Every 7th key row (keys: the scores rise steeply) is scaled up, so that the online
+// softmax rescales its sums at each new maximum.
+struct AttentionRows {
+  std::vector<std::vector<float>> storage;
+  std::vector<const float*> rows;
+  AttentionRows(int64_t n, int dim, int offset, bool in_runs, uint32_t seed, bool steep) {
+    constexpr int64_t kRun = 16;
+    const int64_t run_floats = kRun * dim + offset + 4099;  // runs apart by an odd gap
+    if (in_runs) storage.push_back(random_floats(size_t((n + kRun - 1) / kRun * run_floats), seed));
+    for (int64_t j = 0; j < n; ++j) {
+      float* row;
+      if (in_runs) {
+        row = storage[0].data() + j / kRun * run_floats + j % kRun * dim;
+      } else {
+        storage.push_back(random_floats(size_t(dim + offset), uint32_t(seed + j)));
+        row = storage.back().data();
+      }
+      if (steep && j % 7 == 3)
+        for (int d = 0; d < dim; ++d) row[offset + d] *= 4.0f;
+      rows.push_back(row);
+    }
+  }
+};
+
 TEST(Kernels, AttentionMatchesReference) {
   // Odd head sizes (not multiples of the vector width), a single key, keys whose scores
   // rise and fall steeply (the online softmax rescales its sums at every new maximum),
-  // rows scattered in memory as the paged KV cache has them, and groups of query heads
-  // sharing the keys and values (GQA: one head, half a vector of heads, a full one, more
-  // than a vector), each head checked against the reference alone.
+  // rows scattered in memory or in runs as the paged KV cache has them, and groups of
+  // query heads sharing the keys and values (GQA: one head, half a vector of heads, a
+  // full one, more than a vector), each head checked against the reference alone.
   for_each_target([&] {
-    for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}, std::pair{576, 512}, std::pair{128, 128}})
-      for (int64_t n_kv : {1, 2, 9, 40, 300})
-        for (int n_heads : {1, 3, 8, 12}) {
-          SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " dv=" << dv << " n_kv=" << n_kv
-                                          << " heads=" << n_heads);
-          const std::vector<float> q = random_floats(size_t(n_heads * dk), uint32_t(dk + n_kv));
-          std::vector<std::vector<float>> k, v;
-          for (int64_t j = 0; j < n_kv; ++j) {
-            k.push_back(random_floats(size_t(dk) + 3, uint32_t(1000 + j), j % 7 == 3 ? 4.0f : 1.0f));
-            v.push_back(random_floats(size_t(dv) + 2, uint32_t(5000 + j)));
+    for (bool in_runs : {false, true})
+      for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}, std::pair{576, 512}, std::pair{128, 128}})
+        for (int64_t n_kv : {1, 2, 9, 40, 300})
+          for (int n_heads : {1, 3, 8, 12}) {
+            SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " dv=" << dv << " n_kv=" << n_kv
+                                            << " heads=" << n_heads << (in_runs ? " rows in runs" : " rows scattered"));
+            const std::vector<float> q = random_floats(size_t(n_heads * dk), uint32_t(dk + n_kv));
+            const AttentionRows k(n_kv, dk, 3, in_runs, 1000, true), v(n_kv, dv, 2, in_runs, 5000, false);
+            const float scale = 1.0f / std::sqrt(float(dk));
+            std::vector<float> out(size_t(n_heads * dv), NAN), ref(static_cast<size_t>(dv));
+            attention_heads(q.data(), n_heads, k.rows.data(), 3, v.rows.data(), 2, n_kv, dk, dv, scale, out.data());
+            for (int h = 0; h < n_heads; ++h) {
+              attention_head_reference(&q[size_t(h * dk)], k.rows.data(), 3, v.rows.data(), 2, n_kv, dk, dv, scale,
+                                       ref.data());
+              for (int d = 0; d < dv; ++d)
+                ASSERT_NEAR(out[size_t(h * dv + d)], ref[size_t(d)], 2e-5f * (1.0f + std::fabs(ref[size_t(d)])))
+                    << "head " << h << " d " << d;
+            }
           }
-          std::vector<const float*> k_rows, v_rows;
-          for (int64_t j = 0; j < n_kv; ++j) {
-            k_rows.push_back(k[size_t(j)].data());
-            v_rows.push_back(v[size_t(j)].data());
-          }
-          const float scale = 1.0f / std::sqrt(float(dk));
-          std::vector<float> out(size_t(n_heads * dv), NAN), ref(static_cast<size_t>(dv));
-          attention_heads(q.data(), n_heads, k_rows.data(), 3, v_rows.data(), 2, n_kv, dk, dv, scale, out.data());
-          for (int h = 0; h < n_heads; ++h) {
-            attention_head_reference(&q[size_t(h * dk)], k_rows.data(), 3, v_rows.data(), 2, n_kv, dk, dv, scale, ref.data());
-            for (int d = 0; d < dv; ++d)
-              ASSERT_NEAR(out[size_t(h * dv + d)], ref[size_t(d)], 2e-5f * (1.0f + std::fabs(ref[size_t(d)])))
-                  << "head " << h << " d " << d;
-          }
-        }
   });
 }
 
 TEST(Kernels, AttentionCausalBlockEqualsOneQueryAtATime) {
   // Prefill attends a block of consecutive tokens at once; each token's heads must come out
   // bit-identical to attending alone (as decode does), and nothing between the strided
-  // outputs may be written. Blocks that cross several key chunks, and a single head.
+  // outputs may be written. Blocks that cross several key chunks, and a single head. With
+  // the rows in runs, one query alone reads them in place while the block packs them.
   for (KernelMode mode : {KernelMode::kFast, KernelMode::kReference}) {
     ScopedKernelMode scoped(mode);
     for_each_target([&] {
-      for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}})
-        for (int64_t n_kv : {1, 7, 70, 200})
-          for (int n_heads : {1, 3})
-            for (int n_queries : {1, 2, 9}) {
-              SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " n_kv=" << n_kv
-                                              << " heads=" << n_heads << " queries=" << n_queries);
-              const int64_t q_stride = n_heads * dk + 5, out_stride = n_heads * dv + 3, keys = n_kv + n_queries - 1;
-              const std::vector<float> q = random_floats(size_t(n_queries * q_stride), uint32_t(dk + n_kv + n_queries));
-              std::vector<std::vector<float>> k, v;
-              std::vector<const float*> k_rows, v_rows;
-              for (int64_t j = 0; j < keys; ++j) {
-                k.push_back(random_floats(size_t(dk) + 3, uint32_t(100 + j), j % 5 == 2 ? 4.0f : 1.0f));
-                v.push_back(random_floats(size_t(dv) + 2, uint32_t(700 + j)));
-              }
-              for (int64_t j = 0; j < keys; ++j) k_rows.push_back(k[size_t(j)].data()), v_rows.push_back(v[size_t(j)].data());
-              const float scale = 0.125f;
-              std::vector<float> out(size_t(n_queries * out_stride), NAN), alone(size_t(n_heads * dv));
-              attention_causal_block(q.data(), q_stride, n_queries, n_heads, k_rows.data(), 3, v_rows.data(), 2, n_kv, dk,
-                                     dv, scale, out.data(), out_stride);
-              for (int i = 0; i < n_queries; ++i) {
-                attention_heads(&q[size_t(i * q_stride)], n_heads, k_rows.data(), 3, v_rows.data(), 2, n_kv + i, dk, dv,
-                                scale, alone.data());
-                for (int64_t d = 0; d < out_stride; ++d) {
-                  const float got = out[size_t(i * out_stride + d)];
-                  if (d < n_heads * dv) ASSERT_EQ(got, alone[size_t(d)]) << "query " << i << " element " << d;
-                  else ASSERT_TRUE(std::isnan(got)) << "query " << i << " wrote the gap at " << d;
+      for (bool in_runs : {false, true})
+        for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}})
+          for (int64_t n_kv : {1, 7, 70, 200})
+            for (int n_heads : {1, 3})
+              for (int n_queries : {1, 2, 9}) {
+                SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " n_kv=" << n_kv << " heads="
+                                                << n_heads << " queries=" << n_queries << (in_runs ? " rows in runs" : ""));
+                const int64_t q_stride = n_heads * dk + 5, out_stride = n_heads * dv + 3, keys = n_kv + n_queries - 1;
+                const std::vector<float> q = random_floats(size_t(n_queries * q_stride), uint32_t(dk + n_kv + n_queries));
+                const AttentionRows k(keys, dk, 3, in_runs, 100, true), v(keys, dv, 2, in_runs, 700, false);
+                const float scale = 0.125f;
+                std::vector<float> out(size_t(n_queries * out_stride), NAN), alone(size_t(n_heads * dv));
+                attention_causal_block(q.data(), q_stride, n_queries, n_heads, k.rows.data(), 3, v.rows.data(), 2, n_kv,
+                                       dk, dv, scale, out.data(), out_stride);
+                for (int i = 0; i < n_queries; ++i) {
+                  attention_heads(&q[size_t(i * q_stride)], n_heads, k.rows.data(), 3, v.rows.data(), 2, n_kv + i, dk,
+                                  dv, scale, alone.data());
+                  for (int64_t d = 0; d < out_stride; ++d) {
+                    const float got = out[size_t(i * out_stride + d)];
+                    if (d < n_heads * dv) ASSERT_EQ(got, alone[size_t(d)]) << "query " << i << " element " << d;
+                    else ASSERT_TRUE(std::isnan(got)) << "query " << i << " wrote the gap at " << d;
+                  }
                 }
               }
-            }
     });
   }
 }

@@ -134,6 +134,18 @@ HWY_INLINE void PrefetchAhead(const void* p, size_t dist) {
     for (size_t o = 0; o < kBytes; o += 64) __builtin_prefetch(c + o, 0, 3);
 }
 
+// A prefetch into L2 that the compiler keeps: GCC deletes a loop whose body is only
+// __builtin_prefetch (it has no side effects, so the loop counts as empty).
+HWY_INLINE void PrefetchL2(const void* p) {
+#if HWY_ARCH_X86
+  asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
+#elif HWY_ARCH_ARM_A64
+  asm volatile("prfm pldl2keep, %a0" : : "p"(p));
+#else
+  __builtin_prefetch(p, 0, 2);
+#endif
+}
+
 // Makes v look modified to the compiler (no instruction emitted), so that work on it
 // cannot be hoisted out of a timing loop, nor reassociated with later work.
 template <class V>
@@ -1772,32 +1784,45 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
 #if !JEVONS_MM_ENABLED
   return false;
 #else
-  const bool pack = n_heads * n_queries > 1;
+  // Packing pays for its copy when several queries share the chunk (prefill), or when
+  // the rows lie scattered (in place, rows a power of two apart would evict each other
+  // from L1). The paged cache keeps a head's rows in runs of 16 (head-major blocks): one
+  // query reads them in place.
+  const bool may_pack = n_heads * n_queries > 1;
   constexpr int64_t kMaxChunk = 64;
   const int64_t chunk_bytes = n_heads > 1 ? 16 << 10 : 8 << 10;  // by the group alone: the chunks fix the sums' order
   const int64_t chunk = std::clamp<int64_t>(chunk_bytes / (int64_t(head_dim_k + head_dim_v) * 4) / 8 * 8, 8, kMaxChunk);
   const DF df;
   const size_t dv = size_t(head_dim_v);
   const int n_rows = n_heads * n_queries;  // (query, head) pairs, row r = query r / n_heads
-  const size_t acc_floats = (size_t(n_rows) * (dv + 2) + 15) / 16 * 16;  // keeps kbuf 64-byte aligned
-  const size_t pack_floats = pack ? size_t(chunk) * size_t(head_dim_k + head_dim_v) : 0;
-  float* acc = reinterpret_cast<float*>(kernels::scratch((acc_floats + pack_floats) * sizeof(float)));
+  const size_t acc_floats = (size_t(n_rows) * (dv + 2) + 15) / 16 * 16;  // keeps what follows 64-byte aligned
+  const size_t prob_floats = size_t(n_rows) * size_t(kMaxChunk + 16);      // a row's chunk of scores, then its rescale
+  const size_t pack_floats = may_pack ? size_t(chunk) * size_t(head_dim_k + head_dim_v) : 0;
+  float* acc = reinterpret_cast<float*>(kernels::scratch((acc_floats + prob_floats + pack_floats) * sizeof(float)));
   float* m = acc + size_t(n_rows) * dv;  // running maximum per row
   float* l = m + n_rows;                 // running sum of exponentials per row
-  float* kbuf = pack ? acc + acc_floats : nullptr;  // the chunk's packed keys, then values
-  float* vbuf = pack ? kbuf + size_t(chunk) * size_t(head_dim_k) : nullptr;
+  float* probs = acc + acc_floats;       // row r's scores (then exponentials) at r * (kMaxChunk + 16)
+  float* kbuf = may_pack ? probs + prob_floats : nullptr;  // the chunk's packed keys, then values
+  float* vbuf = may_pack ? kbuf + size_t(chunk) * size_t(head_dim_k) : nullptr;
   std::fill(acc, acc + size_t(n_rows) * dv, 0.0f);
   std::fill(m, m + n_rows, -INFINITY);
   std::fill(l, l + n_rows, 0.0f);
-  HWY_ALIGN float p[kMaxChunk];
   const float* kp[kMaxChunk];
   const float* vp[kMaxChunk];
   const int64_t n_kv_last = n_kv + n_queries - 1;
+  const VF vscale = hn::Set(df, scale);
   for (int64_t j0 = 0; j0 < n_kv_last; j0 += chunk) {
     const int64_t n_chunk = std::min(chunk, n_kv_last - j0);
     const float* const* kr = k_rows + j0;
     const float* const* vr = v_rows + j0;
     int64_t ko = k_offset, vo = v_offset;
+    bool pack = may_pack && n_queries > 1;
+    if (may_pack && !pack) {
+      int64_t breaks = 0;  // rows that do not follow the previous one in memory
+      for (int64_t j = 1; j < n_chunk; ++j)
+        breaks += (kr[j] != kr[j - 1] + head_dim_k) + (vr[j] != vr[j - 1] + head_dim_v);
+      pack = breaks * 4 > n_chunk;  // runs shorter than 8 rows on average
+    }
     if (pack) {
       for (int64_t j = 0; j < n_chunk; ++j) {
         float* kj = kbuf + size_t(j) * size_t(head_dim_k);
@@ -1808,11 +1833,30 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
       }
       kr = kp, vr = vp, ko = 0, vo = 0;
     }
+    // Every row goes through a step before the next step starts (scores, softmax, values):
+    // two passes over the rows to spread the next chunk's prefetches over.
+    auto keys_of = [&](int r) { return std::min(chunk, n_kv + r / n_heads - j0); };  // <= 0: past its last key
+    // The next chunk's rows into L2, spread over the 2 n_rows steps below (a burst of
+    // prefetches would stall on the core's miss buffers). From DRAM, the paged cache's
+    // rows come in 4-8 KiB pieces far apart, each a fresh stream for the hardware
+    // prefetchers: without this the cores wait on memory at every piece (decode deep into
+    // a context read the cache at about a quarter of the bandwidth).
+    auto prefetch_next = [&](int part) {
+      const int parts = 2 * n_rows;
+      const int64_t next = j0 + chunk, n_next = std::min(chunk, n_kv_last - next);
+      if (n_next <= 0) return;
+      for (int64_t j = next + n_next * part / parts, j_end = next + n_next * (part + 1) / parts; j < j_end; ++j) {
+        for (int64_t o = 0; o < head_dim_k; o += 16) PrefetchL2(k_rows[j] + k_offset + o);
+        for (int64_t o = 0; o < head_dim_v; o += 16) PrefetchL2(v_rows[j] + v_offset + o);
+      }
+    };
+    // 1. Scaled scores, padded with -inf to whole vectors (exp -> 0, unused).
     for (int r = 0; r < n_rows; ++r) {
-      const int64_t query = r / n_heads, h = r % n_heads;
-      if (j0 >= n_kv + query) continue;  // past this query's last key
-      const int64_t n = std::min(chunk, n_kv + query - j0);
-      const float* qh = q + query * q_stride + h * head_dim_k;
+      prefetch_next(r);
+      const int64_t n = keys_of(r);
+      if (n <= 0) continue;
+      float* p = probs + size_t(r) * size_t(kMaxChunk + 16);
+      const float* qh = q + (r / n_heads) * q_stride + (r % n_heads) * head_dim_k;
       int64_t j = 0;
       for (; j + 8 <= n; j += 8) {
         const float* k[8];
@@ -1820,33 +1864,43 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
         Dot8F32(qh, k, size_t(head_dim_k), p + j);
       }
       for (; j < n; ++j) p[j] = DotF32(qh, kr[j] + ko, size_t(head_dim_k));
-      // Scale, maximum, exponentials and their sum as vectors (a scalar loop's chain of
-      // dependent max / add steps costs as much as the chunk's dot products).
       const int64_t padded = (n + int64_t(kLF) - 1) / int64_t(kLF) * int64_t(kLF);  // <= kMaxChunk
-      std::fill(p + n, p + padded, -INFINITY);                                         // exp -> 0, unused
-      const VF vscale = hn::Set(df, scale);
+      std::fill(p + n, p + padded, -INFINITY);
+      for (j = 0; j < padded; j += int64_t(kLF)) hn::Store(hn::Mul(hn::Load(df, p + j), vscale), df, p + j);
+    }
+    // 2. The online softmax: the running maximum (rescaling what was summed under the
+    // previous one by c, kept after the row's scores), the exponentials and their sum.
+    for (int r = 0; r < n_rows; ++r) {
+      const int64_t n = keys_of(r);
+      if (n <= 0) continue;
+      float* p = probs + size_t(r) * size_t(kMaxChunk + 16);
+      const int64_t padded = (n + int64_t(kLF) - 1) / int64_t(kLF) * int64_t(kLF);
       VF vmax = hn::Set(df, -INFINITY);
-      for (j = 0; j < padded; j += int64_t(kLF)) {
-        const VF s = hn::Mul(hn::Load(df, p + j), vscale);
-        hn::Store(s, df, p + j);
-        vmax = hn::Max(vmax, s);
-      }
+      for (int64_t j = 0; j < padded; j += int64_t(kLF)) vmax = hn::Max(vmax, hn::Load(df, p + j));
       const float chunk_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
-      float c = 1.0f;  // rescales what was summed under the previous maximum
+      float c = 1.0f;
       if (chunk_max > m[r]) {
         c = std::exp(m[r] - chunk_max);  // exp(-inf) = 0 for the first chunk
         l[r] *= c;
         m[r] = chunk_max;
       }
+      p[kMaxChunk] = c;
       const VF vm = hn::Set(df, m[r]);
       VF vsum = hn::Zero(df);
-      for (j = 0; j < padded; j += int64_t(kLF)) {
+      for (int64_t j = 0; j < padded; j += int64_t(kLF)) {
         const VF e = hn::Exp(df, hn::Sub(hn::Load(df, p + j), vm));
         hn::Store(e, df, p + j);
         vsum = hn::Add(vsum, e);
       }
       l[r] += ReduceSum(vsum);
-      AccumulateValuesF32(acc + size_t(r) * dv, c, p, vr, vo, n, dv);
+    }
+    // 3. The values, weighted by the exponentials.
+    for (int r = 0; r < n_rows; ++r) {
+      prefetch_next(n_rows + r);
+      const int64_t n = keys_of(r);
+      if (n <= 0) continue;
+      const float* p = probs + size_t(r) * size_t(kMaxChunk + 16);
+      AccumulateValuesF32(acc + size_t(r) * dv, p[kMaxChunk], p, vr, vo, n, dv);
     }
   }
   for (int r = 0; r < n_rows; ++r) {
