@@ -563,8 +563,8 @@ TEST(Kernels, SiluMulMatchesReference) {
 // Scattered: each row its own allocation, as the oracle's layout. In runs: 16 rows next
 // to each other (row j + 1 at row j + dim, as the paged KV cache's head-major blocks keep
 // a head's rows), the runs far apart; the kernel reads those in place, not packed.
-// Every 7th key row (keys: the scores rise steeply) is scaled up, so that the online
-// softmax rescales its sums at each new maximum.
+// With `steep`, every 7th row is scaled by 4: on keys, the scores then rise steeply, and
+// the online softmax rescales its sums at each new maximum.
 struct AttentionRows {
   std::vector<std::vector<float>> storage;
   std::vector<const float*> rows;
