@@ -117,7 +117,9 @@ const Tensor& weights(TensorType type, int64_t rows, int64_t cols) {
         std::memcpy(blk, &f, 4);
         break;
       }
-      case TensorType::F16: set_half(blk, float(int(blk[0]) - 128) / 128.0f); break;
+      // F16 of full precision (11 significant bits): values that are all BF16 values
+      // would be repacked as BF16 (kernels/repack.h) and bench the BF16 kernels.
+      case TensorType::F16: set_half(blk, float(int(blk[0] | blk[1] << 8) - 32768) / 32768.0f); break;
       case TensorType::BF16: {
         const uint16_t h = float_to_bf16(float(int(blk[0]) - 128) / 128.0f);
         std::memcpy(blk, &h, 2);

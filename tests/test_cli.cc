@@ -128,7 +128,8 @@ TEST(Cli, F16AsBf16RoundsF16MatricesAndSaysSo) {
     GTEST_SKIP() << "weights are not repacked on this CPU";
   }
   EXPECT_TRUE(j["f16_as_bf16"].get<bool>());
-  EXPECT_GT(j["memory"]["rounded_to_bf16_gib"].get<double>(), 0.0);
+  EXPECT_TRUE(j["f16_rounded"].get<bool>());  // stories260K's F16 values have 11 significant bits
+  EXPECT_GT(j["memory"]["f16_rounded_gib"].get<double>(), 0.0);
   const bool bf16_dot = std::string(kernel_target_name()).find("+BF16") != std::string::npos;
   EXPECT_NE(j["prefill"]["peak"].get<std::string>().find(bf16_dot ? "bf16 dot" : "f32 FMA"), std::string::npos) << j["prefill"];
 
@@ -140,8 +141,9 @@ TEST(Cli, F16AsBf16RoundsF16MatricesAndSaysSo) {
 
   const Result inspect = jevons("inspect " + f16 + " --f16-as-bf16");
   ASSERT_EQ(inspect.code, 0) << inspect.err;
-  EXPECT_NE(inspect.out.find("F16 rounded to BF16 at load (--f16-as-bf16): "), std::string::npos) << inspect.out;
-  EXPECT_EQ(inspect.out.find("(--f16-as-bf16): 0.00 B"), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find("F16 matrices run as BF16"), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find("--f16-as-bf16: every F16 matrix rounded"), std::string::npos) << inspect.out;
+  EXPECT_EQ(inspect.out.find("0.00 B of them rounded"), std::string::npos) << inspect.out;
 
   // Without the BF16 dot product (here forced off) the flag only costs precision: said so.
   const Result no_dot = test::run_shell("JEVONS_NO_BF16_DOT=1 timeout 120 " + std::string(JEVONS_CLI_PATH) + " run -m " + f16 +
@@ -152,6 +154,45 @@ TEST(Cli, F16AsBf16RoundsF16MatricesAndSaysSo) {
   const Result f32 = jevons("run -m " + stories() + " -p Once -n 2 --temp 0 -t 1 --f16-as-bf16");
   ASSERT_EQ(f32.code, 0) << f32.err;
   EXPECT_NE(f32.err.find("--f16-as-bf16: no matrix was rounded (the model has no F16 matrix"), std::string::npos) << f32.err;
+}
+
+TEST(Cli, F16FileOfBf16ValuesRunsAsBf16ByDefault) {
+  // An F16 GGUF converted from a BF16 checkpoint holds BF16 values only: by default it
+  // runs the BF16 kernels where the CPU has the dot product, with nothing rounded, and
+  // run says so; --no-f16-as-bf16 keeps it F16; the two flags exclude each other.
+  const std::string gguf = tmp("llama_bpe_f16.gguf");
+  const Result conv = jevons("convert " + test::shared_dir() + "/golden/llama-bpe/hf " + gguf + " --type f16 -t 2");
+  ASSERT_EQ(conv.code, 0) << conv.err;
+  const std::string env = "XDG_CACHE_HOME=" + tmp("bench_cache_bf16_values") + " ";
+  auto bench = [&](const std::string& flags) {
+    const Result r = test::run_shell(env + "timeout 300 " + std::string(JEVONS_CLI_PATH) + " bench -m " + gguf +
+                                     " -p 16 -n 0 -r 1 -t 1 --json " + flags);
+    std::filesystem::remove_all(tmp("bench_cache_bf16_values"));
+    EXPECT_EQ(r.code, 0) << r.err;
+    return r.code == 0 ? nlohmann::json::parse(r.out) : nlohmann::json::object();
+  };
+  const bool as_bf16 = repacking_enabled() && matmul_uses_bf16_dot();
+  const auto by_default = bench("");
+  EXPECT_EQ(by_default.value("type", ""), "f16");
+  EXPECT_EQ(by_default.value("f16_as_bf16", !as_bf16), as_bf16);
+  EXPECT_FALSE(by_default.value("f16_rounded", true));
+  if (as_bf16) {
+    EXPECT_NE(by_default["prefill"]["peak"].get<std::string>().find("bf16 dot"), std::string::npos) << by_default["prefill"];
+  }
+  const auto kept = bench("--no-f16-as-bf16");
+  EXPECT_FALSE(kept.value("f16_as_bf16", true));
+  EXPECT_NE(kept["prefill"]["peak"].get<std::string>().find("f32 FMA"), std::string::npos) << kept["prefill"];
+  const auto rounded = bench("--f16-as-bf16");
+  EXPECT_EQ(rounded.value("f16_as_bf16", !repacking_enabled()), repacking_enabled());
+  EXPECT_FALSE(rounded.value("f16_rounded", true));  // nothing to round
+
+  const Result run = jevons("run -m " + gguf + " -p Hello -n 2 --temp 0 -t 1");
+  ASSERT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.err.find("F16 matrices hold BF16 values only") != std::string::npos, as_bf16) << run.err;
+  const Result both = jevons("run -m " + gguf + " -p Hello -n 2 --f16-as-bf16 --no-f16-as-bf16");
+  EXPECT_NE(both.code, 0);
+  EXPECT_NE(both.err.find("excludes"), std::string::npos) << both.err;
+  std::filesystem::remove(gguf);
 }
 
 TEST(Cli, BenchJsonReportsRatesRooflineAndPeak) {

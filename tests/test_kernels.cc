@@ -352,12 +352,16 @@ TEST(Kernels, F16RoundedToBf16AtRepackRunsTheBf16Kernels) {
     repack_x8(bt, from_bf16.data());
     EXPECT_EQ(from_f16, from_bf16);
 
-    RepackArena rounding, plain;
-    rounding.set_f16_as_bf16(true);
+    RepackArena rounding, plain, where_exact;
+    rounding.set_f16_as_bf16(F16AsBf16::kAlways);
     const Tensor wr = rounding.repack(f16.t, false), wb = plain.repack(bt, false);
     if (!wr.packed) GTEST_SKIP() << "this CPU's kernels read no repacked layout";
     EXPECT_TRUE(wr.packed_as_bf16);
-    EXPECT_EQ(rounding.rounded_to_bf16_bytes(), from_f16.size());
+    EXPECT_EQ(rounding.f16_as_bf16_bytes(), from_f16.size());
+    EXPECT_EQ(rounding.f16_rounded_bytes(), from_f16.size());
+    // By default, values that are not all BF16 values keep the matrix F16.
+    EXPECT_FALSE(where_exact.repack(f16.t, false).packed_as_bf16);
+    EXPECT_EQ(where_exact.f16_as_bf16_bytes(), 0u);
     for (bool dot : {false, true}) {
       if (dot && !has_dot) continue;
       kernels::set_bf16_dot_off(!dot);
@@ -385,6 +389,49 @@ TEST(Kernels, F16RoundedToBf16AtRepackRunsTheBf16Kernels) {
     }
     kernels::set_bf16_dot_off(false);
   }
+}
+
+TEST(Kernels, F16OfBf16ValuesRunsTheBf16KernelsByDefault) {
+  // An F16 matrix whose values are all BF16 values (an F16 file converted from a BF16
+  // checkpoint) is repacked as BF16 by default where the CPU has a BF16 dot product:
+  // nothing is rounded, and it gives bit for bit what the BF16 matrix gives. One value
+  // in a repacked row that is not a BF16 value keeps it F16; so does kNever.
+  ThreadPool pool(2);
+  const int64_t rows = 45, cols = 517;
+  std::vector<uint16_t> as_bf16(size_t(rows * cols)), as_f16(as_bf16.size());
+  std::mt19937 rng(9);
+  for (size_t i = 0; i < as_bf16.size(); ++i) {
+    as_bf16[i] = float_to_bf16(std::normal_distribution<float>(0, 0.05f)(rng));
+    as_f16[i] = float_to_fp16(bf16_to_float(as_bf16[i]));
+    ASSERT_EQ(fp16_to_float(as_f16[i]), bf16_to_float(as_bf16[i])) << i;
+  }
+  const Tensor f16{"f16", TensorType::F16, cols, rows, reinterpret_cast<const uint8_t*>(as_f16.data())};
+  const Tensor bf16{"bf16", TensorType::BF16, cols, rows, reinterpret_cast<const uint8_t*>(as_bf16.data())};
+  RepackArena where_exact, never, plain;
+  never.set_f16_as_bf16(F16AsBf16::kNever);
+  const Tensor w = where_exact.repack(f16, false), wb = plain.repack(bf16, false);
+  if (!w.packed) GTEST_SKIP() << "this CPU's kernels read no repacked layout";
+  EXPECT_FALSE(never.repack(f16, false).packed_as_bf16);
+  EXPECT_EQ(where_exact.f16_rounded_bytes(), 0u);
+  if (!matmul_uses_bf16_dot()) {
+    EXPECT_FALSE(w.packed_as_bf16);  // no gain without the dot product: F16 keeps f32 activations
+    GTEST_SKIP() << "no BF16 dot product on " << kernel_target_name();
+  }
+  ASSERT_TRUE(w.packed_as_bf16);
+  EXPECT_EQ(where_exact.f16_as_bf16_bytes(), size_t(40 * cols * 2));
+  for (int64_t n_tokens : {1, 7, 40}) {
+    const std::vector<float> x = random_floats(size_t(n_tokens * cols), uint32_t(n_tokens), 1.0f);
+    std::vector<float> y(size_t(n_tokens * rows)), yb(y.size());
+    matmul(w, x.data(), n_tokens, y.data(), &pool);
+    matmul(wb, x.data(), n_tokens, yb.data(), &pool);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      for (int64_t r = 0; r < 40; ++r)
+        ASSERT_EQ(y[size_t(t * rows + r)], yb[size_t(t * rows + r)]) << "row " << r << " token " << t;
+  }
+  as_f16[size_t(39 * cols + 5)] = 0x3C01;  // 1 + 2^-10, in the last repacked row
+  RepackArena again;
+  EXPECT_FALSE(again.repack(f16, false).packed_as_bf16);
+  EXPECT_EQ(again.f16_as_bf16_bytes(), 0u);
 }
 
 TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {

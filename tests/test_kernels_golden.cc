@@ -40,11 +40,11 @@ struct FastGoldenCase {
   std::string file;     // gguf file name
   std::string variant;  // llama.cpp run to compare with (logits-<variant>.f32, greedy-<variant>.json)
   double tol;           // max r_p asserted
-  bool f16_as_bf16 = false;  // LoadOptions::f16_as_bf16
+  F16AsBf16 f16_as_bf16 = F16AsBf16::kWhereExact;  // LoadOptions::f16_as_bf16
 };
 
 std::ostream& operator<<(std::ostream& os, const FastGoldenCase& c) {
-  return os << c.model << "/" << c.file << (c.f16_as_bf16 ? " (f16 as bf16)" : "");
+  return os << c.model << "/" << c.file << (c.f16_as_bf16 == F16AsBf16::kAlways ? " (f16 as bf16)" : "");
 }
 
 double row_std(const float* r, int n) {
@@ -69,8 +69,8 @@ TEST_P(FastGolden, LogitsMatchLlamaCppWithActivationRounding) {
 
   auto file = GgufFile::open(dir + "/gguf/" + c.file);
   auto model = load_model(*file, LoadOptions{.f16_as_bf16 = c.f16_as_bf16});
-  if (c.f16_as_bf16 && repacking_enabled()) {
-    EXPECT_GT(model->rounded_to_bf16_bytes(), 0u);
+  if (c.f16_as_bf16 == F16AsBf16::kAlways && repacking_enabled()) {
+    EXPECT_GT(model->f16_rounded_bytes(), 0u);
   }
   ThreadPool pool(2);
   model->set_thread_pool(&pool);
@@ -86,7 +86,7 @@ TEST_P(FastGolden, LogitsMatchLlamaCppWithActivationRounding) {
   int worst_pos = -1;
   const double r = test::max_rel_diff(logits, ref, n_vocab, &worst_pos);
   std::printf("[ fast     ] %s/%s%s vs llama.cpp %s: max r_p %.3g (position %d), asserted <= %.3g\n", c.model.c_str(),
-              c.file.c_str(), c.f16_as_bf16 ? " (f16 as bf16)" : "", c.variant.c_str(), r, worst_pos, c.tol);
+              c.file.c_str(), c.f16_as_bf16 == F16AsBf16::kAlways ? " (f16 as bf16)" : "", c.variant.c_str(), r, worst_pos, c.tol);
   EXPECT_LE(r, c.tol) << "max r_p at position " << worst_pos;
 
   // Argmax wherever the reference's top-2 margin exceeds what the tolerance allows.
@@ -128,24 +128,26 @@ INSTANTIATE_TEST_SUITE_P(
                       FastGoldenCase{"stories260K", "../../../models/stories260K/stories260K-f32.gguf", "f32", 1e-4},
                       FastGoldenCase{"stories260K", "stories260K-f16.gguf", "f16", 0.01},
                       // F16 rounded to BF16 at load: held to the bf16 tolerance.
-                      FastGoldenCase{"stories260K", "stories260K-f16.gguf", "f16", 0.05, true},
+                      FastGoldenCase{"stories260K", "stories260K-f16.gguf", "f16", 0.05, F16AsBf16::kAlways},
                       FastGoldenCase{"stories260K", "stories260K-q8_0.gguf", "q8_0", 0.15},
                       FastGoldenCase{"stories260K", "stories260K-q4_0.gguf", "q4_0", 0.15}),
     [](const ::testing::TestParamInfo<FastGoldenCase>& info) {
-      std::string s = info.param.model + "_" + info.param.file + (info.param.f16_as_bf16 ? "_as_bf16" : "");
+      std::string s = info.param.model + "_" + info.param.file + (info.param.f16_as_bf16 == F16AsBf16::kAlways ? "_as_bf16" : "");
       for (char& ch : s)
         if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
       return s;
     });
 
-// F16 weights rounded to BF16 at load run the BF16 kernels: the golden BF16 checkpoints
-// converted to F16 at load and rounded back give the logits of the BF16 originals, while
-// the same F16 weights kept as F16 (f32 activations) differ by the activation rounding.
-// Not bit for bit: 28-73 of each checkpoint's ~1-2M weights lie below F16's normal
-// range (|w| < 2^-14) and lose bits there; measured 2e-7 relative, against 0.03-0.06
-// for F16 kept as F16.
+// F16 weights repacked as BF16 run the BF16 kernels. The golden BF16 checkpoints
+// converted to F16 at load hold BF16 values only (a BF16 value rounded to F16 keeps at
+// most its own bits), so by default, where the CPU has a BF16 dot product, they run as
+// BF16 with nothing rounded, as --f16-as-bf16 does, and give the logits of the BF16
+// originals; kept as F16 (--no-f16-as-bf16: f32 activations) they differ by the
+// activation rounding. Not bit for bit: 28-73 of each checkpoint's ~1-2M weights lie
+// below F16's normal range (|w| < 2^-14) and lost bits in the conversion; measured 2e-7
+// relative, against 0.03-0.06 for F16 kept as F16.
 TEST(FastGoldenF16AsBf16, GivesTheBf16ModelsLogits) {
-  if (!repacking_enabled()) GTEST_SKIP() << "weights are not repacked on this CPU, so --f16-as-bf16 does nothing";
+  if (!repacking_enabled()) GTEST_SKIP() << "weights are not repacked on this CPU, so F16 is never run as BF16";
   const ScopedKernelMode fast(KernelMode::kFast);
   ThreadPool pool(2);
   for (const char* name : {"llama-bpe", "qwen2", "deepseek-v2-lite"}) {
@@ -154,12 +156,17 @@ TEST(FastGoldenF16AsBf16, GivesTheBf16ModelsLogits) {
     auto bf16_src = HfModel::open(dir + "/hf");
     auto f16_src = HfModel::open(dir + "/hf", TensorType::F16);
     auto bf16 = load_model(*bf16_src);
-    auto rounded = load_model(*f16_src, LoadOptions{.f16_as_bf16 = true});
-    auto f16 = load_model(*f16_src);
-    // Every matrix but DeepSeek's routers (kept BF16 by the conversion) was rounded.
+    auto rounded = load_model(*f16_src, LoadOptions{.f16_as_bf16 = F16AsBf16::kAlways});
+    auto by_default = load_model(*f16_src);
+    auto kept = load_model(*f16_src, LoadOptions{.f16_as_bf16 = F16AsBf16::kNever});
+    // Every matrix but DeepSeek's routers (kept BF16 by the conversion) runs as BF16,
+    // and none of their values changed.
     EXPECT_EQ(rounded->repacked_bytes(), bf16->repacked_bytes());
-    EXPECT_GT(double(rounded->rounded_to_bf16_bytes()), 0.99 * double(rounded->repacked_bytes()));
-    EXPECT_EQ(f16->rounded_to_bf16_bytes(), 0u);
+    EXPECT_GT(double(rounded->f16_as_bf16_bytes()), 0.99 * double(rounded->repacked_bytes()));
+    EXPECT_EQ(rounded->f16_rounded_bytes(), 0u);
+    EXPECT_EQ(by_default->f16_as_bf16_bytes(), matmul_uses_bf16_dot() ? rounded->f16_as_bf16_bytes() : 0u);
+    EXPECT_EQ(by_default->f16_rounded_bytes(), 0u);
+    EXPECT_EQ(kept->f16_as_bf16_bytes(), 0u);
     const auto prompt = nlohmann::json::parse(test::read_file(dir + "/ref/prompt.json"));
     const std::vector<int32_t> tokens = prompt["token_ids"].get<std::vector<int32_t>>();
     const int n_vocab = bf16->config().n_vocab;
@@ -172,7 +179,10 @@ TEST(FastGoldenF16AsBf16, GivesTheBf16ModelsLogits) {
     };
     const std::vector<float> want = logits(*bf16);
     EXPECT_LE(test::max_rel_diff(logits(*rounded), want, n_vocab), 1e-5);
-    EXPECT_GE(test::max_rel_diff(logits(*f16), want, n_vocab), 1e-3);
+    if (matmul_uses_bf16_dot()) {
+      EXPECT_LE(test::max_rel_diff(logits(*by_default), want, n_vocab), 1e-5);
+    }
+    EXPECT_GE(test::max_rel_diff(logits(*kept), want, n_vocab), 1e-3);
   }
 }
 

@@ -162,6 +162,48 @@ TEST(QuantFloat, F16AndBf16) {
   EXPECT_TRUE(std::isinf(hf[7]));
 }
 
+TEST(QuantFloat, WhichF16ValuesAreBf16Values) {
+  // Every F16 value against an oracle that does not round: a finite nonzero value is a
+  // BF16 value when its significand has at most 8 bits (F16's exponents all fit BF16's).
+  auto oracle = [](uint16_t h) {
+    const double f = fp16_to_float(h);
+    if (std::isnan(f) || std::isinf(f) || f == 0) return true;
+    int e;
+    const double scaled = std::ldexp(std::frexp(f, &e), 8);
+    return scaled == std::trunc(scaled);
+  };
+  int exact = 0;
+  for (uint32_t u = 0; u < 65536; ++u) {
+    const uint16_t h = uint16_t(u);
+    ASSERT_EQ(fp16_is_bf16_value(h), oracle(h)) << std::hex << u;
+    ASSERT_EQ(all_fp16_are_bf16_values(reinterpret_cast<const uint8_t*>(&h), 1), oracle(h)) << std::hex << u;
+    exact += oracle(h);
+  }
+  EXPECT_GT(exact, 65536 / 8);  // normals with 3 low bits 0, and most subnormals
+  EXPECT_LT(exact, 65536 / 4);
+
+  // Runs: 300 BF16 values from 1 byte past an aligned address, then one value that is
+  // not one at places inside the 128-value runs and in the tail; subnormals with low
+  // bits set that are BF16 values (0x0001 = 2^-24, 0x0003) pass.
+  std::vector<uint8_t> buf(2 * 300 + 1);
+  uint8_t* v = buf.data() + 1;
+  auto put = [v](size_t i, uint16_t h) { std::memcpy(v + 2 * i, &h, 2); };
+  std::mt19937 rng(5);
+  for (size_t i = 0; i < 300; ++i) put(i, float_to_fp16(bf16_to_float(float_to_bf16(std::normal_distribution<float>(0, 1)(rng)))));
+  ASSERT_TRUE(all_fp16_are_bf16_values(v, 300));
+  put(17, 0x0001);
+  put(250, 0x8003);
+  EXPECT_TRUE(all_fp16_are_bf16_values(v, 300));
+  for (size_t at : {0, 127, 128, 255, 256, 299}) {
+    uint16_t saved;
+    std::memcpy(&saved, v + 2 * at, 2);
+    put(at, 0x3C01);  // 1 + 2^-10
+    EXPECT_FALSE(all_fp16_are_bf16_values(v, 300)) << at;
+    EXPECT_TRUE(all_fp16_are_bf16_values(v, at)) << at;  // the values before it
+    put(at, saved);
+  }
+}
+
 // ================================================================== hand-built legacy blocks
 
 TEST(QuantDequant, Q4_0HandBuilt) {

@@ -2,11 +2,14 @@
 // gives the same bytes whatever the thread count, k-quants fall back like llama.cpp.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/float16.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
+#include "kernels/matmul.h"
 #include "model/model.h"
 #include "model/synth.h"
 #include "test_util.h"
@@ -84,6 +87,35 @@ TEST(Synth, SameSeedSameBytesAnyThreadCount) {
   EXPECT_NE(test::read_file(a), test::read_file(b));
   std::filesystem::remove(a);
   std::filesystem::remove(b);
+}
+
+TEST(Synth, FloatMatricesHoldBf16ValuesUnlessFullPrecision) {
+  // As an F16 file converted from a BF16 release: every F16 matrix value is a BF16
+  // value, so the model runs the BF16 kernels where the CPU has the dot product;
+  // bf16_values = false gives F16's full precision (most values are not BF16 values).
+  const std::string path = tmp("f16.gguf");
+  for (bool bf16_values : {true, false}) {
+    SCOPED_TRACE(bf16_values);
+    SynthOptions o = options(TensorType::F16, 2, path);
+    o.bf16_values = bf16_values;
+    synthesize(o);
+    auto f = GgufFile::open(path);
+    const GgufTensor* q = f->find_tensor("blk.1.attn_q.weight");
+    ASSERT_EQ(q->type, TensorType::F16);
+    EXPECT_EQ(all_fp16_are_bf16_values(q->data, q->nbytes / 2), bf16_values);
+    size_t not_bf16 = 0;
+    for (size_t i = 0; i < q->nbytes / 2; ++i) {
+      uint16_t h;
+      std::memcpy(&h, q->data + 2 * i, 2);
+      not_bf16 += !fp16_is_bf16_value(h);
+    }
+    EXPECT_EQ(not_bf16 > q->nbytes / 2 / 2, !bf16_values) << not_bf16;
+    auto model = load_model(*f);
+    EXPECT_EQ(model->f16_as_bf16_bytes() > 0, bf16_values && repacking_enabled() && matmul_uses_bf16_dot());
+    EXPECT_EQ(model->f16_rounded_bytes(), 0u);
+    expect_finite_logits(*model);
+  }
+  std::filesystem::remove(path);
 }
 
 TEST(Synth, KQuantsFallBackOnShortRows) {

@@ -220,8 +220,8 @@ void run_bench(const BenchOptions& o) {
                                  o.reprobe, [&] { return measure_read_bandwidth_gbs(threads); },
                                  streams_from_dram ? decode_gbs : 0.0)
                   : 0.0;
-  // F16 rounded to BF16 at load (--f16-as-bf16) runs the BF16 kernels: compare with their peak.
-  const bool f16_as_bf16 = model.rounded_to_bf16_bytes() > 0;
+  // F16 matrices repacked as BF16 (LoadOptions::f16_as_bf16) run the BF16 kernels: compare with their peak.
+  const bool f16_as_bf16 = model.f16_as_bf16_bytes() > 0, f16_rounded = model.f16_rounded_bytes() > 0;
   const TensorType weights_type = dominant_tensor_type(*m.file);
   const PeakKind peak_kind = peak_kind_for(weights_type == TensorType::F16 && f16_as_bf16 ? TensorType::BF16 : weights_type);
   const std::string peak_name = peak_kind_name(peak_kind);
@@ -239,6 +239,7 @@ void run_bench(const BenchOptions& o) {
   j["arch"] = cfg.arch;
   j["type"] = dominant_type(*m.file);
   j["f16_as_bf16"] = f16_as_bf16;
+  j["f16_rounded"] = f16_rounded;
   j["threads"] = threads;
   j["repetitions"] = o.reps;
   if (o.n_prompt > 0) {
@@ -274,7 +275,8 @@ void run_bench(const BenchOptions& o) {
   j["memory"] = {{"weights_gib", double(file_bytes) / gib},
                  {"repacked_gib", double(model.repacked_bytes()) / gib},
                  {"copied_gib", double(model.copied_bytes()) / gib},
-                 {"rounded_to_bf16_gib", double(model.rounded_to_bf16_bytes()) / gib},
+                 {"f16_as_bf16_gib", double(model.f16_as_bf16_bytes()) / gib},
+                 {"f16_rounded_gib", double(model.f16_rounded_bytes()) / gib},
                  {"resident_gib", rss},
                  {"peak_resident_gib", peak}};
   if (o.json) {
@@ -282,7 +284,10 @@ void run_bench(const BenchOptions& o) {
     return;
   }
   std::printf("model %s (%s, %s%s), %d threads, median of %d runs\n", j["model"].get<std::string>().c_str(), cfg.arch.c_str(),
-              j["type"].get<std::string>().c_str(), f16_as_bf16 ? ", F16 matrices rounded to BF16 at load" : "", threads, o.reps);
+              j["type"].get<std::string>().c_str(), !f16_as_bf16   ? ""
+              : f16_rounded ? ", F16 matrices rounded to BF16 at load"
+                            : ", F16 matrices of BF16 values run as BF16",
+              threads, o.reps);
   std::printf("%-8s %7s %12s %12s %12s %s\n", "phase", "tokens", "tok/s", "min", "max", "");
   if (o.n_prompt > 0) {
     const auto& p = j["prefill"];

@@ -17,7 +17,7 @@ std::string human_bytes(double b) {
   return fmt::format("{:.2f} {}", b, unit[k]);
 }
 
-void inspect(const std::string& path, bool all_tensors, bool f16_as_bf16) {
+void inspect(const std::string& path, bool all_tensors, const F16Args& f16) {
   auto file = open_model_source(path);
   if (const auto* g = dynamic_cast<const GgufFile*>(file.get()))
     std::printf("file: %s\nGGUF version %u, %zu metadata keys, %zu tensors, alignment %u, data at offset %zu, %s\n\n",
@@ -53,7 +53,7 @@ void inspect(const std::string& path, bool all_tensors, bool f16_as_bf16) {
 
   // The architecture summary needs a model jevons can build; a vocab-only file has none.
   if (file->find_tensor("token_embd.weight")) {
-    auto model = load_model(*file, LoadOptions{.f16_as_bf16 = f16_as_bf16});
+    auto model = load_model(*file, LoadOptions{.f16_as_bf16 = f16.policy()});
     const ModelConfig& c = model->config();
     std::printf("architecture: %s, %d layers, embedding %d, %d heads (%d kv, head dim %d), FFN %d, vocab %d, trained context %d\n",
                 c.arch.c_str(), c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim_k, c.n_ff, c.n_vocab, c.n_ctx_train);
@@ -65,9 +65,13 @@ void inspect(const std::string& path, bool all_tensors, bool f16_as_bf16) {
                   human_bytes(double(model->repacked_bytes())).c_str(), kernel_target_name());
     else
       std::printf("repacked at load: nothing (the %s kernels read every weight type in place)\n", kernel_target_name());
-    if (f16_as_bf16)
-      std::printf("F16 rounded to BF16 at load (--f16-as-bf16): %s of the repacked matrices\n",
-                  human_bytes(double(model->rounded_to_bf16_bytes())).c_str());
+    if (model->f16_as_bf16_bytes() > 0 || f16.always)
+      std::printf("F16 matrices run as BF16 (the BF16 dot product's kernels): %s of the repacked matrices, %s of them "
+                  "rounded (%s)\n",
+                  human_bytes(double(model->f16_as_bf16_bytes())).c_str(),
+                  human_bytes(double(model->f16_rounded_bytes())).c_str(),
+                  f16.always ? "--f16-as-bf16: every F16 matrix rounded to BF16"
+                             : "their values are all BF16 values, unchanged; --no-f16-as-bf16 keeps them F16");
     if (model->copied_bytes() > 0)
       std::printf("copied at load: %s (the other matrices, unchanged, into huge pages as the repacked ones; "
                   "the file's pages are released; JEVONS_HUGEPAGES=0 turns this off)\n",
@@ -87,14 +91,15 @@ void inspect(const std::string& path, bool all_tensors, bool f16_as_bf16) {
 void add_inspect_command(CLI::App& app) {
   struct Options {
     std::string model;
-    bool all = false, f16_as_bf16 = false;
+    bool all = false;
+    F16Args f16;
   };
   auto o = std::make_shared<Options>();
   CLI::App* c = app.add_subcommand("inspect", "Show a model file's metadata, tensor table, parameter count and KV cache bytes per token");
   c->add_option("model", o->model, "Model: a GGUF file or a Hugging Face directory")->required();
   c->add_flag("--all", o->all, "List every tensor (default: the first 64)");
-  c->add_flag("--f16-as-bf16", o->f16_as_bf16, "Load as run and bench do with this flag, and report the F16 matrices rounded to BF16");
-  c->callback([o] { inspect(o->model, o->all, o->f16_as_bf16); });
+  add_f16_options(c, o->f16);  // load as run and bench do with them
+  c->callback([o] { inspect(o->model, o->all, o->f16); });
 }
 
 }  // namespace jevons::cli

@@ -15,7 +15,7 @@ struct SynthCliOptions {
   std::string preset, type = "q4_0", vocab, out;
   uint64_t seed = 1;
   int threads = 0;
-  bool list = false;
+  bool list = false, full_precision = false;
 };
 
 void run_synth(const SynthCliOptions& c) {
@@ -44,6 +44,7 @@ void run_synth(const SynthCliOptions& c) {
   o.vocab_path = c.vocab;
   o.out_path = c.out;
   o.seed = c.seed;
+  o.bf16_values = !c.full_precision;
   o.threads = c.threads > 0 ? c.threads : physical_core_count();
   const auto t0 = std::chrono::steady_clock::now();
   int last_pct = -1;
@@ -76,6 +77,9 @@ void add_synth_command(CLI::App& app) {
   c->add_option("-o,--out", o->out, "Output GGUF file");
   c->add_option("--seed", o->seed, "Seed of the random weights")->capture_default_str();
   c->add_option("-t,--threads", o->threads, "Threads for quantization (default: physical cores)")->check(CLI::Range(1, 1024));
+  c->add_flag("--full-precision", o->full_precision,
+              "F32/F16 matrices: random values of the type's full precision (default: BF16 values, as in an F16 file "
+              "converted from the BF16 checkpoints these models were released in; jevons runs those on the BF16 kernels)");
   c->add_flag("--list", o->list, "List the presets");
   c->callback([o] { run_synth(*o); });
 }

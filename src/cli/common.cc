@@ -7,7 +7,8 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "formats/hf_model.h"
-#include "kernels/peak.h"
+#include "kernels/matmul.h"
+#include "kernels/repack.h"
 
 namespace jevons::cli {
 
@@ -23,15 +24,20 @@ LoadedModel load(const ModelArgs& args, bool with_model) {
   ThreadPool pool(physical_core_count());
   m.file = open_model_source(path, quantize_to, &pool);
   if (with_model) {
-    m.model = load_model(*m.file, LoadOptions{.f16_as_bf16 = args.f16_as_bf16});
-    if (args.f16_as_bf16 && m.model->rounded_to_bf16_bytes() == 0)
+    m.model = load_model(*m.file, LoadOptions{.f16_as_bf16 = args.f16.policy()});
+    if (args.f16.always && m.model->f16_as_bf16_bytes() == 0)
       std::fprintf(stderr, "[jevons] --f16-as-bf16: no matrix was rounded (%s)\n",
                    repacking_enabled() ? "the model has no F16 matrix that this CPU's kernels repack"
                                        : "weights are not repacked here: not x86, reference kernels or JEVONS_REPACK=0");
-    else if (args.f16_as_bf16 && peak_kind_for(TensorType::BF16) != PeakKind::kBf16Dot)
+    else if (args.f16.always && !matmul_uses_bf16_dot())
       std::fprintf(stderr,
                    "[jevons] --f16-as-bf16: this CPU has no BF16 dot product (AVX512-BF16), so the rounded matrices run "
                    "on f32 FMAs at about F16's speed: the flag costs precision and gains nothing here\n");
+    else if (!args.f16.always && m.model->f16_as_bf16_bytes() > 0)
+      std::fprintf(stderr,
+                   "[jevons] the F16 matrices hold BF16 values only (%.2f GB): they run the BF16 dot product, weights "
+                   "unchanged, activations rounded to BF16 as for BF16 models (--no-f16-as-bf16: f32 activations)\n",
+                   double(m.model->f16_as_bf16_bytes()) / 1e9);
   }
   m.tokenizer = Tokenizer::from_gguf(*m.file);
   if (with_model) {
@@ -78,10 +84,21 @@ void add_model_options(CLI::App* c, ModelArgs& args) {
   c->add_option("-m,--model", args.path, "Model: a GGUF file or a Hugging Face directory")->required();
   c->add_option("--quant", args.quant,
                 "Quantize a Hugging Face checkpoint's matrices at load: q8_0, q4_0, q4_k, ... (k-quants fall back on short rows)");
-  c->add_flag("--f16-as-bf16", args.f16_as_bf16,
-              "Round F16 weight matrices to BF16 as they are repacked at load, so that they run the BF16 kernels: "
-              "on CPUs with AVX512-BF16 (Zen 4, Sapphire Rapids) prefill uses the BF16 dot product, about 1.6x faster. "
-              "Each weight keeps 8 of its 11 significant bits (activations are rounded to BF16 too); same memory; off by default");
+  add_f16_options(c, args.f16);
+}
+
+void add_f16_options(CLI::App* c, F16Args& args) {
+  CLI::Option* always = c->add_flag(
+      "--f16-as-bf16", args.always,
+      "Round every F16 weight matrix to BF16 as it is repacked at load, so that it runs the BF16 kernels: on CPUs "
+      "with AVX512-BF16 (Zen 4, Sapphire Rapids) prefill uses the BF16 dot product, about 1.6x faster. Each weight "
+      "keeps 8 of its 11 significant bits (activations are rounded to BF16 too); same memory. Without this flag, "
+      "only F16 matrices whose values are all BF16 values (files converted from BF16 checkpoints) do so, unchanged");
+  CLI::Option* never = c->add_flag("--no-f16-as-bf16", args.never,
+                                   "Keep every F16 matrix on the F16 kernels (f32 activations and FMAs), even one whose "
+                                   "values are all BF16 values");
+  always->excludes(never);
+  never->excludes(always);
 }
 
 int default_context(const ModelConfig& c) { return std::min(4096, c.n_ctx_train); }

@@ -20,11 +20,19 @@ struct LoadedModel {
   std::unique_ptr<Model> model;  // null when only the tokenizer was asked for
 };
 
+// --f16-as-bf16 / --no-f16-as-bf16 (add_f16_options): LoadOptions::f16_as_bf16.
+struct F16Args {
+  bool always = false, never = false;
+  F16AsBf16 policy() const {
+    return always ? F16AsBf16::kAlways : never ? F16AsBf16::kNever : F16AsBf16::kWhereExact;
+  }
+};
+
 // What the user said about the model to load (add_model_options).
 struct ModelArgs {
   std::string path;   // a GGUF file or a Hugging Face directory
   std::string quant;  // "" or a type name like q8_0: an HF checkpoint's matrices converted at load
-  bool f16_as_bf16 = false;  // LoadOptions::f16_as_bf16
+  F16Args f16;
 };
 
 // Opens a GGUF file or a Hugging Face directory and builds its tokenizer, and its
@@ -36,9 +44,12 @@ LoadedModel load(const ModelArgs& args, bool with_model);
 void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given);
 
 // Adds -m/--model (required: a GGUF file or a Hugging Face directory), --quant
-// (quantize-on-load for Hugging Face directories) and --f16-as-bf16, shared by the
+// (quantize-on-load for Hugging Face directories) and the F16 options, shared by the
 // commands that load a model.
 void add_model_options(CLI::App* c, ModelArgs& args);
+
+// Adds --f16-as-bf16 and --no-f16-as-bf16 (which exclude each other).
+void add_f16_options(CLI::App* c, F16Args& args);
 
 // "1,2,3" or "1 2 3" -> ids; throws Error on anything else.
 std::vector<int32_t> parse_ids(const std::string& text);

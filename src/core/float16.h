@@ -1,5 +1,6 @@
 // IEEE half and bfloat16 <-> float conversions (portable, bit exact).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -52,6 +53,42 @@ inline uint16_t float_to_fp16(float f) {
   }
   u += 0xfffu + ((u >> 13) & 1u);
   return sign | uint16_t(((u >> 13) - (112u << 10)) & 0xffffu);
+}
+
+// Whether an F16 value is also a BF16 value (rounding it to BF16 keeps it): F16 has 11
+// significant bits, BF16 8, so a normal F16 value is one when its 3 lowest mantissa bits
+// are 0. F16 files converted from BF16 checkpoints hold only such values (a BF16 value
+// rounded to F16 keeps at most its own 8 bits, subnormals included). NaN counts as one.
+inline bool fp16_is_bf16_value(uint16_t h) {
+  const float f = fp16_to_float(h);
+  return f != f || bf16_to_float(float_to_bf16(f)) == f;
+}
+
+// fp16_is_bf16_value for every one of n values (no alignment needed). With the 3 low
+// bits of each 0, values are (a subnormal's mantissa is then a multiple of 8 below
+// 1024: at most 7 significant bits), which is checked 128 at a time; a run with any
+// of those bits set is checked value by value.
+inline bool all_fp16_are_bf16_values(const uint8_t* values, size_t n) {
+  constexpr size_t kRun = 128;
+  auto one_by_one = [values](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      uint16_t h;
+      std::memcpy(&h, values + 2 * i, 2);
+      if (!fp16_is_bf16_value(h)) return false;
+    }
+    return true;
+  };
+  size_t i = 0;
+  for (; i + kRun <= n; i += kRun) {
+    uint64_t low_bits = 0;
+    for (size_t k = 0; k < kRun / 4; ++k) {
+      uint64_t w;
+      std::memcpy(&w, values + 2 * i + 8 * k, 8);
+      low_bits |= w & 0x0007000700070007ull;
+    }
+    if (low_bits != 0 && !one_by_one(i, i + kRun)) return false;
+  }
+  return one_by_one(i, n);
 }
 
 }  // namespace jevons

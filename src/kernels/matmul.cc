@@ -174,6 +174,8 @@ void silu_mul(float* gate, const float* up, int64_t n) {
 bool matmul_has_fast_path(TensorType type) { return HWY_DYNAMIC_DISPATCH(HasFastPath)(type); }
 bool matmul_reads_x8(TensorType type) { return HWY_DYNAMIC_DISPATCH(ReadsX8)(type); }
 
+bool matmul_uses_bf16_dot() { return use_bf16_dot(); }
+
 std::vector<int64_t> kernel_targets() {
   std::vector<int64_t> out;
   const int64_t supported = hwy::SupportedTargets();

@@ -101,6 +101,10 @@ bool matmul_has_fast_path(TensorType type);
 // (kernels/repack.h) when a tensor carries one; it reads `data` otherwise.
 bool matmul_reads_x8(TensorType type);
 
+// Whether matmuls on (repacked) BF16 weights run the BF16 dot product (vdpbf16ps):
+// AVX-512 kernels on a CPU with AVX512-BF16, unless JEVONS_NO_BF16_DOT is set.
+bool matmul_uses_bf16_dot();
+
 // Name of the instruction set the kernels run with, e.g. "AVX2" or "AVX3+VNNI".
 const char* kernel_target_name();
 

@@ -1,6 +1,7 @@
 #include "kernels/repack.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstddef>
 #include <cstring>
@@ -119,6 +120,16 @@ void InParallel(size_t bytes, int64_t units, const Fn& fn) {
   fn(0, units / workers);
   for (std::thread& th : threads) th.join();
 }
+// Whether the first `rows` rows of an F16 tensor hold only BF16 values; stops at the
+// first value that is not one (for F16 files of full precision: within the first row).
+bool values_are_bf16(const Tensor& t, int64_t rows) {
+  std::atomic<bool> all{true};
+  InParallel(size_t(rows) * t.row_bytes(), rows, [&t, &all](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1 && all.load(std::memory_order_relaxed); ++r)
+      if (!all_fp16_are_bf16_values(t.row(r), size_t(t.cols))) all.store(false, std::memory_order_relaxed);
+  });
+  return all.load();
+}
 }  // namespace
 
 Tensor RepackArena::repack(const Tensor& t, bool may_copy) {
@@ -128,14 +139,21 @@ Tensor RepackArena::repack(const Tensor& t, bool may_copy) {
     return may_copy ? copy_to_huge_pages(t) : t;
   Tensor out = t;
   out.packed_rows = t.rows / kRepackRows * kRepackRows;
-  out.packed_as_bf16 = f16_as_bf16_ && t.type == TensorType::F16;
+  bool rounded = false;
+  if (t.type == TensorType::F16 && f16_as_bf16_ == F16AsBf16::kAlways) {
+    out.packed_as_bf16 = true;
+    rounded = !values_are_bf16(t, out.packed_rows);
+  } else if (t.type == TensorType::F16 && f16_as_bf16_ == F16AsBf16::kWhereExact) {
+    out.packed_as_bf16 = matmul_uses_bf16_dot() && values_are_bf16(t, out.packed_rows);
+  }
   const size_t n = size_t(out.packed_rows) * t.row_bytes();
   uint8_t* p = allocate(n, "repacking tensor " + t.name);
   InParallel(n, out.packed_rows / kRepackRows,
              [&t, p, &out](int64_t g0, int64_t g1) { repack_x8(t, p, g0, g1, out.packed_as_bf16); });
   out.packed = p;
   bytes_ += n;
-  if (out.packed_as_bf16) rounded_to_bf16_bytes_ += n;
+  if (out.packed_as_bf16) f16_as_bf16_bytes_ += n;
+  if (rounded) f16_rounded_bytes_ += n;
   return out;
 }
 

@@ -40,6 +40,19 @@ bool has_x8_layout(TensorType type);
 // f16_to_bf16 (F16 tensors): writes BF16's layout of the values rounded to BF16.
 void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin = 0, int64_t g_end = -1, bool f16_to_bf16 = false);
 
+// Which F16 matrices are repacked as BF16 (BF16's x8 layout of their values rounded to
+// BF16, Tensor::packed_as_bf16), so that their matmuls run the BF16 kernels: on CPUs
+// with a BF16 dot product (AVX512-BF16) prefill goes through vdpbf16ps instead of f32
+// FMAs. Activations are then rounded to BF16, as for BF16 weights.
+enum class F16AsBf16 {
+  // Those whose every value is a BF16 value (all_fp16_are_bf16_values), where the CPU
+  // has a BF16 dot product: the weights are unchanged. An F16 file converted from a
+  // BF16 checkpoint (Llama 3, Qwen2.5, DeepSeek and most releases since) is one.
+  kWhereExact,
+  kAlways,  // every one (the user's --f16-as-bf16): lossy where a value has more than 8 significant bits
+  kNever,   // none (--no-f16-as-bf16): f32 activations and FMAs
+};
+
 // Owns the repacked copies of a model's matrices.
 class RepackArena {
  public:
@@ -54,13 +67,12 @@ class RepackArena {
   size_t bytes() const { return bytes_; }                // repacked
   size_t copied_bytes() const { return copied_bytes_; }  // copied unchanged
 
-  // From now on, F16 matrices are repacked rounded to BF16 (Tensor::packed_as_bf16),
-  // so that their matmuls run the BF16 kernels: on CPUs with AVX512-BF16 prefill goes
-  // through vdpbf16ps instead of f32 FMAs. Lossy (F16 keeps 11 significant bits, BF16
-  // 8), hence only at the user's request.
-  void set_f16_as_bf16(bool on) { f16_as_bf16_ = on; }
-  // Bytes of F16 matrices repacked as BF16 (part of bytes()).
-  size_t rounded_to_bf16_bytes() const { return rounded_to_bf16_bytes_; }
+  // Applies to the F16 matrices repacked from now on (default kWhereExact).
+  void set_f16_as_bf16(F16AsBf16 policy) { f16_as_bf16_ = policy; }
+  // Bytes of F16 matrices repacked as BF16 (part of bytes()), and of those among them
+  // that rounding changed (at least one value was not a BF16 value: kAlways only).
+  size_t f16_as_bf16_bytes() const { return f16_as_bf16_bytes_; }
+  size_t f16_rounded_bytes() const { return f16_rounded_bytes_; }
 
  private:
   uint8_t* allocate(size_t n, const std::string& what);
@@ -72,8 +84,8 @@ class RepackArena {
   size_t chunk_bytes_;
   std::vector<LargeBuffer> chunks_;
   size_t chunk_used_ = 0;
-  size_t bytes_ = 0, copied_bytes_ = 0, rounded_to_bf16_bytes_ = 0;
-  bool f16_as_bf16_ = false;
+  size_t bytes_ = 0, copied_bytes_ = 0, f16_as_bf16_bytes_ = 0, f16_rounded_bytes_ = 0;
+  F16AsBf16 f16_as_bf16_ = F16AsBf16::kWhereExact;
 };
 
 // Whether RepackArena::repack repacks at all in this process (x86 with AVX2 or better,

@@ -17,10 +17,10 @@ class ThreadPool;
 
 // Choices the user makes about how a model's weights are held in memory.
 struct LoadOptions {
-  // Repack F16 matrices rounded to BF16 (RepackArena::set_f16_as_bf16): prefill then
-  // runs the BF16 dot product where the CPU has one, at a loss of precision. Only where
-  // this CPU's kernels repack (x86, fast kernels); elsewhere F16 stays as it is.
-  bool f16_as_bf16 = false;
+  // Which F16 matrices run the BF16 kernels (kernels/repack.h): by default those whose
+  // values are all BF16 values, where the CPU has a BF16 dot product. Only where this
+  // CPU's kernels repack (x86, fast kernels); elsewhere F16 stays as it is.
+  F16AsBf16 f16_as_bf16 = F16AsBf16::kWhereExact;
 };
 
 class Model {
@@ -74,8 +74,10 @@ class Model {
   // Bytes of the other large matrices, copied unchanged into huge pages at load (also
   // in place of the file's pages).
   size_t copied_bytes() const { return repacked_.copied_bytes(); }
-  // Bytes of F16 matrices repacked rounded to BF16 (LoadOptions::f16_as_bf16).
-  size_t rounded_to_bf16_bytes() const { return repacked_.rounded_to_bf16_bytes(); }
+  // Bytes of F16 matrices that run the BF16 kernels (LoadOptions::f16_as_bf16), and of
+  // those among them whose values rounding changed.
+  size_t f16_as_bf16_bytes() const { return repacked_.f16_as_bf16_bytes(); }
+  size_t f16_rounded_bytes() const { return repacked_.f16_rounded_bytes(); }
 
  protected:
   ThreadPool* pool_ = nullptr;

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/float16.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
@@ -191,6 +192,7 @@ SynthResult synthesize(const SynthOptions& o) {
       const TypeTraits& tr = type_traits(t);
       const size_t row_bytes = jevons::row_bytes(t, cols);
       const float scale = stddev * std::sqrt(3.0f);  // uniform(-scale, scale) has this stddev
+      const bool round_to_bf16 = o.bf16_values && (t == TensorType::F16 || t == TensorType::F32);
       pool.parallel_for(rows, [&](int64_t begin, int64_t end) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (int64_t r = begin; r < end; ++r) {
@@ -198,6 +200,7 @@ SynthResult synthesize(const SynthOptions& o) {
           for (float& v : row) {
             s = splitmix64(s);
             v = (float(s >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * scale;
+            if (round_to_bf16) v = bf16_to_float(float_to_bf16(v));
           }
           tr.from_float(row.data(), out + size_t(r) * row_bytes, cols);
         }

@@ -19,6 +19,10 @@ struct SynthOptions {
   // the layers llama.cpp's use_more_bits picks, Q4_K for every other matrix. Most
   // published GGUFs are this mix, not pure Q4_K.
   bool q4_k_m = false;
+  // F32 and F16 matrices hold BF16 values (random values rounded to BF16), as an F16
+  // file converted from a preset's BF16 release does (every preset's model was
+  // released in BF16); false: random values of the type's full precision.
+  bool bf16_values = true;
   std::string vocab_path;              // GGUF whose tokenizer.* metadata is copied
   std::string out_path;
   uint64_t seed = 1;
