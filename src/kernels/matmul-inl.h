@@ -98,9 +98,15 @@ constexpr size_t kQuantR = 1, kQuantT = 8, kFloatR = 2, kFloatT = 3, kX8T = 4, k
 #else
 constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 2, kFloatT = 4;
 #endif
-// Tokens per row sweep: their activations (at most this many bytes) stay in L2 while
-// every row of the thread's range passes over them.
-constexpr size_t kActBlockBytes = size_t(256) << 10;
+// Tokens per row sweep: every row of the thread's range passes over their activations
+// (at most this many bytes), so each weight comes from DRAM once per block. A block the
+// size of L2 (256 KiB: 30 tokens of a 4096-column BF16 matmul) re-streamed the weights
+// every 30 tokens and left BF16 prefill waiting on memory: at 4 MiB the activations
+// stay in L3, a tile's weights in L2, and the BF16 matmul (4096 x 4096, 512 tokens) ran
+// 137 -> 177 GOP/s on Zen 4, Q8_0 222 -> 281 (bench/ matmul/...-x8). Q4_K and Q6_K keep
+// the L2-sized block: for Q4_K (4.5-bit weights, so little to re-stream) the larger one
+// measured no better, the matmul 3-8% slower.
+constexpr size_t kActBlockBytes = size_t(4) << 20, kActBlockBytesQ8K = size_t(256) << 10;
 
 // f(integral_constant<0>), ..., f(integral_constant<N-1>): an unrolled loop whose index
 // is a constant from the start, so that GCC keeps register-tile arrays in registers
@@ -1392,7 +1398,7 @@ HWY_INLINE void TileX8Float(const TileArgs<typename Unit::Act>& a) {
 
 // Runs tile<R, T> over rows [r_begin, r_end) x all tokens, in token blocks whose
 // activations stay in cache; remainders go through the 1-row / 1-token instantiations.
-template <size_t R, size_t T, class Act, class TileFn>
+template <size_t R, size_t T, size_t kBlockBytes, class Act, class TileFn>
 HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_end, int64_t n_tokens,
                         const TileFn& tile) {
   auto args = [&](int64_t r, int64_t t) {
@@ -1407,7 +1413,7 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
     return;
   }
   const size_t token_bytes = std::max<size_t>(1, base.act_stride * sizeof(Act));
-  const int64_t token_block = int64_t(std::max<size_t>(T, kActBlockBytes / token_bytes / T * T));
+  const int64_t token_block = int64_t(std::max<size_t>(T, kBlockBytes / token_bytes / T * T));
   for (int64_t t_blk = 0; t_blk < n_tokens; t_blk += token_block) {
     const int64_t t_end = std::min(n_tokens, t_blk + token_block);
     int64_t r = r_begin;
@@ -1426,7 +1432,7 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
 }
 
 // Splits the rows over the pool (contiguous chunks of whole R-row tiles) and runs them.
-template <size_t R, size_t T, class Act, class TileFn>
+template <size_t R, size_t T, size_t kBlockBytes = kActBlockBytes, class Act, class TileFn>
 void ParallelRows(const TileArgs<Act>& base_args, int64_t rows, int64_t n_tokens, ThreadPool* pool, const TileFn& tile) {
   const int64_t groups = (rows + int64_t(R) - 1) / int64_t(R);
   TileArgs<Act> base = base_args;
@@ -1438,7 +1444,7 @@ void ParallelRows(const TileArgs<Act>& base_args, int64_t rows, int64_t n_tokens
   } ctx{&base, rows, n_tokens, &tile};
   const Ctx* c = &ctx;
   auto body = [c](int64_t g0, int64_t g1) {
-    RunRows<R, T>(*c->base, g0 * int64_t(R), std::min(c->rows, g1 * int64_t(R)), c->n_tokens, *c->tile);
+    RunRows<R, T, kBlockBytes>(*c->base, g0 * int64_t(R), std::min(c->rows, g1 * int64_t(R)), c->n_tokens, *c->tile);
   };
   // Pieces of an eighth of a thread's share: a thread slowed by its neighbours on the
   // host hands the end of its rows to the other threads instead of making them wait.
@@ -1518,7 +1524,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
       x8_rows = w.packed ? w.packed_rows : 0;
       if (x8_rows) {
         const TileArgs<ActQ8K> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
-        ParallelRows<1, kX8T>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+        ParallelRows<1, kX8T, kActBlockBytesQ8K>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
           TileX8Q4_K<R, T, kVnni>(a);
         });
       }
@@ -1526,7 +1532,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
 #endif
     if (x8_rows == rows) return true;
     const TileArgs<ActQ8K> base{w.row(x8_rows), w.row_bytes(), act, size_t(nb), size_t(nb), y + x8_rows, size_t(rows)};
-    ParallelRows<kQuantR, kQuantT>(base, rows - x8_rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+    ParallelRows<kQuantR, kQuantT, kActBlockBytesQ8K>(base, rows - x8_rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
       if constexpr (kQ6) TileQ6_K<R, T, kVnni>(a);
       else TileQ4_K<R, T, kVnni>(a);
     });
