@@ -55,11 +55,17 @@ void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end, bo
     const int64_t unit = t.type == TensorType::BF16 || f16_to_bf16 ? 2 : 1;
     const int64_t whole = t.cols / unit * unit;
     // One value: moved as it is, or an F16 value rounded to the nearest BF16 (exact
-    // widening to f32 first, so one rounding).
+    // widening to f32 first, so one rounding), looked up in a table of all 65536: the
+    // conversion's branches ran at a third of the speed of the copy.
+    static const std::vector<uint16_t> to_bf16 = [] {
+      std::vector<uint16_t> table(65536);
+      for (uint32_t h = 0; h < 65536; ++h) table[h] = float_to_bf16(fp16_to_float(uint16_t(h)));
+      return table;
+    }();
     auto put = [f16_to_bf16](uint16_t* o, const uint8_t* from) {
       uint16_t v;
       std::memcpy(&v, from, 2);
-      *o = f16_to_bf16 ? float_to_bf16(fp16_to_float(v)) : v;
+      *o = f16_to_bf16 ? to_bf16[v] : v;
     };
     uint16_t* o = reinterpret_cast<uint16_t*>(out) + size_t(g_begin * kRepackRows * t.cols);
     for (int64_t g = g_begin; g < g_end; ++g) {
