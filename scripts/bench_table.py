@@ -93,6 +93,9 @@ def main():
     print("|" + "---|" * len(head))
     for j in results:
         wtype = j["type"] + ((" rounded to bf16" if j.get("f16_rounded") else " as bf16") if j.get("f16_as_bf16") else "")
+        flag = j["row"].partition("+")[2]
+        if flag:
+            wtype += f" (--{flag})"
         cells = [j["preset"], wtype, str(j["threads"])]
         p, d = j.get("prefill"), j.get("decode")
         cells += [span(p, "tokens_per_s", ".1f"), f"{p['gops']:.1f}",
