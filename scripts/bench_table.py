@@ -19,9 +19,11 @@ import sys
 
 # The issue's models and types, then the float types of its prefill target. synth's F16
 # holds BF16 values, as an F16 file converted from the presets' BF16 releases does, so
-# it runs the BF16 kernels by default; the last row keeps it F16 (f32 FMAs).
+# it runs the BF16 kernels by default; the next row keeps it F16 (f32 FMAs). Last, the
+# Q4_K_M mix (Q4_K and Q6_K) that most published GGUFs use.
 DEFAULT_ROWS = [f"{m}:{t}" for m in ("tinyllama-1.1b", "qwen2.5-1.5b") for t in ("q4_0", "q4_k", "q8_0")] + [
-    "tinyllama-1.1b:bf16", "tinyllama-1.1b:f16", "tinyllama-1.1b:f16+no-f16-as-bf16"]
+    "tinyllama-1.1b:bf16", "tinyllama-1.1b:f16", "tinyllama-1.1b:f16+no-f16-as-bf16",
+    "tinyllama-1.1b:q4_k_m", "qwen2.5-1.5b:q4_k_m"]
 # Vocabulary each preset's synthetic file takes (padded by synth to the preset's size).
 VOCAB = {"tinyllama-1.1b": "ggml-vocab-llama-spm.gguf", "llama-3.2-1b": "ggml-vocab-llama-spm.gguf",
          "smollm2-135m": "ggml-vocab-gpt-2.gguf"}

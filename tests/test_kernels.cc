@@ -238,7 +238,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   // bytes; rows past the last full group of 8 come from `data`.
   ThreadPool pool(2);
   for_each_target([&] {
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::BF16, TensorType::F16}) {
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::BF16,
+                            TensorType::F16}) {
       const int64_t block = type_traits(type).block_size;
       // Floats: fewer columns than the kernel's 4 chains, odd tails of them, and more than
       // one of the prefill tile's 256-column blocks.
@@ -254,7 +255,7 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   });
   kernels::set_vnni_override(1);
   if (std::string(kernel_target_name()).find("VNNI") != std::string::npos)
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K})
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K})
       for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 3 * type_traits(type).block_size, n_tokens, &pool, 23, true);
   kernels::set_vnni_override(-1);
 }
@@ -437,7 +438,7 @@ TEST(Kernels, F16OfBf16ValuesRunsTheBf16KernelsByDefault) {
 TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {
   // Load-time repacking splits large tensors into group ranges, one per thread; the
   // parts must land exactly where the whole would put them.
-  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::BF16}) {
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::BF16}) {
     SCOPED_TRACE(type_name(type));
     const Weights w = make_weights(type, 8 * 7 + 3, 512, 11);
     std::vector<uint8_t> whole(size_t(8 * 7) * w.t.row_bytes()), parts(whole.size(), 0);
@@ -482,21 +483,21 @@ TEST(Kernels, RepackArenaPacksTensorsBackToBackInChunks) {
 
   // A type without a repacked layout is copied unchanged (into huge pages), and read
   // from there: the original is overwritten to prove it.
-  Weights q6 = make_weights(TensorType::Q6_K, 37, 512, 9);
-  ASSERT_FALSE(has_x8_layout(TensorType::Q6_K));
-  const Tensor copied = arena.repack(q6.t);
+  Weights q5 = make_weights(TensorType::Q5_0, 37, 512, 9);
+  ASSERT_FALSE(has_x8_layout(TensorType::Q5_0));
+  const Tensor copied = arena.repack(q5.t);
   if (!huge_pages_requested()) {
-    EXPECT_EQ(copied.data, q6.t.data);
+    EXPECT_EQ(copied.data, q5.t.data);
     return;
   }
-  ASSERT_NE(copied.data, q6.t.data);
+  ASSERT_NE(copied.data, q5.t.data);
   EXPECT_EQ(copied.packed, nullptr);
-  EXPECT_EQ(arena.copied_bytes(), q6.bytes.size());
-  EXPECT_EQ(std::memcmp(copied.data, q6.bytes.data(), q6.bytes.size()), 0);
+  EXPECT_EQ(arena.copied_bytes(), q5.bytes.size());
+  EXPECT_EQ(std::memcmp(copied.data, q5.bytes.data(), q5.bytes.size()), 0);
   const std::vector<float> x = random_floats(512, 3, 1.0f);
   std::vector<float> original(37), after(37);
-  matmul(q6.t, x.data(), 1, original.data(), nullptr);
-  std::fill(q6.bytes.begin(), q6.bytes.end(), uint8_t(0xFF));
+  matmul(q5.t, x.data(), 1, original.data(), nullptr);
+  std::fill(q5.bytes.begin(), q5.bytes.end(), uint8_t(0xFF));
   matmul(copied, x.data(), 1, after.data(), nullptr);
   EXPECT_EQ(after, original);
 }
@@ -538,6 +539,30 @@ TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {
       EXPECT_EQ(std::memcmp(g + 16 + 2 * r, &blk->dmin, 2), 0) << "block " << b << " row " << r;
       for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(g + 32 + (8 * j + r) * 4, blk->scales + 4 * j, 4), 0);
       for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(g + 32 + (8 * (j + 3) + r) * 4, blk->qs + 4 * j, 4), 0);
+    }
+}
+
+TEST(Kernels, RepackedQ6KPutsItsChunksInReadingOrder) {
+  // Q6_K's fp16 d ends its block: in the x8 layout the 8 rows' d come first, then the
+  // 4 chunks of scales, then (ql, ql, qh) chunk triples in the order the kernel reads them.
+  Weights w = make_weights(TensorType::Q6_K, 8, 512, 6);
+  std::vector<uint8_t> out(8 * w.t.row_bytes());
+  repack_x8(w.t, out.data());
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t r = 0; r < 8; ++r) {
+      const auto* blk = reinterpret_cast<const BlockQ6_K*>(w.t.row(r)) + b;
+      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ6_K);
+      auto chunk = [&](int j) { return g + 16 + (8 * j + r) * 4; };
+      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
+      for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk->scales + 4 * j, 4), 0);
+      int j = 4;
+      for (int h = 0; h < 2; ++h)
+        for (int c = 0; c < 8; ++c, j += 3) {
+          EXPECT_EQ(std::memcmp(chunk(j), blk->ql + 64 * h + 4 * c, 4), 0) << "h " << h << " c " << c;
+          EXPECT_EQ(std::memcmp(chunk(j + 1), blk->ql + 64 * h + 32 + 4 * c, 4), 0) << "h " << h << " c " << c;
+          EXPECT_EQ(std::memcmp(chunk(j + 2), blk->qh + 32 * h + 4 * c, 4), 0) << "h " << h << " c " << c;
+        }
+      EXPECT_EQ(j, 52);
     }
 }
 

@@ -862,6 +862,100 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
   }
   ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
 }
+
+// Repacked Q6_K (x8 layout, chunks in the order read here: kernels/repack.h) x Q8_K: a
+// group of 8 rows x T tokens, one row per lane as in TileX8. Element 128h + 32k + l of a
+// block (h, k < 4, l < 32) has its low 4 bits in nibble k / 2 of ql byte 64h + 32(k % 2)
+// + l and its high 2 bits in bits 2k, 2k + 1 of qh byte 32h + l: byte l % 4 of the
+// chunks k % 2 and 2 of triple (h, l / 16, l / 4 % 4). Sub-block s = 8h + 2k + l / 16
+// has the int8 scale in byte s % 4 of scale chunk s / 4. Each sub-block's 4 chunks add
+// up in int32 from -32 * bsums[s] (a code is q + 32), and one vpmulld applies its scale.
+// Every tile shape sums a (row, token) in the same order.
+template <size_t R, size_t T, bool kVnni>
+HWY_NOINLINE HWY_FLATTEN void TileX8Q6_K(const TileArgs<ActQ8K>& a) {
+  static_assert(R == 1, "a repacked tile is one group of 8 rows");
+  constexpr size_t kGroupBytes = 8 * sizeof(BlockQ6_K);
+  __m256 acc[T];
+  ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  for (size_t b = 0; b < a.nb; ++b) {
+    const uint8_t* g = a.w + b * kGroupBytes;
+    PrefetchAhead<kGroupBytes>(g, a.prefetch);
+    const ActQ8K* x = a.act + b;
+    const __m256i* scales = reinterpret_cast<const __m256i*>(g + 2 * 8);  // after d[8]
+    // Chunk triple (h, half, c4): low nibbles for k = 0, 2; for k = 1, 3; high bits.
+    auto triple = [&](size_t h, size_t half, size_t c4) { return scales + 4 + 3 * (8 * h + 4 * half + c4); };
+    auto scale = [&](auto s) HWY_ATTR {  // sub-block s's scales of the 8 rows, as int32
+      return _mm256_srai_epi32(_mm256_slli_epi32(_mm256_loadu_si256(scales + s / 4), int(24 - 8 * (s % 4))), 24);
+    };
+    // Each token's -32 * bsums as int32, the sub-block sums' starting values.
+    alignas(32) int32_t start[T][16];
+    ForEachIndex<T>([&](auto t) HWY_ATTR {
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t * a.act_stride].bsums));
+      const __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(bs));
+      const __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(bs, 1));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(start[t]), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lo, 5)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(start[t] + 8), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(hi, 5)));
+    });
+    __m256i isum[T];
+    ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
+    auto add_scaled = [&](size_t t, __m256i ssum, __m256i sc) HWY_ATTR {
+      V32 sum{_mm256_add_epi32(isum[t], _mm256_mullo_epi32(ssum, sc))};
+      Opaque(sum);  // a chain, as in TileX8Q4_K
+      isum[t] = sum.raw;
+    };
+    if constexpr (T == 1) {
+      // Decode: each triple loaded once for its 4 sub-blocks, in memory order.
+      ForEachIndex<4>([&](auto hh) HWY_ATTR {
+        constexpr size_t h = hh / 2, half = hh % 2;
+        __m256i ssum[4];
+        ForEachIndex<4>([&](auto k) HWY_ATTR { ssum[k] = _mm256_set1_epi32(start[0][8 * h + 2 * k + half]); });
+        ForEachIndex<4>([&](auto c4) HWY_ATTR {
+          const __m256i* u = triple(h, half, c4);
+          const __m256i qa = _mm256_loadu_si256(u), qb = _mm256_loadu_si256(u + 1), qhv = _mm256_loadu_si256(u + 2);
+          const __m256i q[4] = {
+              _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_and_si256(_mm256_slli_epi16(qhv, 4), m30)),
+              _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16(qhv, 2), m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), _mm256_and_si256(qhv, m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qhv, 2), m30))};
+          ForEachIndex<4>([&](auto k) HWY_ATTR {
+            const __m256i xb = Broadcast4(x->qs + 128 * h + 32 * k + 4 * (4 * half + c4));
+            ssum[k] = DotU8I8<kVnni>(V32{ssum[k]}, VU8{q[k]}, V8{xb}).raw;
+          });
+        });
+        ForEachIndex<4>([&](auto k) HWY_ATTR { add_scaled(0, ssum[k], scale(std::integral_constant<size_t, 8 * h + 2 * k + half>{})); });
+      });
+    } else {
+      // Prefill: one sub-block at a time for all T tokens (T accumulators).
+      ForEachIndex<16>([&](auto s) HWY_ATTR {
+        constexpr size_t h = s / 8, k = s % 8 / 2, half = s % 2;
+        __m256i ssum[T];
+        ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_set1_epi32(start[t][s]); });
+        ForEachIndex<4>([&](auto c4) HWY_ATTR {
+          const __m256i* u = triple(h, half, c4);
+          __m256i lo = _mm256_loadu_si256(u + k % 2);
+          if constexpr (k >= 2) lo = _mm256_srli_epi16(lo, 4);
+          __m256i hi = _mm256_loadu_si256(u + 2);
+          if constexpr (k < 2) hi = _mm256_slli_epi16(hi, int(4 - 2 * k));
+          else if constexpr (k == 3) hi = _mm256_srli_epi16(hi, 2);
+          const __m256i q = _mm256_or_si256(_mm256_and_si256(lo, m4), _mm256_and_si256(hi, m30));
+          ForEachIndex<T>([&](auto t) HWY_ATTR {
+            const __m256i xb = Broadcast4(x[t * a.act_stride].qs + 128 * h + 32 * k + 4 * (4 * half + c4));
+            ssum[t] = DotU8I8<kVnni>(V32{ssum[t]}, VU8{q}, V8{xb}).raw;
+          });
+        });
+        const __m256i sc = scale(s);
+        ForEachIndex<T>([&](auto t) HWY_ATTR { add_scaled(t, ssum[t], sc); });
+      });
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    ForEachIndex<T>([&](auto t) HWY_ATTR {
+      const __m256 dx = _mm256_set1_ps(x[t * a.act_stride].d);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, dx), acc[t]);
+    });
+  }
+  ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
+}
 #endif  // JEVONS_MM_X86
 
 // Q4_K / Q5_K scale packing -> sc[0..7], m[0..7] (bytes), as unpack_scale_min_k4.
@@ -1520,14 +1614,13 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
     int64_t x8_rows = 0;  // rows read from w.packed; the rest read w.data
 #if JEVONS_MM_X86
-    if constexpr (!kQ6) {
-      x8_rows = w.packed ? w.packed_rows : 0;
-      if (x8_rows) {
-        const TileArgs<ActQ8K> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
-        ParallelRows<1, kX8T, kActBlockBytesQ8K>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
-          TileX8Q4_K<R, T, kVnni>(a);
-        });
-      }
+    x8_rows = w.packed ? w.packed_rows : 0;
+    if (x8_rows) {
+      const TileArgs<ActQ8K> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
+      ParallelRows<1, kX8T, kActBlockBytesQ8K>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+        if constexpr (kQ6) TileX8Q6_K<R, T, kVnni>(a);
+        else TileX8Q4_K<R, T, kVnni>(a);
+      });
     }
 #endif
     if (x8_rows == rows) return true;
@@ -1978,8 +2071,8 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::BF16 ||
-         t == TensorType::F16;
+  return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::Q6_K ||
+         t == TensorType::BF16 || t == TensorType::F16;
 #else
   (void)t;
   return false;
