@@ -105,7 +105,7 @@ constexpr size_t kQuantR = 4, kQuantT = 2, kFloatR = 2, kFloatT = 4;
 // stay in L3, a tile's weights in L2, and the BF16 matmul (4096 x 4096, 512 tokens) ran
 // 137 -> 177 GOP/s on Zen 4, Q8_0 222 -> 281 (bench/ matmul/...-x8). Q4_K and Q6_K keep
 // the L2-sized block: for Q4_K (4.5-bit weights, so little to re-stream) the larger one
-// measured no better, the matmul 3-8% slower.
+// measured no better, the matmul 3-8% slower; repacked Q6_K 12-26% slower.
 constexpr size_t kActBlockBytes = size_t(4) << 20, kActBlockBytesQ8K = size_t(256) << 10;
 
 // f(integral_constant<0>), ..., f(integral_constant<N-1>): an unrolled loop whose index
