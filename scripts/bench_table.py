@@ -26,7 +26,7 @@ DEFAULT_ROWS = [f"{m}:{t}" for m in ("tinyllama-1.1b", "qwen2.5-1.5b") for t in 
     "tinyllama-1.1b:q4_k_m", "qwen2.5-1.5b:q4_k_m"]
 # Vocabulary each preset's synthetic file takes (padded by synth to the preset's size).
 VOCAB = {"tinyllama-1.1b": "ggml-vocab-llama-spm.gguf", "llama-3.2-1b": "ggml-vocab-llama-spm.gguf",
-         "smollm2-135m": "ggml-vocab-gpt-2.gguf"}
+         "smollm2-135m": "ggml-vocab-llama-spm.gguf"}  # 32000 tokens: GPT-2's 50257 exceed its 49152 rows
 DEFAULT_VOCAB = "ggml-vocab-deepseek-llm.gguf"
 
 
