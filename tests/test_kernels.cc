@@ -114,7 +114,7 @@ ActRounding rounding_of(TensorType t) {
   switch (t) {
     case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1: case TensorType::Q8_0:
       return ActRounding::kQ8_0;
-    case TensorType::Q4_K: case TensorType::Q6_K:
+    case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
       return ActRounding::kQ8_K;
     case TensorType::BF16:
       return ActRounding::kBF16;
@@ -193,8 +193,8 @@ void check_matmul(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens,
 }
 
 const TensorType kFastTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
-                                 TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::F32,
-                                 TensorType::F16,  TensorType::BF16};
+                                 TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
+                                 TensorType::F32,  TensorType::F16,  TensorType::BF16};
 
 // Runs body once per SIMD target compiled in and supported by this CPU.
 template <class Body>
@@ -238,8 +238,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   // bytes; rows past the last full group of 8 come from `data`.
   ThreadPool pool(2);
   for_each_target([&] {
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::BF16,
-                            TensorType::F16}) {
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
+                            TensorType::BF16, TensorType::F16}) {
       const int64_t block = type_traits(type).block_size;
       // Floats: fewer columns than the kernel's 4 chains, odd tails of them, and more than
       // one of the prefill tile's 256-column blocks.
@@ -255,7 +255,7 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   });
   kernels::set_vnni_override(1);
   if (std::string(kernel_target_name()).find("VNNI") != std::string::npos)
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K})
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K})
       for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 3 * type_traits(type).block_size, n_tokens, &pool, 23, true);
   kernels::set_vnni_override(-1);
 }
@@ -438,7 +438,7 @@ TEST(Kernels, F16OfBf16ValuesRunsTheBf16KernelsByDefault) {
 TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {
   // Load-time repacking splits large tensors into group ranges, one per thread; the
   // parts must land exactly where the whole would put them.
-  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::BF16}) {
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16}) {
     SCOPED_TRACE(type_name(type));
     const Weights w = make_weights(type, 8 * 7 + 3, 512, 11);
     std::vector<uint8_t> whole(size_t(8 * 7) * w.t.row_bytes()), parts(whole.size(), 0);
@@ -539,6 +539,24 @@ TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {
       EXPECT_EQ(std::memcmp(g + 16 + 2 * r, &blk->dmin, 2), 0) << "block " << b << " row " << r;
       for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(g + 32 + (8 * j + r) * 4, blk->scales + 4 * j, 4), 0);
       for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(g + 32 + (8 * (j + 3) + r) * 4, blk->qs + 4 * j, 4), 0);
+    }
+}
+
+TEST(Kernels, RepackedQ5KKeepsItsFifthBitsBetweenScalesAndCodes) {
+  // Q5_K is Q4_K's layout with the 32 bytes of 5th bits (qh) as 8 chunks after the scales.
+  Weights w = make_weights(TensorType::Q5_K, 8, 512, 6);
+  std::vector<uint8_t> out(8 * w.t.row_bytes());
+  repack_x8(w.t, out.data());
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t r = 0; r < 8; ++r) {
+      const auto* blk = reinterpret_cast<const BlockQ5_K*>(w.t.row(r)) + b;
+      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ5_K);
+      auto chunk = [&](int j) { return g + 32 + (8 * j + r) * 4; };
+      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
+      EXPECT_EQ(std::memcmp(g + 16 + 2 * r, &blk->dmin, 2), 0) << "block " << b << " row " << r;
+      for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk->scales + 4 * j, 4), 0);
+      for (int j = 0; j < 8; ++j) EXPECT_EQ(std::memcmp(chunk(3 + j), blk->qh + 4 * j, 4), 0);
+      for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(chunk(11 + j), blk->qs + 4 * j, 4), 0);
     }
 }
 

@@ -765,18 +765,31 @@ HWY_INLINE __m256i PairOfLanes() {
   return _mm256_setr_epi32(lane(0), lane(1), lane(2), lane(3), lane(0), lane(1), lane(2), lane(3));
 }
 
-// Repacked Q4_K (x8 layout) x Q8_K: a group of 8 rows x T tokens, one row per lane as in
-// TileX8. The 6-bit scales and mins of the 8 rows are unpacked together (the steps of
-// unpack_scale_min_k4, one row per lane). Sub-block j's 32 codes are the low (even j) or
-// high (odd j) nibbles of chunks 8(j/2) .. 8(j/2)+7; their pmaddubsw results add up in
-// int16 (8 x 2 x 15 x 127 = 30480 < 32767) and one pmaddwd applies the sub-block scale
-// (VNNI: vpdpbusd sums, then vpmulld). The mins: sum_j m_j * bsums32_j, a pmaddwd per
-// pair of sub-blocks. Every tile shape sums a (row, token) in the same order.
-template <size_t R, size_t T, bool kVnni>
-HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
+// (qh >> bit & 1) << 4 in each byte: the 5th bit of Q5_K codes from their qh bytes.
+template <int bit>
+HWY_INLINE __m256i FifthBit(__m256i qh) {
+  const __m256i m10 = _mm256_set1_epi8(0x10);
+  if constexpr (bit < 4) return _mm256_and_si256(_mm256_slli_epi16(qh, 4 - bit), m10);
+  else if constexpr (bit > 4) return _mm256_and_si256(_mm256_srli_epi16(qh, bit - 4), m10);
+  else return _mm256_and_si256(qh, m10);
+}
+
+// Repacked Q4_K or Q5_K (x8 layout) x Q8_K: a group of 8 rows x T tokens, one row per
+// lane as in TileX8. The 6-bit scales and mins of the 8 rows are unpacked together (the
+// steps of unpack_scale_min_k4, one row per lane). Sub-block j's 32 codes are the low
+// (even j) or high (odd j) nibbles of chunks 8(j/2) .. 8(j/2)+7, Q5_K's with bit j of
+// its qh chunks 0..7 above them; their pmaddubsw results add up in int16 (Q4_K: 8 x 2 x
+// 15 x 128 = 30720 < 32767; Q5_K, codes to 31: 4 chunks at a time) and one pmaddwd
+// applies the sub-block scale (VNNI: vpdpbusd sums, then vpmulld). The mins: sum_j m_j *
+// bsums32_j, a pmaddwd per pair of sub-blocks. Every tile shape sums a (row, token) in
+// the same order.
+template <class Block, size_t R, size_t T, bool kVnni>
+HWY_NOINLINE HWY_FLATTEN void TileX8Q4_5_K(const TileArgs<ActQ8K>& a) {
   static_assert(R == 1, "a repacked tile is one group of 8 rows");
-  constexpr size_t kGroupBytes = 8 * sizeof(BlockQ4_K);
-  constexpr size_t kScalesAt = 2 * 2 * 8, kCodesAt = kScalesAt + 3 * 32;  // after d[8], dmin[8]; 3 scale chunks
+  constexpr bool kQ5 = std::is_same_v<Block, BlockQ5_K>;
+  constexpr size_t kGroupBytes = 8 * sizeof(Block);
+  // After d[8], dmin[8]: 3 scale chunks, Q5_K's 8 qh chunks, the code chunks.
+  constexpr size_t kScalesAt = 2 * 2 * 8, kQhAt = kScalesAt + 3 * 32, kCodesAt = kQhAt + (kQ5 ? 8 * 32 : 0);
   __m256 acc[T];
   ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
   const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -786,6 +799,7 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
     PrefetchAhead<kGroupBytes>(g, a.prefetch);
     const ActQ8K* x = a.act + b;
     const __m256i* u = reinterpret_cast<const __m256i*>(g + kScalesAt);
+    const __m256i* qh = reinterpret_cast<const __m256i*>(g + kQhAt);
     const __m256i u0 = _mm256_loadu_si256(u), u1 = _mm256_loadu_si256(u + 1), u2 = _mm256_loadu_si256(u + 2);
     // Lane r of sc[0] holds row r's scales of sub-blocks 0..3, sc[1] of 4..7; mn likewise.
     const __m256i sc[2] = {
@@ -799,9 +813,12 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
     ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
     if constexpr (kVnni && T == 1) {
       // Decode: each chunk loaded once for both of its sub-blocks (the load ports bound
-      // this loop), the high nibbles kept in place (16x, at most 240 as vpdpbusd's
-      // unsigned operand) and their sum scaled back by an exact shift. Integer sums in
-      // another order, so the same results as the loop below.
+      // this loop). Q4_K keeps the high nibbles in place (16x, at most 240 as vpdpbusd's
+      // unsigned operand) and scales their sum back by an exact shift. (Q5_K's 5th bits
+      // as 8 bit planes, each in place against its sub-block's activations, took 2 ops
+      // per 32 bits where merging them into the codes takes 7, but twice the vpdpbusd:
+      // 28 against 37 GB/s in cache.) Integer sums in another order, so the same results
+      // as the loop below.
       ForEachIndex<4>([&](auto p) HWY_ATTR {
         const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt) + 8 * p;
         const int8_t* xq = x->qs + 64 * p;
@@ -809,25 +826,41 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
         ForEachIndex<8>([&](auto c) HWY_ATTR {
           V32 q{_mm256_loadu_si256(qs + c)};
           Opaque(q);
-          even = DotU8I8<true>(V32{even}, VU8{_mm256_and_si256(q.raw, m4)}, V8{Broadcast4(xq + 4 * c)}).raw;
-          odd = DotU8I8<true>(V32{odd}, VU8{_mm256_andnot_si256(m4, q.raw)}, V8{Broadcast4(xq + 32 + 4 * c)}).raw;
+          __m256i lo = _mm256_and_si256(q.raw, m4), hi;
+          if constexpr (kQ5) {
+            const __m256i h = _mm256_loadu_si256(qh + c);
+            lo = _mm256_or_si256(lo, FifthBit<int(2 * p)>(h));
+            hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q.raw, 4), m4), FifthBit<int(2 * p + 1)>(h));
+          } else {
+            hi = _mm256_andnot_si256(m4, q.raw);
+          }
+          even = DotU8I8<true>(V32{even}, VU8{lo}, V8{Broadcast4(xq + 4 * c)}).raw;
+          odd = DotU8I8<true>(V32{odd}, VU8{hi}, V8{Broadcast4(xq + 32 + 4 * c)}).raw;
         });
+        if constexpr (!kQ5) odd = _mm256_srai_epi32(odd, 4);
         const __m256i s_even = _mm256_shuffle_epi8(sc[p / 2], SpreadByteOfLanes<int(2 * p % 4), true>());
         const __m256i s_odd = _mm256_shuffle_epi8(sc[p / 2], SpreadByteOfLanes<int((2 * p + 1) % 4), true>());
-        V32 sum{_mm256_add_epi32(_mm256_add_epi32(isum[0], _mm256_mullo_epi32(even, s_even)),
-                                 _mm256_mullo_epi32(_mm256_srai_epi32(odd, 4), s_odd))};
+        V32 sum{_mm256_add_epi32(_mm256_add_epi32(isum[0], _mm256_mullo_epi32(even, s_even)), _mm256_mullo_epi32(odd, s_odd))};
         Opaque(sum);
         isum[0] = sum.raw;
       });
     } else {
       ForEachIndex<8>([&](auto j) HWY_ATTR {
         const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt) + 8 * (j / 2);
+        const __m256i s = _mm256_shuffle_epi8(sc[j / 4], SpreadByteOfLanes<int(j % 4), kVnni>());
         __m256i ssum[T];
         ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_setzero_si256(); });
+        // Without VNNI the int16 sums widen through the scale's pmaddwd (Q5_K: every 4 chunks).
+        auto add_scaled = [&](auto t) HWY_ATTR {
+          V32 sum{_mm256_add_epi32(isum[t], kVnni ? _mm256_mullo_epi32(ssum[t], s) : _mm256_madd_epi16(ssum[t], s))};
+          Opaque(sum);  // likewise: else the 8 sub-block products wait on the stack for a tree
+          isum[t] = sum.raw;
+        };
         ForEachIndex<8>([&](auto c) HWY_ATTR {
           __m256i q = _mm256_loadu_si256(qs + c);
           if constexpr (j % 2 == 1) q = _mm256_srli_epi16(q, 4);
           q = _mm256_and_si256(q, m4);
+          if constexpr (kQ5) q = _mm256_or_si256(q, FifthBit<int(j)>(_mm256_loadu_si256(qh + c)));
           ForEachIndex<T>([&](auto t) HWY_ATTR {
             const __m256i xb = Broadcast4(x[t * a.act_stride].qs + 32 * j + 4 * c);
             if constexpr (kVnni) {
@@ -838,13 +871,14 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_K(const TileArgs<ActQ8K>& a) {
               ssum[t] = sum.raw;
             }
           });
+          if constexpr (kQ5 && !kVnni && c == 3) {
+            ForEachIndex<T>([&](auto t) HWY_ATTR {
+              add_scaled(t);
+              ssum[t] = _mm256_setzero_si256();
+            });
+          }
         });
-        const __m256i s = _mm256_shuffle_epi8(sc[j / 4], SpreadByteOfLanes<int(j % 4), kVnni>());
-        ForEachIndex<T>([&](auto t) HWY_ATTR {
-          V32 sum{_mm256_add_epi32(isum[t], kVnni ? _mm256_mullo_epi32(ssum[t], s) : _mm256_madd_epi16(ssum[t], s))};
-          Opaque(sum);  // likewise: else the 8 sub-block products wait on the stack for a tree
-          isum[t] = sum.raw;
-        });
+        ForEachIndex<T>(add_scaled);
       });
     }
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
@@ -973,9 +1007,11 @@ HWY_INLINE void UnpackScalesK4(const uint8_t* scales, uint8_t* sc, uint8_t* m) {
   std::memcpy(m + 4, &m_hi, 4);
 }
 
-// Q4_K x Q8_K.
-template <size_t R, size_t T, bool kVnni>
-HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
+// Q4_K or Q5_K x Q8_K. Q5_K: each code's 5th bit (bit j of qh byte l for element 32j + l)
+// above its nibble.
+template <class Block, size_t R, size_t T, bool kVnni>
+HWY_NOINLINE void TileQ4_5_K(const TileArgs<ActQ8K>& a) {
+  constexpr bool kQ5 = std::is_same_v<Block, BlockQ5_K>;
   const DF df;
   const D8 d8;
   const DU8 du8;
@@ -987,8 +1023,8 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
       acc[r][t] = hn::Zero(df);
       macc[r][t] = 0.0f;
     }
-  const BlockQ4_K* rows[R];
-  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ4_K*>(a.w + r * a.w_stride);
+  const Block* rows[R];
+  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
   const VU8 m4 = hn::Set(du8, 0x0F);
 #if JEVONS_MM_X86
   if constexpr (!kVnni) {
@@ -1001,14 +1037,14 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
         JEVONS_SHUF(0), JEVONS_SHUF(1), JEVONS_SHUF(2), JEVONS_SHUF(3),
         JEVONS_SHUF(4), JEVONS_SHUF(5), JEVONS_SHUF(6), JEVONS_SHUF(7)};
 #undef JEVONS_SHUF
-    const __m256i m4r = _mm256_set1_epi8(0x0F);
+    const __m256i m4r = _mm256_set1_epi8(0x0F), m10 = _mm256_set1_epi8(0x10);
     for (size_t b = 0; b < a.nb; ++b) {
       __m256i sc16[R];
       __m128i mn16[R];
       float dw[R], dmin[R];
       for (size_t r = 0; r < R; ++r) {
-        const BlockQ4_K& blk = rows[r][b];
-        PrefetchAhead<sizeof(BlockQ4_K)>(&blk, a.prefetch);
+        const Block& blk = rows[r][b];
+        PrefetchAhead<sizeof(Block)>(&blk, a.prefetch);
         dw[r] = F16ToF32(blk.d);
         dmin[r] = F16ToF32(blk.dmin);
         alignas(16) uint8_t sc[8], mn[8];
@@ -1019,6 +1055,9 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
       __m256i isum[R][T];
       for (size_t r = 0; r < R; ++r)
         for (size_t t = 0; t < T; ++t) isum[r][t] = _mm256_setzero_si256();
+      __m256i qh[R];  // Q5_K: shifted right 2 bits per g, so that bits 0, 1 are sub-blocks 2g, 2g + 1's
+      if constexpr (kQ5)
+        for (size_t r = 0; r < R; ++r) qh[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r][b].qh));
       for (size_t g = 0; g < 4; ++g) {
         __m256i qlo[R], qhi[R], slo[R], shi[R];
         const __m256i sh_lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(kShuf[2 * g]));
@@ -1027,6 +1066,11 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
           const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r][b].qs + 32 * g));
           qlo[r] = _mm256_and_si256(raw, m4r);
           qhi[r] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4r);
+          if constexpr (kQ5) {
+            qlo[r] = _mm256_or_si256(qlo[r], _mm256_and_si256(_mm256_slli_epi16(qh[r], 4), m10));
+            qhi[r] = _mm256_or_si256(qhi[r], _mm256_and_si256(_mm256_slli_epi16(qh[r], 3), m10));
+            qh[r] = _mm256_srli_epi16(qh[r], 2);
+          }
           slo[r] = _mm256_shuffle_epi8(sc16[r], sh_lo);
           shi[r] = _mm256_shuffle_epi8(sc16[r], sh_hi);
         }
@@ -1061,8 +1105,8 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
     alignas(16) uint8_t sc[R][8], mn[R][8];
     float dw[R], dmin[R];
     for (size_t r = 0; r < R; ++r) {
-      const BlockQ4_K& blk = rows[r][b];
-      PrefetchAhead<sizeof(BlockQ4_K)>(&blk, a.prefetch);
+      const Block& blk = rows[r][b];
+      PrefetchAhead<sizeof(Block)>(&blk, a.prefetch);
       dw[r] = F16ToF32(blk.d);
       dmin[r] = F16ToF32(blk.dmin);
       UnpackScalesK4(blk.scales, sc[r], mn[r]);
@@ -1077,6 +1121,11 @@ HWY_NOINLINE void TileQ4_K(const TileArgs<ActQ8K>& a) {
           const VU8 raw = hn::LoadU(du8, rows[r][b].qs + 32 * g + s * kL8);
           qlo[r][s] = hn::And(raw, m4);
           qhi[r][s] = hn::ShiftRight<4>(raw);
+          if constexpr (kQ5) {
+            const VU8 h = hn::ShiftRightSame(hn::LoadU(du8, rows[r][b].qh + s * kL8), int(2 * g));
+            qlo[r][s] = hn::Or(qlo[r][s], hn::ShiftLeft<4>(hn::And(h, hn::Set(du8, 1))));
+            qhi[r][s] = hn::Or(qhi[r][s], hn::ShiftLeft<4>(hn::And(hn::ShiftRight<1>(h), hn::Set(du8, 1))));
+          }
         }
       for (size_t t = 0; t < T; ++t) {
         const ActQ8K& x = a.act[t * a.act_stride + b];
@@ -1607,8 +1656,9 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
 #endif
     return true;
   };
-  auto q8k_path = [&](auto tag) -> bool {
-    constexpr bool kQ6 = decltype(tag)::value;
+  auto q8k_path = [&](auto block) -> bool {
+    using Block = decltype(block);
+    constexpr bool kQ6 = std::is_same_v<Block, BlockQ6_K>;
     const int64_t nb = cols / 256;
     ActQ8K* act = reinterpret_cast<ActQ8K*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8K)));
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
@@ -1619,7 +1669,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
       const TileArgs<ActQ8K> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
       ParallelRows<1, kX8T, kActBlockBytesQ8K>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
         if constexpr (kQ6) TileX8Q6_K<R, T, kVnni>(a);
-        else TileX8Q4_K<R, T, kVnni>(a);
+        else TileX8Q4_5_K<Block, R, T, kVnni>(a);
       });
     }
 #endif
@@ -1627,7 +1677,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     const TileArgs<ActQ8K> base{w.row(x8_rows), w.row_bytes(), act, size_t(nb), size_t(nb), y + x8_rows, size_t(rows)};
     ParallelRows<kQuantR, kQuantT, kActBlockBytesQ8K>(base, rows - x8_rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
       if constexpr (kQ6) TileQ6_K<R, T, kVnni>(a);
-      else TileQ4_K<R, T, kVnni>(a);
+      else TileQ4_5_K<Block, R, T, kVnni>(a);
     });
     return true;
   };
@@ -1681,8 +1731,9 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     case TensorType::Q5_0: return q8_path(DecQ5_0{});
     case TensorType::Q5_1: return q8_path(DecQ5_1{});
     case TensorType::Q8_0: return q8_path(DecQ8_0{});
-    case TensorType::Q4_K: return q8k_path(std::false_type{});
-    case TensorType::Q6_K: return q8k_path(std::true_type{});
+    case TensorType::Q4_K: return q8k_path(BlockQ4_K{});
+    case TensorType::Q5_K: return q8k_path(BlockQ5_K{});
+    case TensorType::Q6_K: return q8k_path(BlockQ6_K{});
     case TensorType::F32: return float_path(float{}, x, [](const TileArgs<float>&) {});
     case TensorType::F16:
       if (x8_float_rows && w.packed_as_bf16) return bf16_path(hwy::float16_t{});
@@ -2060,7 +2111,7 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 #else
   switch (t) {
     case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
-    case TensorType::Q8_0: case TensorType::Q4_K: case TensorType::Q6_K: case TensorType::F32:
+    case TensorType::Q8_0: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K: case TensorType::F32:
     case TensorType::F16: case TensorType::BF16:
       return true;
     default:
@@ -2071,8 +2122,8 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::Q6_K ||
-         t == TensorType::BF16 || t == TensorType::F16;
+  return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::Q5_K ||
+         t == TensorType::Q6_K || t == TensorType::BF16 || t == TensorType::F16;
 #else
   (void)t;
   return false;

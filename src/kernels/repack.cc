@@ -18,9 +18,9 @@
 namespace jevons {
 namespace {
 
-// A block's layout as the x8 layout sees it: `halves` fp16 fields (d; Q4_K: d, dmin) at
-// byte `halves_at` (first, or Q6_K's d last), and the rest of its bytes, moved in
-// 4-byte chunks (codes; Q4_K: scales and codes), repacked chunk j taking the rest's
+// A block's layout as the x8 layout sees it: `halves` fp16 fields (d; Q4_K, Q5_K: d,
+// dmin) at byte `halves_at` (first, or Q6_K's d last), and the rest of its bytes, moved
+// in 4-byte chunks (codes; Q4_K: scales and codes; Q5_K: scales, 5th bits, codes), repacked chunk j taking the rest's
 // chunk order[j] (in order if null). BF16 / F16: a block is one 2-byte value, moved as
 // it is.
 struct X8Shape {
@@ -55,6 +55,7 @@ X8Shape x8_shape(TensorType type) {
     case TensorType::Q4_0: return {sizeof(BlockQ4_0), 1};
     case TensorType::Q8_0: return {sizeof(BlockQ8_0), 1};
     case TensorType::Q4_K: return {sizeof(BlockQ4_K), 2};
+    case TensorType::Q5_K: return {sizeof(BlockQ5_K), 2};
     case TensorType::Q6_K: return {sizeof(BlockQ6_K), 1, offsetof(BlockQ6_K, d), kQ6KChunkOrder.data()};
     case TensorType::BF16: case TensorType::F16: return {2, 0};
     default: fail("repack: tensor type {} has no x8 layout", type_name(type));
@@ -63,13 +64,15 @@ X8Shape x8_shape(TensorType type) {
 
 static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && offsetof(BlockQ4_K, dmin) == 2 &&
               offsetof(BlockQ4_K, scales) == 4 && sizeof(BlockQ4_K::scales) % 4 == 0 &&
+              offsetof(BlockQ5_K, dmin) == 2 && offsetof(BlockQ5_K, scales) == 4 &&
+              offsetof(BlockQ5_K, qh) == 4 + sizeof(BlockQ5_K::scales) && offsetof(BlockQ5_K, qs) == 48 &&
               offsetof(BlockQ6_K, d) == sizeof(BlockQ6_K) - 2 && offsetof(BlockQ6_K, d) % 4 == 0);
 
 }  // namespace
 
 bool has_x8_layout(TensorType type) {
-  return type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K || type == TensorType::Q6_K ||
-         type == TensorType::BF16 || type == TensorType::F16;
+  return type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K || type == TensorType::Q5_K ||
+         type == TensorType::Q6_K || type == TensorType::BF16 || type == TensorType::F16;
 }
 
 void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end, bool f16_to_bf16) {
