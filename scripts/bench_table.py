@@ -95,7 +95,10 @@ def main():
     print("|" + "---|" * len(head))
     for j in results:
         wtype = j["type"] + ((" rounded to bf16" if j.get("f16_rounded") else " as bf16") if j.get("f16_as_bf16") else "")
-        flag = j["row"].partition("+")[2]
+        spec, _, flag = j["row"].partition("+")
+        asked = spec.partition(":")[2]
+        if asked.lower() != j["type"].lower():  # a mix such as q4_k_m: bench names its main type
+            wtype = f"{asked} ({wtype})"
         if flag:
             wtype += f" (--{flag})"
         cells = [j["preset"], wtype, str(j["threads"])]

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <map>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -11,6 +12,25 @@
 #include "kernels/repack.h"
 
 namespace jevons::cli {
+
+void warn_of_reference_matrices(const ModelSource& file) {
+  if (kernel_mode() != KernelMode::kFast) return;
+  // The input embedding is only looked up, row by row, unless it is also the output.
+  const bool tied = !file.find_tensor("output.weight") && !file.find_tensor("lm_head.weight");
+  std::map<TensorType, std::pair<int, size_t>> slow;  // type -> matrices, bytes
+  for (const GgufTensor* t : file.tensor_list()) {
+    const bool embedding = t->name.find("token_embd") != std::string::npos || t->name.find("embed_tokens") != std::string::npos;
+    if (t->dims.size() < 2 || t->rows() < 2 || (embedding && !tied) || matmul_has_fast_path(t->type)) continue;
+    auto& [count, bytes] = slow[t->type];
+    ++count, bytes += t->nbytes;
+  }
+  for (const auto& [type, n] : slow)
+    std::fprintf(stderr,
+                 "[jevons] %d %s matrices (%.1f MB) have no SIMD kernel yet: they run on the exact reference kernel, "
+                 "tens of times slower than the types that have one: q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K q6_K bf16 f16 "
+                 "f32 (a GGUF file in one of those, or --quant TYPE for a Hugging Face checkpoint)\n",
+                 n.first, type_name(type), double(n.second) / 1e6);
+}
 
 LoadedModel load(const ModelArgs& args, bool with_model) {
   const std::string& path = args.path;
@@ -39,6 +59,7 @@ LoadedModel load(const ModelArgs& args, bool with_model) {
                    "unchanged, activations rounded to BF16 as for BF16 models (--no-f16-as-bf16: f32 activations)\n",
                    double(m.model->f16_as_bf16_bytes()) / 1e9);
   }
+  if (with_model) warn_of_reference_matrices(*m.file);
   m.tokenizer = Tokenizer::from_gguf(*m.file);
   if (with_model) {
     if (m.tokenizer->n_vocab() > m.model->config().n_vocab)

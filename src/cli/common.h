@@ -36,8 +36,12 @@ struct ModelArgs {
 };
 
 // Opens a GGUF file or a Hugging Face directory and builds its tokenizer, and its
-// model when with_model.
+// model when with_model (then also warn_of_reference_matrices).
 LoadedModel load(const ModelArgs& args, bool with_model);
+
+// One stderr line per weight type of the file that the fast matmul lacks (Q2_K, Q3_K, FP8
+// scaled blocks): those matrices run on the exact reference kernel, which is slow.
+void warn_of_reference_matrices(const ModelSource& file);
 
 // Adds --temp, --top-k, --top-p, --min-p, the penalties and --seed (setting
 // seed_given when the user chose one) for commands that sample.
