@@ -526,62 +526,57 @@ TEST(LargeBuffer, AlignsToHugePagesAndMoves) {
   EXPECT_THROW(LargeBuffer(SIZE_MAX - 10, "an impossible buffer"), Error);
 }
 
-TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {
-  // Q4_K has two fp16 fields (d, dmin); its 12 scale bytes are the first 3 chunks.
-  Weights w = make_weights(TensorType::Q4_K, 8, 512, 6);
+// Repacks 8 rows x 2 blocks of a K-quant and calls check(blk, g, chunk) for each row's
+// block: blk the original, g its group in the x8 layout (the fp16 fields of the 8 rows
+// first, `halves` of them per row), chunk(j) the address of the row's repacked chunk j.
+template <class Block, class Check>
+void check_repacked_k_blocks(TensorType type, size_t halves, const Check& check) {
+  Weights w = make_weights(type, 8, 512, 6);
   std::vector<uint8_t> out(8 * w.t.row_bytes());
   repack_x8(w.t, out.data());
   for (int64_t b = 0; b < 2; ++b)
     for (int64_t r = 0; r < 8; ++r) {
-      const auto* blk = reinterpret_cast<const BlockQ4_K*>(w.t.row(r)) + b;
-      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ4_K);
-      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
-      EXPECT_EQ(std::memcmp(g + 16 + 2 * r, &blk->dmin, 2), 0) << "block " << b << " row " << r;
-      for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(g + 32 + (8 * j + r) * 4, blk->scales + 4 * j, 4), 0);
-      for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(g + 32 + (8 * (j + 3) + r) * 4, blk->qs + 4 * j, 4), 0);
+      SCOPED_TRACE(testing::Message() << "block " << b << " row " << r);
+      const auto* blk = reinterpret_cast<const Block*>(w.t.row(r)) + b;
+      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(Block);
+      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0);
+      check(*blk, g + 2 * r, [&](int j) { return g + 16 * halves + (8 * size_t(j) + size_t(r)) * 4; });
     }
+}
+
+TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {
+  // Q4_K has two fp16 fields (d, dmin); its 12 scale bytes are the first 3 chunks.
+  check_repacked_k_blocks<BlockQ4_K>(TensorType::Q4_K, 2, [](const BlockQ4_K& blk, const uint8_t* d, auto chunk) {
+    EXPECT_EQ(std::memcmp(d + 16, &blk.dmin, 2), 0);
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk.scales + 4 * j, 4), 0);
+    for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(chunk(3 + j), blk.qs + 4 * j, 4), 0);
+  });
 }
 
 TEST(Kernels, RepackedQ5KKeepsItsFifthBitsBetweenScalesAndCodes) {
   // Q5_K is Q4_K's layout with the 32 bytes of 5th bits (qh) as 8 chunks after the scales.
-  Weights w = make_weights(TensorType::Q5_K, 8, 512, 6);
-  std::vector<uint8_t> out(8 * w.t.row_bytes());
-  repack_x8(w.t, out.data());
-  for (int64_t b = 0; b < 2; ++b)
-    for (int64_t r = 0; r < 8; ++r) {
-      const auto* blk = reinterpret_cast<const BlockQ5_K*>(w.t.row(r)) + b;
-      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ5_K);
-      auto chunk = [&](int j) { return g + 32 + (8 * j + r) * 4; };
-      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
-      EXPECT_EQ(std::memcmp(g + 16 + 2 * r, &blk->dmin, 2), 0) << "block " << b << " row " << r;
-      for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk->scales + 4 * j, 4), 0);
-      for (int j = 0; j < 8; ++j) EXPECT_EQ(std::memcmp(chunk(3 + j), blk->qh + 4 * j, 4), 0);
-      for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(chunk(11 + j), blk->qs + 4 * j, 4), 0);
-    }
+  check_repacked_k_blocks<BlockQ5_K>(TensorType::Q5_K, 2, [](const BlockQ5_K& blk, const uint8_t* d, auto chunk) {
+    EXPECT_EQ(std::memcmp(d + 16, &blk.dmin, 2), 0);
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk.scales + 4 * j, 4), 0);
+    for (int j = 0; j < 8; ++j) EXPECT_EQ(std::memcmp(chunk(3 + j), blk.qh + 4 * j, 4), 0);
+    for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(chunk(11 + j), blk.qs + 4 * j, 4), 0);
+  });
 }
 
 TEST(Kernels, RepackedQ6KPutsItsChunksInReadingOrder) {
   // Q6_K's fp16 d ends its block: in the x8 layout the 8 rows' d come first, then the
   // 4 chunks of scales, then (ql, ql, qh) chunk triples in the order the kernel reads them.
-  Weights w = make_weights(TensorType::Q6_K, 8, 512, 6);
-  std::vector<uint8_t> out(8 * w.t.row_bytes());
-  repack_x8(w.t, out.data());
-  for (int64_t b = 0; b < 2; ++b)
-    for (int64_t r = 0; r < 8; ++r) {
-      const auto* blk = reinterpret_cast<const BlockQ6_K*>(w.t.row(r)) + b;
-      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ6_K);
-      auto chunk = [&](int j) { return g + 16 + (8 * j + r) * 4; };
-      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0) << "block " << b << " row " << r;
-      for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk->scales + 4 * j, 4), 0);
-      int j = 4;
-      for (int h = 0; h < 2; ++h)
-        for (int c = 0; c < 8; ++c, j += 3) {
-          EXPECT_EQ(std::memcmp(chunk(j), blk->ql + 64 * h + 4 * c, 4), 0) << "h " << h << " c " << c;
-          EXPECT_EQ(std::memcmp(chunk(j + 1), blk->ql + 64 * h + 32 + 4 * c, 4), 0) << "h " << h << " c " << c;
-          EXPECT_EQ(std::memcmp(chunk(j + 2), blk->qh + 32 * h + 4 * c, 4), 0) << "h " << h << " c " << c;
-        }
-      EXPECT_EQ(j, 52);
-    }
+  check_repacked_k_blocks<BlockQ6_K>(TensorType::Q6_K, 1, [](const BlockQ6_K& blk, const uint8_t*, auto chunk) {
+    for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk.scales + 4 * j, 4), 0);
+    int j = 4;
+    for (int h = 0; h < 2; ++h)
+      for (int c = 0; c < 8; ++c, j += 3) {
+        EXPECT_EQ(std::memcmp(chunk(j), blk.ql + 64 * h + 4 * c, 4), 0) << "h " << h << " c " << c;
+        EXPECT_EQ(std::memcmp(chunk(j + 1), blk.ql + 64 * h + 32 + 4 * c, 4), 0) << "h " << h << " c " << c;
+        EXPECT_EQ(std::memcmp(chunk(j + 2), blk.qh + 32 * h + 4 * c, 4), 0) << "h " << h << " c " << c;
+      }
+    EXPECT_EQ(j, 52);
+  });
 }
 
 TEST(Kernels, RowSlicesKeepWholeRepackedGroups) {
