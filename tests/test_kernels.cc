@@ -238,8 +238,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   // bytes; rows past the last full group of 8 come from `data`.
   ThreadPool pool(2);
   for_each_target([&] {
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
-                            TensorType::BF16, TensorType::F16}) {
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                            TensorType::Q6_K, TensorType::BF16, TensorType::F16}) {
       const int64_t block = type_traits(type).block_size;
       // Floats: fewer columns than the kernel's 4 chains, odd tails of them, and more than
       // one of the prefill tile's 256-column blocks.
@@ -255,7 +255,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   });
   kernels::set_vnni_override(1);
   if (std::string(kernel_target_name()).find("VNNI") != std::string::npos)
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K})
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
+                            TensorType::Q6_K})
       for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 3 * type_traits(type).block_size, n_tokens, &pool, 23, true);
   kernels::set_vnni_override(-1);
 }
@@ -438,7 +439,8 @@ TEST(Kernels, F16OfBf16ValuesRunsTheBf16KernelsByDefault) {
 TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {
   // Load-time repacking splits large tensors into group ranges, one per thread; the
   // parts must land exactly where the whole would put them.
-  for (TensorType type : {TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16}) {
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
+                          TensorType::BF16}) {
     SCOPED_TRACE(type_name(type));
     const Weights w = make_weights(type, 8 * 7 + 3, 512, 11);
     std::vector<uint8_t> whole(size_t(8 * 7) * w.t.row_bytes()), parts(whole.size(), 0);
@@ -483,21 +485,21 @@ TEST(Kernels, RepackArenaPacksTensorsBackToBackInChunks) {
 
   // A type without a repacked layout is copied unchanged (into huge pages), and read
   // from there: the original is overwritten to prove it.
-  Weights q5 = make_weights(TensorType::Q5_0, 37, 512, 9);
-  ASSERT_FALSE(has_x8_layout(TensorType::Q5_0));
-  const Tensor copied = arena.repack(q5.t);
+  Weights q4_1 = make_weights(TensorType::Q4_1, 37, 512, 9);
+  ASSERT_FALSE(has_x8_layout(TensorType::Q4_1));
+  const Tensor copied = arena.repack(q4_1.t);
   if (!huge_pages_requested()) {
-    EXPECT_EQ(copied.data, q5.t.data);
+    EXPECT_EQ(copied.data, q4_1.t.data);
     return;
   }
-  ASSERT_NE(copied.data, q5.t.data);
+  ASSERT_NE(copied.data, q4_1.t.data);
   EXPECT_EQ(copied.packed, nullptr);
-  EXPECT_EQ(arena.copied_bytes(), q5.bytes.size());
-  EXPECT_EQ(std::memcmp(copied.data, q5.bytes.data(), q5.bytes.size()), 0);
+  EXPECT_EQ(arena.copied_bytes(), q4_1.bytes.size());
+  EXPECT_EQ(std::memcmp(copied.data, q4_1.bytes.data(), q4_1.bytes.size()), 0);
   const std::vector<float> x = random_floats(512, 3, 1.0f);
   std::vector<float> original(37), after(37);
-  matmul(q5.t, x.data(), 1, original.data(), nullptr);
-  std::fill(q5.bytes.begin(), q5.bytes.end(), uint8_t(0xFF));
+  matmul(q4_1.t, x.data(), 1, original.data(), nullptr);
+  std::fill(q4_1.bytes.begin(), q4_1.bytes.end(), uint8_t(0xFF));
   matmul(copied, x.data(), 1, after.data(), nullptr);
   EXPECT_EQ(after, original);
 }
@@ -541,6 +543,28 @@ void check_repacked_k_blocks(TensorType type, size_t halves, const Check& check)
       const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(Block);
       EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0);
       check(*blk, g + 2 * r, [&](int j) { return g + 16 * halves + (8 * size_t(j) + size_t(r)) * 4; });
+    }
+}
+
+TEST(Kernels, RepackedQ5_0TransposesItsFifthBits) {
+  // Q5_0: d of the 8 rows, then chunk 0 with the 32 flag bits rearranged per nibble chunk
+  // (bit c of byte i: element 4c + i; bit 4 + c: element 16 + 4c + i), then the nibbles.
+  Weights w = make_weights(TensorType::Q5_0, 8, 64, 6);
+  std::vector<uint8_t> out(8 * w.t.row_bytes());
+  repack_x8(w.t, out.data());
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t r = 0; r < 8; ++r) {
+      SCOPED_TRACE(testing::Message() << "block " << b << " row " << r);
+      const auto* blk = reinterpret_cast<const BlockQ5_0*>(w.t.row(r)) + b;
+      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ5_0);
+      auto chunk = [&](int j) { return g + 16 + (8 * j + r) * 4; };
+      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0);
+      for (int e = 0; e < 32; ++e) {
+        const bool flag = (blk->qh[e / 8] >> (e % 8)) & 1;
+        const int c = e % 16 / 4, i = e % 4, bit = e < 16 ? c : 4 + c;
+        EXPECT_EQ(bool((chunk(0)[i] >> bit) & 1), flag) << "element " << e;
+      }
+      for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(chunk(1 + j), blk->qs + 4 * j, 4), 0);
     }
 }
 

@@ -649,29 +649,45 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
     for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(VF{acc[r][t]});
 }
 
-// Repacked Q4_0 / Q8_0 (x8 layout, kernels/repack.h): one tile is a group of 8 rows x
-// T tokens, one row per 32-bit lane, so each (row, token) ends as one lane of one
+// Repacked Q4_0 / Q5_0 / Q8_0 (x8 layout, kernels/repack.h): one tile is a group of 8
+// rows x T tokens, one row per 32-bit lane, so each (row, token) ends as one lane of one
 // accumulator: no horizontal sums, and one vcvtph2ps per block for the 8 row scales.
 // For each 4-byte chunk of the codes, every lane multiplies its row's 4 codes with the
 // same 4 activation bytes (broadcast from L1). Q4_0 without VNNI adds a whole block's
-// pmaddubsw results in int16 (8 pair sums of at most 2 * 15 * 127 = 3810 each stay
-// below 32767) and widens once per block: 9 multiply instructions per 256 products.
-// Q8_0 without VNNI: the sign trick, widened per chunk. The code offset (Q4_0: 8; Q8_0
-// with VNNI: 128) is removed with the activation's offset_sum. Every tile shape sums a
-// (row, token) block by block in the same order (batch invariance).
+// pmaddubsw results in int16 (8 pair sums of at most 2 * 15 * 128 = 3840 each stay
+// below 32767) and widens once per block: 9 multiply instructions per 256 products;
+// Q5_0 (codes to 31) widens per chunk, or per block in two chains of 4 at decode. Q5_0's
+// 5th bits come from its transposed qh chunk (FifthBit). Q8_0 without VNNI: the sign
+// trick, widened per chunk. The code offset (Q4_0: 8; Q5_0: 16; Q8_0 with VNNI: 128) is
+// removed with the activation's offset_sum. Every tile shape sums a (row, token) block
+// by block in the same order (batch invariance).
 HWY_INLINE __m256i Broadcast4(const void* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   return _mm256_set1_epi32(v);
 }
 
+// (qh >> bit & 1) << 4 in each byte: a 5th code bit (Q5_0, Q5_K) from bytes of bit flags.
+template <int bit>
+HWY_INLINE __m256i FifthBit(__m256i qh) {
+  const __m256i m10 = _mm256_set1_epi8(0x10);
+  if constexpr (bit < 4) return _mm256_and_si256(_mm256_slli_epi16(qh, 4 - bit), m10);
+  else if constexpr (bit > 4) return _mm256_and_si256(_mm256_srli_epi16(qh, bit - 4), m10);
+  else return _mm256_and_si256(qh, m10);
+}
+
 template <class Dec, size_t R, size_t T, bool kVnni>
 HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
   static_assert(R == 1, "a repacked tile is one group of 8 rows");
-  constexpr bool kQ8 = Dec::kSigned;
+  constexpr bool kQ8 = Dec::kSigned, kQ5 = std::is_same_v<Dec, DecQ5_0>;
   constexpr size_t kChunks = kQ8 ? 8 : 4;  // 4-byte chunks of a row's codes per block
   constexpr size_t kBlockBytes = 8 * sizeof(typename Dec::Block);
+  constexpr size_t kCodesAt = 2 * 8 + (kQ5 ? 32 : 0);  // after d[8] (and Q5_0's qh chunk)
   constexpr bool kOffset = !kQ8 || kVnni;
+  // Decode with VNNI: Q4_0's high nibbles in place (16x, at most 240 as vpdpbusd's
+  // unsigned operand), one op instead of two; their sum is scaled back exactly by a
+  // shift once per block.
+  constexpr bool kHighInPlace = !kQ5 && kVnni && T == 1;
   __m256 acc[T];
   ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
   const __m256i ones = _mm256_set1_epi16(1);
@@ -680,7 +696,9 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
     const uint8_t* g = a.w + b * kBlockBytes;
     PrefetchAhead<kBlockBytes>(g, a.prefetch);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
-    const __m256i* qs = reinterpret_cast<const __m256i*>(g + 16);
+    const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt);
+    __m256i qh = _mm256_setzero_si256();
+    if constexpr (kQ5) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 2 * 8));
     const ActQ8* x = a.act + b;
     __m256i isum[T], isum_hi = _mm256_setzero_si256();
     ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
@@ -694,11 +712,12 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
         raw = r.raw;
       }
       if constexpr (!kQ8) {
-        const __m256i lo = _mm256_and_si256(raw, m4);
-        // Decode with VNNI: the high nibbles in place (16x their value, at most 240 as
-        // vpdpbusd's unsigned operand), one op instead of two; their sum is scaled back
-        // exactly by a shift once per block.
-        const __m256i hi = kVnni && T == 1 ? _mm256_andnot_si256(m4, raw) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        __m256i lo = _mm256_and_si256(raw, m4);
+        __m256i hi = kHighInPlace ? _mm256_andnot_si256(m4, raw) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if constexpr (kQ5) {  // transposed qh: bit j of byte i for element 4j + i, bit 4 + j for 16 + 4j + i
+          lo = _mm256_or_si256(lo, FifthBit<int(j)>(qh));
+          hi = _mm256_or_si256(hi, FifthBit<int(4 + j)>(qh));
+        }
         ForEachIndex<T>([&](auto t) HWY_ATTR {
           const int8_t* xq = x[t * a.act_stride].qs;
           const __m256i xlo = Broadcast4(xq + 4 * j), xhi = Broadcast4(xq + 16 + 4 * j);
@@ -717,7 +736,7 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
             isum[t] = slo.raw, isum_hi = shi.raw;
           } else {
             const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
-            V32 sum{_mm256_add_epi16(isum[t], p)};
+            V32 sum{kQ5 ? _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones)) : _mm256_add_epi16(isum[t], p)};
             Opaque(sum);  // else GCC regroups the block's sums into a tree and spills
             isum[t] = sum.raw;
           }
@@ -738,9 +757,14 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
     ForEachIndex<T>([&](auto t) HWY_ATTR {
       const ActQ8& xt = x[t * a.act_stride];
       __m256i i = isum[t];
-      if constexpr (!kQ8 && !kVnni && T == 1) i = _mm256_add_epi16(i, isum_hi);  // exact: |sum| <= 30480
-      if constexpr (!kQ8 && kVnni && T == 1) i = _mm256_add_epi32(i, _mm256_srai_epi32(isum_hi, 4));
-      if constexpr (!kQ8 && !kVnni) i = _mm256_madd_epi16(i, ones);
+      if constexpr (!kQ8 && !kVnni && T == 1) {
+        if constexpr (kQ5) i = _mm256_add_epi32(_mm256_madd_epi16(i, ones), _mm256_madd_epi16(isum_hi, ones));
+        else i = _mm256_madd_epi16(_mm256_add_epi16(i, isum_hi), ones);  // exact: |sum| <= 30720
+      } else if constexpr (!kQ8 && !kVnni && !kQ5) {
+        i = _mm256_madd_epi16(i, ones);
+      } else if constexpr (!kQ8 && kVnni && T == 1) {
+        i = _mm256_add_epi32(i, kHighInPlace ? _mm256_srai_epi32(isum_hi, 4) : isum_hi);
+      }
       if constexpr (kOffset) i = _mm256_add_epi32(i, _mm256_set1_epi32(xt.offset_sum));
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_mul_ps(dw, _mm256_set1_ps(xt.d)), acc[t]);
     });
@@ -763,15 +787,6 @@ HWY_INLINE __m256i PairOfLanes() {
   constexpr int z = 0x80;
   auto lane = [](int i) { return (4 * i + 2 * p) | z << 8 | (4 * i + 2 * p + 1) << 16 | z << 24; };
   return _mm256_setr_epi32(lane(0), lane(1), lane(2), lane(3), lane(0), lane(1), lane(2), lane(3));
-}
-
-// (qh >> bit & 1) << 4 in each byte: the 5th bit of Q5_K codes from their qh bytes.
-template <int bit>
-HWY_INLINE __m256i FifthBit(__m256i qh) {
-  const __m256i m10 = _mm256_set1_epi8(0x10);
-  if constexpr (bit < 4) return _mm256_and_si256(_mm256_slli_epi16(qh, 4 - bit), m10);
-  else if constexpr (bit > 4) return _mm256_and_si256(_mm256_srli_epi16(qh, bit - 4), m10);
-  else return _mm256_and_si256(qh, m10);
 }
 
 // Repacked Q4_K or Q5_K (x8 layout) x Q8_K: a group of 8 rows x T tokens, one row per
@@ -1619,7 +1634,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
 #if JEVONS_MM_X86
     constexpr int kOff = Dec::kSigned ? (kVnni ? 128 : 0) : Dec::kOffset;
     const int64_t np = (nb + 1) / 2;
-    constexpr bool kHasX8 = std::is_same_v<Dec, DecQ4_0> || std::is_same_v<Dec, DecQ8_0>;
+    constexpr bool kHasX8 = std::is_same_v<Dec, DecQ4_0> || std::is_same_v<Dec, DecQ5_0> || std::is_same_v<Dec, DecQ8_0>;
     const int64_t x8_rows = kHasX8 && w.packed ? w.packed_rows : 0;  // the rest reads w.data
     const bool tail = x8_rows < rows;
     uint8_t* buf = kernels::scratch(size_t(n_tokens) * (size_t(np) * sizeof(ActQ8Pair) + size_t(nb) * sizeof(ActQ8)));
@@ -2122,8 +2137,8 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K || t == TensorType::Q5_K ||
-         t == TensorType::Q6_K || t == TensorType::BF16 || t == TensorType::F16;
+  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K ||
+         t == TensorType::Q5_K || t == TensorType::Q6_K || t == TensorType::BF16 || t == TensorType::F16;
 #else
   (void)t;
   return false;

@@ -26,6 +26,7 @@ namespace {
 struct X8Shape {
   size_t block_bytes, halves, halves_at = 0;
   const uint8_t* order = nullptr;
+  bool transposed_qh = false;  // Q5_0: its first chunk (qh) bit-transposed, see q5_0_qh_by_chunk
   size_t chunk_bytes() const { return block_bytes - 2 * halves; }
   size_t rest_at() const { return halves_at == 0 ? 2 * halves : 0; }
   size_t source_chunk(size_t j) const { return order ? order[j] : j; }
@@ -50,9 +51,24 @@ constexpr std::array<uint8_t, 52> kQ6KChunkOrder = [] {
   return order;
 }();
 
+// Q5_0's 32 flag bits (bit e: the 5th bit of element e) rearranged so that the kernel
+// takes the 5th bits of code chunk c with one shift and one mask: byte i holds, in bit c,
+// the flag of element 4c + i (low nibble of qs byte 4c + i) and, in bit 4 + c, that of
+// element 16 + 4c + i (its high nibble).
+uint32_t q5_0_qh_by_chunk(uint32_t qh) {
+  uint32_t out = 0;
+  for (uint32_t i = 0; i < 4; ++i)
+    for (uint32_t c = 0; c < 4; ++c) {
+      out |= ((qh >> (4 * c + i)) & 1u) << (8 * i + c);
+      out |= ((qh >> (16 + 4 * c + i)) & 1u) << (8 * i + 4 + c);
+    }
+  return out;
+}
+
 X8Shape x8_shape(TensorType type) {
   switch (type) {
     case TensorType::Q4_0: return {sizeof(BlockQ4_0), 1};
+    case TensorType::Q5_0: return {sizeof(BlockQ5_0), 1, 0, nullptr, true};
     case TensorType::Q8_0: return {sizeof(BlockQ8_0), 1};
     case TensorType::Q4_K: return {sizeof(BlockQ4_K), 2};
     case TensorType::Q5_K: return {sizeof(BlockQ5_K), 2};
@@ -62,7 +78,8 @@ X8Shape x8_shape(TensorType type) {
   }
 }
 
-static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && offsetof(BlockQ4_K, dmin) == 2 &&
+static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && offsetof(BlockQ5_0, qh) == 2 &&
+              offsetof(BlockQ5_0, qs) == 6 && offsetof(BlockQ4_K, dmin) == 2 &&
               offsetof(BlockQ4_K, scales) == 4 && sizeof(BlockQ4_K::scales) % 4 == 0 &&
               offsetof(BlockQ5_K, dmin) == 2 && offsetof(BlockQ5_K, scales) == 4 &&
               offsetof(BlockQ5_K, qh) == 4 + sizeof(BlockQ5_K::scales) && offsetof(BlockQ5_K, qs) == 48 &&
@@ -71,8 +88,8 @@ static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && of
 }  // namespace
 
 bool has_x8_layout(TensorType type) {
-  return type == TensorType::Q4_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K || type == TensorType::Q5_K ||
-         type == TensorType::Q6_K || type == TensorType::BF16 || type == TensorType::F16;
+  return type == TensorType::Q4_0 || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K ||
+         type == TensorType::Q5_K || type == TensorType::Q6_K || type == TensorType::BF16 || type == TensorType::F16;
 }
 
 void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end, bool f16_to_bf16) {
@@ -120,6 +137,13 @@ void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end, bo
           std::memcpy(o + 2 * (h * kRepackRows + size_t(r)), blk + s.halves_at + 2 * h, 2);
         for (size_t j = 0; j < s.chunk_bytes() / 4; ++j)
           std::memcpy(o + chunks_at + (j * kRepackRows + size_t(r)) * 4, blk + s.rest_at() + 4 * s.source_chunk(j), 4);
+        if (s.transposed_qh) {
+          uint8_t* chunk0 = o + chunks_at + size_t(r) * 4;
+          uint32_t qh;
+          std::memcpy(&qh, chunk0, 4);
+          qh = q5_0_qh_by_chunk(qh);
+          std::memcpy(chunk0, &qh, 4);
+        }
       }
     }
 }

@@ -2,12 +2,14 @@
 // done once into an arena the model owns (the file's map stays the source of truth:
 // every other reader, and every kernel without a repacked path, uses it unchanged).
 //
-// The x8 layout (8 rows interleaved) of Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, BF16 and F16. For each group
+// The x8 layout (8 rows interleaved) of Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, BF16 and F16. For each group
 // of 8 consecutive rows g and each block b of a row, at byte (g * blocks_per_row + b) * 8 * sizeof(block):
-//   uint16_t h[H][8];           the block's H fp16 fields of rows 8g .. 8g+7 (Q4_0, Q8_0,
-//                               Q6_K: d; Q4_K, Q5_K: d, then dmin)
+//   uint16_t h[H][8];           the block's H fp16 fields of rows 8g .. 8g+7 (Q4_0, Q5_0,
+//                               Q8_0, Q6_K: d; Q4_K, Q5_K: d, then dmin)
 //   uint8_t  chunk[C / 4][8][4]; bytes 4j .. 4j+3 of the rest of row 8g+r's block at (8j + r) * 4
-// with C the block's other bytes, in order: the 16 nibble bytes (Q4_0), 32 int8 codes
+// with C the block's other bytes, in order: the 16 nibble bytes (Q4_0), 4 bytes of 5th
+// bits then the 16 nibble bytes (Q5_0; the 5th bits rearranged so that bits c and 4 + c
+// of byte i are those of the two codes in byte i of nibble chunk c), 32 int8 codes
 // (Q8_0), 12 packed 6-bit scales and mins then 128 nibble bytes (Q4_K; Q5_K has its 32
 // bytes of 5th bits between them). Q6_K (d at the
 // end of its block; then ql[128], qh[64], scales[16], as chunks 0..31, 32..47, 48..51)
@@ -36,7 +38,7 @@ namespace jevons {
 
 inline constexpr int64_t kRepackRows = 8;
 
-// Types with an x8 layout (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K, BF16, F16).
+// Types with an x8 layout (Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, BF16, F16).
 bool has_x8_layout(TensorType type);
 
 // Writes rows [0, t.rows / 8 * 8) of t in the x8 layout (that many rows x row_bytes).
