@@ -528,11 +528,11 @@ TEST(LargeBuffer, AlignsToHugePagesAndMoves) {
   EXPECT_THROW(LargeBuffer(SIZE_MAX - 10, "an impossible buffer"), Error);
 }
 
-// Repacks 8 rows x 2 blocks of a K-quant and calls check(blk, g, chunk) for each row's
-// block: blk the original, g its group in the x8 layout (the fp16 fields of the 8 rows
+// Repacks 8 rows x 2 blocks of a quant type and calls check(blk, d, chunk) for each row's
+// block: blk the original, d the row's repacked d (the fp16 fields of the 8 rows come
 // first, `halves` of them per row), chunk(j) the address of the row's repacked chunk j.
 template <class Block, class Check>
-void check_repacked_k_blocks(TensorType type, size_t halves, const Check& check) {
+void check_repacked_blocks(TensorType type, size_t halves, const Check& check) {
   Weights w = make_weights(type, 8, 512, 6);
   std::vector<uint8_t> out(8 * w.t.row_bytes());
   repack_x8(w.t, out.data());
@@ -547,30 +547,21 @@ void check_repacked_k_blocks(TensorType type, size_t halves, const Check& check)
 }
 
 TEST(Kernels, RepackedQ5_0TransposesItsFifthBits) {
-  // Q5_0: d of the 8 rows, then chunk 0 with the 32 flag bits rearranged per nibble chunk
-  // (bit c of byte i: element 4c + i; bit 4 + c: element 16 + 4c + i), then the nibbles.
-  Weights w = make_weights(TensorType::Q5_0, 8, 64, 6);
-  std::vector<uint8_t> out(8 * w.t.row_bytes());
-  repack_x8(w.t, out.data());
-  for (int64_t b = 0; b < 2; ++b)
-    for (int64_t r = 0; r < 8; ++r) {
-      SCOPED_TRACE(testing::Message() << "block " << b << " row " << r);
-      const auto* blk = reinterpret_cast<const BlockQ5_0*>(w.t.row(r)) + b;
-      const uint8_t* g = out.data() + size_t(b) * 8 * sizeof(BlockQ5_0);
-      auto chunk = [&](int j) { return g + 16 + (8 * j + r) * 4; };
-      EXPECT_EQ(std::memcmp(g + 2 * r, &blk->d, 2), 0);
-      for (int e = 0; e < 32; ++e) {
-        const bool flag = (blk->qh[e / 8] >> (e % 8)) & 1;
-        const int c = e % 16 / 4, i = e % 4, bit = e < 16 ? c : 4 + c;
-        EXPECT_EQ(bool((chunk(0)[i] >> bit) & 1), flag) << "element " << e;
-      }
-      for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(chunk(1 + j), blk->qs + 4 * j, 4), 0);
+  // Q5_0: chunk 0 holds the 32 flag bits rearranged per nibble chunk (bit c of byte i:
+  // element 4c + i; bit 4 + c: element 16 + 4c + i), then come the nibbles.
+  check_repacked_blocks<BlockQ5_0>(TensorType::Q5_0, 1, [](const BlockQ5_0& blk, const uint8_t*, auto chunk) {
+    for (int e = 0; e < 32; ++e) {
+      const bool flag = (blk.qh[e / 8] >> (e % 8)) & 1;
+      const int c = e % 16 / 4, i = e % 4, bit = e < 16 ? c : 4 + c;
+      EXPECT_EQ(bool((chunk(0)[i] >> bit) & 1), flag) << "element " << e;
     }
+    for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(chunk(1 + j), blk.qs + 4 * j, 4), 0);
+  });
 }
 
 TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {
   // Q4_K has two fp16 fields (d, dmin); its 12 scale bytes are the first 3 chunks.
-  check_repacked_k_blocks<BlockQ4_K>(TensorType::Q4_K, 2, [](const BlockQ4_K& blk, const uint8_t* d, auto chunk) {
+  check_repacked_blocks<BlockQ4_K>(TensorType::Q4_K, 2, [](const BlockQ4_K& blk, const uint8_t* d, auto chunk) {
     EXPECT_EQ(std::memcmp(d + 16, &blk.dmin, 2), 0);
     for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk.scales + 4 * j, 4), 0);
     for (int j = 0; j < 32; ++j) EXPECT_EQ(std::memcmp(chunk(3 + j), blk.qs + 4 * j, 4), 0);
@@ -579,7 +570,7 @@ TEST(Kernels, RepackedQ4KKeepsScalesAsChunks) {
 
 TEST(Kernels, RepackedQ5KKeepsItsFifthBitsBetweenScalesAndCodes) {
   // Q5_K is Q4_K's layout with the 32 bytes of 5th bits (qh) as 8 chunks after the scales.
-  check_repacked_k_blocks<BlockQ5_K>(TensorType::Q5_K, 2, [](const BlockQ5_K& blk, const uint8_t* d, auto chunk) {
+  check_repacked_blocks<BlockQ5_K>(TensorType::Q5_K, 2, [](const BlockQ5_K& blk, const uint8_t* d, auto chunk) {
     EXPECT_EQ(std::memcmp(d + 16, &blk.dmin, 2), 0);
     for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk.scales + 4 * j, 4), 0);
     for (int j = 0; j < 8; ++j) EXPECT_EQ(std::memcmp(chunk(3 + j), blk.qh + 4 * j, 4), 0);
@@ -590,7 +581,7 @@ TEST(Kernels, RepackedQ5KKeepsItsFifthBitsBetweenScalesAndCodes) {
 TEST(Kernels, RepackedQ6KPutsItsChunksInReadingOrder) {
   // Q6_K's fp16 d ends its block: in the x8 layout the 8 rows' d come first, then the
   // 4 chunks of scales, then (ql, ql, qh) chunk triples in the order the kernel reads them.
-  check_repacked_k_blocks<BlockQ6_K>(TensorType::Q6_K, 1, [](const BlockQ6_K& blk, const uint8_t*, auto chunk) {
+  check_repacked_blocks<BlockQ6_K>(TensorType::Q6_K, 1, [](const BlockQ6_K& blk, const uint8_t*, auto chunk) {
     for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk.scales + 4 * j, 4), 0);
     int j = 4;
     for (int h = 0; h < 2; ++h)
