@@ -20,9 +20,9 @@ namespace {
 
 // A block's layout as the x8 layout sees it: `halves` fp16 fields (d; Q4_K, Q5_K: d,
 // dmin) at byte `halves_at` (first, or Q6_K's d last), and the rest of its bytes, moved
-// in 4-byte chunks (codes; Q4_K: scales and codes; Q5_K: scales, 5th bits, codes), repacked chunk j taking the rest's
-// chunk order[j] (in order if null). BF16 / F16: a block is one 2-byte value, moved as
-// it is.
+// in 4-byte chunks (codes; Q4_K: scales and codes; Q5_K: scales, 5th bits, codes),
+// repacked chunk j taking the rest's chunk order[j] (in order if null). BF16 / F16: a
+// block is one 2-byte value, moved as it is.
 struct X8Shape {
   size_t block_bytes, halves, halves_at = 0;
   const uint8_t* order = nullptr;
