@@ -934,6 +934,14 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q6_K(const TileArgs<ActQ8K>& a) {
     const __m256i* scales = reinterpret_cast<const __m256i*>(g + 2 * 8);  // after d[8]
     // Chunk triple (h, half, c4): low nibbles for k = 0, 2; for k = 1, 3; high bits.
     auto triple = [&](size_t h, size_t half, size_t c4) { return scales + 4 + 3 * (8 * h + 4 * half + c4); };
+    // The 6-bit codes of quarter k (elements 128h + 32k + ..) from its low-nibble chunk
+    // (ql: chunk k % 2 of the triple) and the triple's qh chunk.
+    auto codes = [&](auto k, __m256i ql, __m256i qh) HWY_ATTR {
+      if constexpr (k >= 2) ql = _mm256_srli_epi16(ql, 4);
+      if constexpr (k < 2) qh = _mm256_slli_epi16(qh, int(4 - 2 * k));
+      else if constexpr (k == 3) qh = _mm256_srli_epi16(qh, 2);
+      return _mm256_or_si256(_mm256_and_si256(ql, m4), _mm256_and_si256(qh, m30));
+    };
     auto scale = [&](auto s) HWY_ATTR {  // sub-block s's scales of the 8 rows, as int32
       return _mm256_srai_epi32(_mm256_slli_epi32(_mm256_loadu_si256(scales + s / 4), int(24 - 8 * (s % 4))), 24);
     };
@@ -961,15 +969,10 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q6_K(const TileArgs<ActQ8K>& a) {
         ForEachIndex<4>([&](auto k) HWY_ATTR { ssum[k] = _mm256_set1_epi32(start[0][8 * h + 2 * k + half]); });
         ForEachIndex<4>([&](auto c4) HWY_ATTR {
           const __m256i* u = triple(h, half, c4);
-          const __m256i qa = _mm256_loadu_si256(u), qb = _mm256_loadu_si256(u + 1), qhv = _mm256_loadu_si256(u + 2);
-          const __m256i q[4] = {
-              _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_and_si256(_mm256_slli_epi16(qhv, 4), m30)),
-              _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16(qhv, 2), m30)),
-              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), _mm256_and_si256(qhv, m30)),
-              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qhv, 2), m30))};
+          const __m256i ql[2] = {_mm256_loadu_si256(u), _mm256_loadu_si256(u + 1)}, qhv = _mm256_loadu_si256(u + 2);
           ForEachIndex<4>([&](auto k) HWY_ATTR {
             const __m256i xb = Broadcast4(x->qs + 128 * h + 32 * k + 4 * (4 * half + c4));
-            ssum[k] = DotU8I8<kVnni>(V32{ssum[k]}, VU8{q[k]}, V8{xb}).raw;
+            ssum[k] = DotU8I8<kVnni>(V32{ssum[k]}, VU8{codes(k, ql[k % 2], qhv)}, V8{xb}).raw;
           });
         });
         ForEachIndex<4>([&](auto k) HWY_ATTR { add_scaled(0, ssum[k], scale(std::integral_constant<size_t, 8 * h + 2 * k + half>{})); });
@@ -982,12 +985,7 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q6_K(const TileArgs<ActQ8K>& a) {
         ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_set1_epi32(start[t][s]); });
         ForEachIndex<4>([&](auto c4) HWY_ATTR {
           const __m256i* u = triple(h, half, c4);
-          __m256i lo = _mm256_loadu_si256(u + k % 2);
-          if constexpr (k >= 2) lo = _mm256_srli_epi16(lo, 4);
-          __m256i hi = _mm256_loadu_si256(u + 2);
-          if constexpr (k < 2) hi = _mm256_slli_epi16(hi, int(4 - 2 * k));
-          else if constexpr (k == 3) hi = _mm256_srli_epi16(hi, 2);
-          const __m256i q = _mm256_or_si256(_mm256_and_si256(lo, m4), _mm256_and_si256(hi, m30));
+          const __m256i q = codes(std::integral_constant<size_t, k>{}, _mm256_loadu_si256(u + k % 2), _mm256_loadu_si256(u + 2));
           ForEachIndex<T>([&](auto t) HWY_ATTR {
             const __m256i xb = Broadcast4(x[t * a.act_stride].qs + 128 * h + 32 * k + 4 * (4 * half + c4));
             ssum[t] = DotU8I8<kVnni>(V32{ssum[t]}, VU8{q}, V8{xb}).raw;
