@@ -114,7 +114,7 @@ ActRounding rounding_of(TensorType t) {
   switch (t) {
     case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1: case TensorType::Q8_0:
       return ActRounding::kQ8_0;
-    case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
+    case TensorType::Q3_K: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
       return ActRounding::kQ8_K;
     case TensorType::BF16:
       return ActRounding::kBF16;
@@ -193,8 +193,8 @@ void check_matmul(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens,
 }
 
 const TensorType kFastTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
-                                 TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
-                                 TensorType::F32,  TensorType::F16,  TensorType::BF16};
+                                 TensorType::Q8_0, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
+                                 TensorType::Q6_K, TensorType::F32,  TensorType::F16,  TensorType::BF16};
 
 // Runs body once per SIMD target compiled in and supported by this CPU.
 template <class Body>
@@ -238,8 +238,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   // bytes; rows past the last full group of 8 come from `data`.
   ThreadPool pool(2);
   for_each_target([&] {
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
-                            TensorType::Q6_K, TensorType::BF16, TensorType::F16}) {
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q3_K, TensorType::Q4_K,
+                            TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16, TensorType::F16}) {
       const int64_t block = type_traits(type).block_size;
       // Floats: fewer columns than the kernel's 4 chains, odd tails of them, and more than
       // one of the prefill tile's 256-column blocks.
@@ -255,8 +255,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   });
   kernels::set_vnni_override(1);
   if (std::string(kernel_target_name()).find("VNNI") != std::string::npos)
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K,
-                            TensorType::Q6_K})
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q3_K, TensorType::Q4_K,
+                            TensorType::Q5_K, TensorType::Q6_K})
       for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 3 * type_traits(type).block_size, n_tokens, &pool, 23, true);
   kernels::set_vnni_override(-1);
 }
@@ -439,8 +439,8 @@ TEST(Kernels, F16OfBf16ValuesRunsTheBf16KernelsByDefault) {
 TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {
   // Load-time repacking splits large tensors into group ranges, one per thread; the
   // parts must land exactly where the whole would put them.
-  for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K,
-                          TensorType::BF16}) {
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
+                          TensorType::Q6_K, TensorType::BF16}) {
     SCOPED_TRACE(type_name(type));
     const Weights w = make_weights(type, 8 * 7 + 3, 512, 11);
     std::vector<uint8_t> whole(size_t(8 * 7) * w.t.row_bytes()), parts(whole.size(), 0);
@@ -591,6 +591,21 @@ TEST(Kernels, RepackedQ6KPutsItsChunksInReadingOrder) {
         EXPECT_EQ(std::memcmp(chunk(j + 2), blk.qh + 32 * h + 4 * c, 4), 0) << "h " << h << " c " << c;
       }
     EXPECT_EQ(j, 52);
+  });
+}
+
+TEST(Kernels, RepackedQ3KPutsItsChunksInReadingOrder) {
+  // Q3_K: d[8], the 3 chunks of packed scales, then per half and c4 (c = 4 half + c4)
+  // the chunk triple qs (h = 0), qs (h = 1), hmask, all holding bytes 4c .. 4c + 3.
+  check_repacked_blocks<BlockQ3_K>(TensorType::Q3_K, 1, [](const BlockQ3_K& blk, const uint8_t*, auto chunk) {
+    for (int j = 0; j < 3; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk.scales + 4 * j, 4), 0);
+    int j = 3;
+    for (int c = 0; c < 8; ++c, j += 3) {
+      EXPECT_EQ(std::memcmp(chunk(j), blk.qs + 4 * c, 4), 0) << "c " << c;
+      EXPECT_EQ(std::memcmp(chunk(j + 1), blk.qs + 32 + 4 * c, 4), 0) << "c " << c;
+      EXPECT_EQ(std::memcmp(chunk(j + 2), blk.hmask + 4 * c, 4), 0) << "c " << c;
+    }
+    EXPECT_EQ(j, 27);
   });
 }
 
@@ -763,7 +778,7 @@ TEST(Kernels, VnniCodePathsMatchReference) {
   }
   ThreadPool pool(2);
   for (TensorType type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
-                          TensorType::Q4_K, TensorType::Q6_K})
+                          TensorType::Q3_K, TensorType::Q4_K, TensorType::Q6_K})
     for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 13, type_traits(type).block_size == 256 ? 512 : 96, n_tokens, &pool, 21);
   kernels::set_vnni_override(-1);
 }
@@ -794,7 +809,7 @@ TEST(Kernels, ReferenceModeIsExactlyTheReference) {
 }
 
 TEST(Kernels, TypesWithoutFastPathFallBackToReference) {
-  const Weights w = make_weights(TensorType::Q3_K, 5, 256, 9);
+  const Weights w = make_weights(TensorType::Q2_K, 5, 256, 9);
   const std::vector<float> x = random_floats(2 * 256, 10);
   std::vector<float> y(10), y_ref(10);
   matmul(w.t, x.data(), 2, y.data(), nullptr);

@@ -27,7 +27,7 @@ void warn_of_reference_matrices(const ModelSource& file) {
   for (const auto& [type, n] : slow)
     std::fprintf(stderr,
                  "[jevons] %d %s matrices (%.1f MB) have no SIMD kernel yet: they run on the exact reference kernel, "
-                 "tens of times slower than the types that have one: q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K q6_K bf16 f16 "
+                 "tens of times slower than the types that have one: q4_0 q4_1 q5_0 q5_1 q8_0 q3_K q4_K q5_K q6_K bf16 f16 "
                  "f32 (a GGUF file in one of those, or --quant TYPE for a Hugging Face checkpoint)\n",
                  n.first, type_name(type), double(n.second) / 1e6);
 }

@@ -39,7 +39,7 @@ struct ModelArgs {
 // model when with_model (then also warn_of_reference_matrices).
 LoadedModel load(const ModelArgs& args, bool with_model);
 
-// One stderr line per weight type of the file that the fast matmul lacks (Q2_K, Q3_K, FP8
+// One stderr line per weight type of the file that the fast matmul lacks (Q2_K, FP8
 // scaled blocks): those matrices run on the exact reference kernel, which is slow.
 void warn_of_reference_matrices(const ModelSource& file);
 

@@ -912,89 +912,133 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_5_K(const TileArgs<ActQ8K>& a) {
   ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
 }
 
-// Repacked Q6_K (x8 layout, chunks in the order read here: kernels/repack.h) x Q8_K: a
-// group of 8 rows x T tokens, one row per lane as in TileX8. Element 128h + 32k + l of a
-// block (h, k < 4, l < 32) has its low 4 bits in nibble k / 2 of ql byte 64h + 32(k % 2)
-// + l and its high 2 bits in bits 2k, 2k + 1 of qh byte 32h + l: byte l % 4 of the
-// chunks k % 2 and 2 of triple (h, l / 16, l / 4 % 4). Sub-block s = 8h + 2k + l / 16
-// has the int8 scale in byte s % 4 of scale chunk s / 4. Each sub-block's 4 chunks add
-// up in int32 from -32 * bsums[s] (a code is q + 32), and one vpmulld applies its scale.
-// Every tile shape sums a (row, token) in the same order.
-template <size_t R, size_t T, bool kVnni>
-HWY_NOINLINE HWY_FLATTEN void TileX8Q6_K(const TileArgs<ActQ8K>& a) {
+// Repacked Q3_K and Q6_K (x8 layout, chunks in the order read here: kernels/repack.h):
+// both cut a block into 16 sub-blocks of 16 with an int8 scale each, element
+// 128h + 32k + l (h < 2, k < 4, l < 32) in sub-block s = 8h + 2k + l / 16, and store
+// each element's low bits in the "crumb" or nibble arrays that byte l % 4 of chunk
+// (l / 4) reaches. Their chunk triples are read in passes p (Q6_K: p = 2h + half, for
+// k < 4; Q3_K: p = half, for h < 2 and k < 4), triple 4p + c4 holding bytes
+// l = 16 half + 4 c4 .. +3 of the arrays that pass reads.
+template <class Block>
+struct X8Sixteens;
+template <>
+struct X8Sixteens<BlockQ6_K> {
+  // Triple (h, half, c4): the ql chunks of elements 128h + 32k + l for k = 0, 2 (low
+  // nibbles, high nibbles) and k = 1, 3, then the qh chunk (2 bits each, k-th pair).
+  static constexpr size_t kScaleChunks = 4, kPerPass = 4, kOffsetShift = 5;  // a code is q + 32
+  static constexpr size_t sub_block(size_t p, size_t i) { return 8 * (p / 2) + 2 * i + p % 2; }
+  static HWY_INLINE void scales(const __m256i* c, __m256i sc[4]) {
+    for (size_t j = 0; j < 4; ++j) sc[j] = _mm256_loadu_si256(c + j);
+  }
+  template <size_t p, size_t k>
+  static HWY_INLINE __m256i codes(__m256i ql0, __m256i ql1, __m256i qh) {
+    __m256i ql = k % 2 ? ql1 : ql0;
+    if constexpr (k >= 2) ql = _mm256_srli_epi16(ql, 4);
+    if constexpr (k < 2) qh = _mm256_slli_epi16(qh, int(4 - 2 * k));
+    else if constexpr (k == 3) qh = _mm256_srli_epi16(qh, 2);
+    return _mm256_or_si256(_mm256_and_si256(ql, _mm256_set1_epi8(0x0F)), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
+  }
+};
+template <>
+struct X8Sixteens<BlockQ3_K> {
+  // Triple (half, c4): the qs chunks (2 bits each, k-th pair) of h = 0 and h = 1, then
+  // the hmask chunk (bit 4h + k). Scales: the 12 packed bytes as 3 chunks.
+  static constexpr size_t kScaleChunks = 3, kPerPass = 8, kOffsetShift = 2;  // a code is q + 4
+  static constexpr size_t sub_block(size_t p, size_t i) { return 8 * (i / 4) + 2 * (i % 4) + p; }
+  // The 16 6-bit scales of the 8 rows as Q6_K keeps them (int8, sub-block s in byte
+  // s % 4 of sc[s / 4]): low nibbles from bytes 0..7, high 2 bits from bytes 8..11.
+  static HWY_INLINE void scales(const __m256i* c, __m256i sc[4]) {
+    const __m256i lo = _mm256_loadu_si256(c), mid = _mm256_loadu_si256(c + 1), hi = _mm256_loadu_si256(c + 2);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), m32 = _mm256_set1_epi8(32);
+    auto make = [&](__m256i low4, __m256i high2) HWY_ATTR {
+      return _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(low4, m4), _mm256_and_si256(high2, m30)), m32);
+    };
+    sc[0] = make(lo, _mm256_slli_epi16(hi, 4));
+    sc[1] = make(mid, _mm256_slli_epi16(hi, 2));
+    sc[2] = make(_mm256_srli_epi16(lo, 4), hi);
+    sc[3] = make(_mm256_srli_epi16(mid, 4), _mm256_srli_epi16(hi, 2));
+  }
+  template <size_t p, size_t i>
+  static HWY_INLINE __m256i codes(__m256i qs0, __m256i qs1, __m256i hm) {
+    constexpr int h = int(i / 4), k = int(i % 4), bit = 4 * h + k;  // hmask bit, to bit 2
+    __m256i lo = h ? qs1 : qs0;
+    if constexpr (k > 0) lo = _mm256_srli_epi16(lo, 2 * k);
+    if constexpr (bit > 2) hm = _mm256_srli_epi16(hm, bit - 2);
+    else if constexpr (bit < 2) hm = _mm256_slli_epi16(hm, 2 - bit);
+    return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(0x03)), _mm256_and_si256(hm, _mm256_set1_epi8(0x04)));
+  }
+};
+
+// A group of 8 rows x T tokens of either, one row per lane as in TileX8. Each
+// sub-block's 4 chunks add up in int32 from -offset * bsums[s], and one vpmulld applies
+// its scale. Every tile shape sums a (row, token) in the same order.
+template <class Block, size_t R, size_t T, bool kVnni>
+HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
   static_assert(R == 1, "a repacked tile is one group of 8 rows");
-  constexpr size_t kGroupBytes = 8 * sizeof(BlockQ6_K);
+  using L = X8Sixteens<Block>;
+  constexpr size_t kGroupBytes = 8 * sizeof(Block), kPasses = 16 / L::kPerPass;
   __m256 acc[T];
   ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
-  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
   for (size_t b = 0; b < a.nb; ++b) {
     const uint8_t* g = a.w + b * kGroupBytes;
     PrefetchAhead<kGroupBytes>(g, a.prefetch);
     const ActQ8K* x = a.act + b;
-    const __m256i* scales = reinterpret_cast<const __m256i*>(g + 2 * 8);  // after d[8]
-    // Chunk triple (h, half, c4): low nibbles for k = 0, 2; for k = 1, 3; high bits.
-    auto triple = [&](size_t h, size_t half, size_t c4) { return scales + 4 + 3 * (8 * h + 4 * half + c4); };
-    // The 6-bit codes of quarter k (elements 128h + 32k + ..) from its low-nibble chunk
-    // (ql: chunk k % 2 of the triple) and the triple's qh chunk.
-    auto codes = [&](auto k, __m256i ql, __m256i qh) HWY_ATTR {
-      if constexpr (k >= 2) ql = _mm256_srli_epi16(ql, 4);
-      if constexpr (k < 2) qh = _mm256_slli_epi16(qh, int(4 - 2 * k));
-      else if constexpr (k == 3) qh = _mm256_srli_epi16(qh, 2);
-      return _mm256_or_si256(_mm256_and_si256(ql, m4), _mm256_and_si256(qh, m30));
-    };
+    const __m256i* chunks = reinterpret_cast<const __m256i*>(g + 2 * 8);  // after d[8]
+    __m256i sc[4];
+    L::scales(chunks, sc);
+    auto triple = [&](size_t p, size_t c4) { return chunks + L::kScaleChunks + 3 * (4 * p + c4); };
     auto scale = [&](auto s) HWY_ATTR {  // sub-block s's scales of the 8 rows, as int32
-      return _mm256_srai_epi32(_mm256_slli_epi32(_mm256_loadu_si256(scales + s / 4), int(24 - 8 * (s % 4))), 24);
+      return _mm256_srai_epi32(_mm256_slli_epi32(sc[s / 4], int(24 - 8 * (s % 4))), 24);
     };
-    // Each token's -32 * bsums as int32, the sub-block sums' starting values.
-    alignas(32) int32_t start[T][16];
-    ForEachIndex<T>([&](auto t) HWY_ATTR {
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[t * a.act_stride].bsums));
-      const __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(bs));
-      const __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(bs, 1));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(start[t]), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lo, 5)));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(start[t] + 8), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(hi, 5)));
-    });
+    // The activation bytes for sub-block s's chunk c4 (elements 128h + 32k + 16 half + 4 c4 ..).
+    auto xq = [&](size_t t, size_t s, size_t c4) { return x[t * a.act_stride].qs + 16 * s + 4 * c4; };
+    // Token t's -offset * bsums[s] in every lane, sub-block s's starting value: one
+    // broadcast load and one pmaddwd (with pairs (-offset, 0)).
+    const __m256i neg_offset = _mm256_set1_epi32(-(1 << L::kOffsetShift) & 0xFFFF);
+    auto start = [&](size_t t, size_t s) HWY_ATTR {
+      return _mm256_madd_epi16(_mm256_set1_epi16(x[t * a.act_stride].bsums[s]), neg_offset);
+    };
     __m256i isum[T];
     ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
-    auto add_scaled = [&](size_t t, __m256i ssum, __m256i sc) HWY_ATTR {
-      V32 sum{_mm256_add_epi32(isum[t], _mm256_mullo_epi32(ssum, sc))};
+    auto add_scaled = [&](size_t t, __m256i ssum, __m256i scv) HWY_ATTR {
+      V32 sum{_mm256_add_epi32(isum[t], _mm256_mullo_epi32(ssum, scv))};
       Opaque(sum);  // a chain, as in TileX8Q4_K
       isum[t] = sum.raw;
     };
-    if constexpr (T == 1) {
-      // Decode: each triple loaded once for its 4 sub-blocks, in memory order.
-      ForEachIndex<4>([&](auto hh) HWY_ATTR {
-        constexpr size_t h = hh / 2, half = hh % 2;
-        __m256i ssum[4];
-        ForEachIndex<4>([&](auto k) HWY_ATTR { ssum[k] = _mm256_set1_epi32(start[0][8 * h + 2 * k + half]); });
+    ForEachIndex<kPasses>([&](auto p) HWY_ATTR {
+      if constexpr (T == 1) {
+        // Decode: each triple loaded once for the pass's sub-blocks, in memory order.
+        __m256i ssum[L::kPerPass];
+        ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR { ssum[i] = start(0, L::sub_block(p, i)); });
         ForEachIndex<4>([&](auto c4) HWY_ATTR {
-          const __m256i* u = triple(h, half, c4);
-          const __m256i ql[2] = {_mm256_loadu_si256(u), _mm256_loadu_si256(u + 1)}, qhv = _mm256_loadu_si256(u + 2);
-          ForEachIndex<4>([&](auto k) HWY_ATTR {
-            const __m256i xb = Broadcast4(x->qs + 128 * h + 32 * k + 4 * (4 * half + c4));
-            ssum[k] = DotU8I8<kVnni>(V32{ssum[k]}, VU8{codes(k, ql[k % 2], qhv)}, V8{xb}).raw;
+          const __m256i* u = triple(p, c4);
+          const __m256i u0 = _mm256_loadu_si256(u), u1 = _mm256_loadu_si256(u + 1), u2 = _mm256_loadu_si256(u + 2);
+          ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR {
+            const __m256i q = L::template codes<p, i>(u0, u1, u2);
+            ssum[i] = DotU8I8<kVnni>(V32{ssum[i]}, VU8{q}, V8{Broadcast4(xq(0, L::sub_block(p, i), c4))}).raw;
           });
         });
-        ForEachIndex<4>([&](auto k) HWY_ATTR { add_scaled(0, ssum[k], scale(std::integral_constant<size_t, 8 * h + 2 * k + half>{})); });
-      });
-    } else {
-      // Prefill: one sub-block at a time for all T tokens (T accumulators).
-      ForEachIndex<16>([&](auto s) HWY_ATTR {
-        constexpr size_t h = s / 8, k = s % 8 / 2, half = s % 2;
-        __m256i ssum[T];
-        ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_set1_epi32(start[t][s]); });
-        ForEachIndex<4>([&](auto c4) HWY_ATTR {
-          const __m256i* u = triple(h, half, c4);
-          const __m256i q = codes(std::integral_constant<size_t, k>{}, _mm256_loadu_si256(u + k % 2), _mm256_loadu_si256(u + 2));
-          ForEachIndex<T>([&](auto t) HWY_ATTR {
-            const __m256i xb = Broadcast4(x[t * a.act_stride].qs + 128 * h + 32 * k + 4 * (4 * half + c4));
-            ssum[t] = DotU8I8<kVnni>(V32{ssum[t]}, VU8{q}, V8{xb}).raw;
-          });
+        ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR {
+          add_scaled(0, ssum[i], scale(std::integral_constant<size_t, L::sub_block(p, i)>{}));
         });
-        const __m256i sc = scale(s);
-        ForEachIndex<T>([&](auto t) HWY_ATTR { add_scaled(t, ssum[t], sc); });
-      });
-    }
+      } else {
+        // Prefill: one sub-block at a time for all T tokens (T accumulators).
+        ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR {
+          constexpr size_t s = L::sub_block(p, i);
+          __m256i ssum[T];
+          ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = start(t, s); });
+          ForEachIndex<4>([&](auto c4) HWY_ATTR {
+            const __m256i* u = triple(p, c4);
+            const __m256i q = L::template codes<p, i>(_mm256_loadu_si256(u), _mm256_loadu_si256(u + 1), _mm256_loadu_si256(u + 2));
+            ForEachIndex<T>([&](auto t) HWY_ATTR {
+              ssum[t] = DotU8I8<kVnni>(V32{ssum[t]}, VU8{q}, V8{Broadcast4(xq(t, s, c4))}).raw;
+            });
+          });
+          const __m256i scv = scale(std::integral_constant<size_t, s>{});
+          ForEachIndex<T>([&](auto t) HWY_ATTR { add_scaled(t, ssum[t], scv); });
+        });
+      }
+    });
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     ForEachIndex<T>([&](auto t) HWY_ATTR {
       const __m256 dx = _mm256_set1_ps(x[t * a.act_stride].d);
@@ -1167,9 +1211,20 @@ HWY_NOINLINE void TileQ4_5_K(const TileArgs<ActQ8K>& a) {
     for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]) - macc[r][t];
 }
 
-// Q6_K x Q8_K.
-template <size_t R, size_t T, bool kVnni>
-HWY_NOINLINE void TileQ6_K(const TileArgs<ActQ8K>& a) {
+// The arrays of 2-bit fields in the crumb layout (blocks.h: Q6_K's high bits, Q3_K's
+// low ones) and the signed sub-block scales of Q3_K and Q6_K.
+HWY_INLINE const uint8_t* Crumbs(const BlockQ6_K& b) { return b.qh; }
+HWY_INLINE const uint8_t* Crumbs(const BlockQ3_K& b) { return b.qs; }
+HWY_INLINE int8_t SubBlockScale(const BlockQ6_K& b, int s) { return b.scales[s]; }
+HWY_INLINE int8_t SubBlockScale(const BlockQ3_K& b, int s) { return int8_t(unpack_scale_q3_k(b.scales, s)); }
+
+// Q3_K or Q6_K x Q8_K (Q3_K: codes are q + 4, its low 2 bits in the crumb layout and
+// the third from hmask; Q6_K: q + 32, 4 + 2 bits). Both have 16 sub-blocks of 16 with
+// a signed scale each.
+template <class Block, size_t R, size_t T, bool kVnni>
+HWY_NOINLINE void TileQ3_6_K(const TileArgs<ActQ8K>& a) {
+  constexpr bool kQ6 = std::is_same_v<Block, BlockQ6_K>;
+  constexpr int kOffset = kQ6 ? 32 : 4;
   const DF df;
   const D8 d8;
   const DU8 du8;
@@ -1177,12 +1232,12 @@ HWY_NOINLINE void TileQ6_K(const TileArgs<ActQ8K>& a) {
   VF acc[R][T];
   for (size_t r = 0; r < R; ++r)
     for (size_t t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
-  const BlockQ6_K* rows[R];
-  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const BlockQ6_K*>(a.w + r * a.w_stride);
+  const Block* rows[R];
+  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
   const VU8 m4 = hn::Set(du8, 0x0F), m3 = hn::Set(du8, 0x03);
   const auto lane0 = hn::FirstN(d32, 1);
 #if JEVONS_MM_X86
-  if constexpr (!kVnni) {
+  if constexpr (kQ6 && !kVnni) {
     // Sub-block scales broadcast by byte shuffles: chunk j needs [sc[2j] x8 | sc[2j+1] x8]
     // as int16; the source is the 128-bit half holding them, in both lanes.
     alignas(32) static constexpr uint8_t kShuf[4][32] = {
@@ -1250,40 +1305,40 @@ HWY_NOINLINE void TileQ6_K(const TileArgs<ActQ8K>& a) {
 
   for (size_t b = 0; b < a.nb; ++b) {
     float dw[R];
-    const int8_t* sc[R];
+    int8_t sc[R][16];  // the sub-block scales
     V32 isum[R][T];
     for (size_t r = 0; r < R; ++r) {
-      PrefetchAhead<sizeof(BlockQ6_K)>(&rows[r][b], a.prefetch);
-      dw[r] = F16ToF32(rows[r][b].d);
-      sc[r] = rows[r][b].scales;
+      const Block& blk = rows[r][b];
+      PrefetchAhead<sizeof(Block)>(&blk, a.prefetch);
+      dw[r] = F16ToF32(blk.d);
+      for (int s = 0; s < 16; ++s) sc[r][s] = SubBlockScale(blk, s);
     }
-    // Codes are q + 32: start every sum at -32 * sum_s sc[s] * bsums[s] (exact).
+    // Start every sum at -offset * sum_s sc[s] * bsums[s] (exact).
     for (size_t t = 0; t < T; ++t) {
       const ActQ8K& x = a.act[t * a.act_stride + b];
       for (size_t r = 0; r < R; ++r) {
         int corr = 0;
         for (int s = 0; s < 16; ++s) corr += int(sc[r][s]) * x.bsums[s];
-        isum[r][t] = hn::IfThenElseZero(lane0, hn::Set(d32, -32 * corr));
+        isum[r][t] = hn::IfThenElseZero(lane0, hn::Set(d32, -kOffset * corr));
       }
     }
-    for (size_t h = 0; h < 2; ++h) {
-      for (size_t k = 0; k < 4; ++k) {  // chunk j = 4h + k: elements 128h + 32k .. +31
-        const size_t j = 4 * h + k;
+    ForEachIndex<2>([&](auto h) HWY_ATTR {
+      ForEachIndex<4>([&](auto k) HWY_ATTR {  // chunk j = 4h + k: elements 128h + 32k .. +31
+        constexpr size_t j = 4 * h + k;
         VU8 q[R][kSub];
         for (size_t r = 0; r < R; ++r) {
-          const BlockQ6_K& blk = rows[r][b];
+          const Block& blk = rows[r][b];
           for (size_t s = 0; s < kSub; ++s) {
-            const VU8 ql = hn::LoadU(du8, blk.ql + 64 * h + 32 * (k & 1) + s * kL8);
-            const VU8 qh = hn::LoadU(du8, blk.qh + 32 * h + s * kL8);
-            const VU8 lo = (k < 2) ? hn::And(ql, m4) : hn::ShiftRight<4>(ql);
-            VU8 hi;
-            switch (k) {
-              case 0: hi = hn::And(qh, m3); break;
-              case 1: hi = hn::And(hn::ShiftRight<2>(qh), m3); break;
-              case 2: hi = hn::And(hn::ShiftRight<4>(qh), m3); break;
-              default: hi = hn::ShiftRight<6>(qh); break;
+            // The k-th 2-bit field of each byte: Q6_K's high bits, Q3_K's low ones.
+            const VU8 crumbs = hn::LoadU(du8, Crumbs(blk) + 32 * h + s * kL8);
+            const VU8 crumb = k == 3 ? hn::ShiftRight<6>(crumbs) : hn::And(hn::ShiftRight<2 * k>(crumbs), m3);
+            if constexpr (kQ6) {
+              const VU8 ql = hn::LoadU(du8, blk.ql + 64 * h + 32 * (k & 1) + s * kL8);
+              q[r][s] = hn::Or(k < 2 ? hn::And(ql, m4) : hn::ShiftRight<4>(ql), hn::ShiftLeft<4>(crumb));
+            } else {  // hmask bit 4h + k of each byte as bit 2
+              const VU8 third = hn::And(hn::ShiftRight<4 * h + k>(hn::LoadU(du8, blk.hmask + s * kL8)), hn::Set(du8, 1));
+              q[r][s] = hn::Or(crumb, hn::ShiftLeft<2>(third));
             }
-            q[r][s] = hn::Or(lo, hn::ShiftLeft<4>(hi));
           }
         }
         for (size_t t = 0; t < T; ++t) {
@@ -1293,8 +1348,8 @@ HWY_NOINLINE void TileQ6_K(const TileArgs<ActQ8K>& a) {
           for (size_t r = 0; r < R; ++r)
             isum[r][t] = DotChunkScaled<kVnni, false>(isum[r][t], q[r], xq, sc[r][2 * j], sc[r][2 * j + 1]);
         }
-      }
-    }
+      });
+    });
     for (size_t t = 0; t < T; ++t) {
       const ActQ8K& x = a.act[t * a.act_stride + b];
       for (size_t r = 0; r < R; ++r)
@@ -1671,7 +1726,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
   };
   auto q8k_path = [&](auto block) -> bool {
     using Block = decltype(block);
-    constexpr bool kQ6 = std::is_same_v<Block, BlockQ6_K>;
+    constexpr bool kSixteens = std::is_same_v<Block, BlockQ6_K> || std::is_same_v<Block, BlockQ3_K>;
     const int64_t nb = cols / 256;
     ActQ8K* act = reinterpret_cast<ActQ8K*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8K)));
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
@@ -1681,7 +1736,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     if (x8_rows) {
       const TileArgs<ActQ8K> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
       ParallelRows<1, kX8T, kActBlockBytesQ8K>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
-        if constexpr (kQ6) TileX8Q6_K<R, T, kVnni>(a);
+        if constexpr (kSixteens) TileX8Q3_6_K<Block, R, T, kVnni>(a);
         else TileX8Q4_5_K<Block, R, T, kVnni>(a);
       });
     }
@@ -1689,7 +1744,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     if (x8_rows == rows) return true;
     const TileArgs<ActQ8K> base{w.row(x8_rows), w.row_bytes(), act, size_t(nb), size_t(nb), y + x8_rows, size_t(rows)};
     ParallelRows<kQuantR, kQuantT, kActBlockBytesQ8K>(base, rows - x8_rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
-      if constexpr (kQ6) TileQ6_K<R, T, kVnni>(a);
+      if constexpr (kSixteens) TileQ3_6_K<Block, R, T, kVnni>(a);
       else TileQ4_5_K<Block, R, T, kVnni>(a);
     });
     return true;
@@ -1744,6 +1799,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     case TensorType::Q5_0: return q8_path(DecQ5_0{});
     case TensorType::Q5_1: return q8_path(DecQ5_1{});
     case TensorType::Q8_0: return q8_path(DecQ8_0{});
+    case TensorType::Q3_K: return q8k_path(BlockQ3_K{});
     case TensorType::Q4_K: return q8k_path(BlockQ4_K{});
     case TensorType::Q5_K: return q8k_path(BlockQ5_K{});
     case TensorType::Q6_K: return q8k_path(BlockQ6_K{});
@@ -2124,7 +2180,8 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 #else
   switch (t) {
     case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
-    case TensorType::Q8_0: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K: case TensorType::F32:
+    case TensorType::Q8_0: case TensorType::Q3_K: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
+    case TensorType::F32:
     case TensorType::F16: case TensorType::BF16:
       return true;
     default:
@@ -2135,8 +2192,9 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::Q4_K ||
-         t == TensorType::Q5_K || t == TensorType::Q6_K || t == TensorType::BF16 || t == TensorType::F16;
+  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::Q3_K ||
+         t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K || t == TensorType::BF16 ||
+         t == TensorType::F16;
 #else
   (void)t;
   return false;

@@ -19,7 +19,7 @@ namespace jevons {
 namespace {
 
 // A block's layout as the x8 layout sees it: `halves` fp16 fields (d; Q4_K, Q5_K: d,
-// dmin) at byte `halves_at` (first, or Q6_K's d last), and the rest of its bytes, moved
+// dmin) at byte `halves_at` (first, or Q3_K's and Q6_K's d last), and the rest of its bytes, moved
 // in 4-byte chunks (codes; Q4_K: scales and codes; Q5_K: scales, 5th bits, codes),
 // repacked chunk j taking the rest's chunk order[j] (in order if null). BF16 / F16: a
 // block is one 2-byte value, moved as it is.
@@ -51,6 +51,24 @@ constexpr std::array<uint8_t, 52> kQ6KChunkOrder = [] {
   return order;
 }();
 
+// Q3_K's chunks (hmask: 0..7, qs: 8..23, scales: 24..26) in the order its kernel reads
+// them (see kQ6KChunkOrder): the 3 scale chunks, then for each half and c4 (bytes
+// l = 16 half + 4 c4 .. +3) the qs chunks of h = 0 and h = 1 and the hmask chunk, which
+// together hold elements 128h + 32k + l for h < 2, k < 4.
+constexpr std::array<uint8_t, 27> kQ3KChunkOrder = [] {
+  std::array<uint8_t, 27> order{};
+  size_t j = 0;
+  for (uint8_t i = 0; i < 3; ++i) order[j++] = 24 + i;  // scales
+  for (uint8_t half = 0; half < 2; ++half)
+    for (uint8_t c4 = 0; c4 < 4; ++c4) {
+      const uint8_t c = 4 * half + c4;
+      order[j++] = 8 + c;      // qs: low 2 bits of elements 32k + 4c .. +3
+      order[j++] = 8 + 8 + c;  // qs: of 128 + 32k + 4c .. +3
+      order[j++] = c;          // hmask: their third bits
+    }
+  return order;
+}();
+
 // Q5_0's 32 flag bits (bit e: the 5th bit of element e) rearranged so that the kernel
 // takes the 5th bits of code chunk c with one shift and one mask: byte i holds, in bit c,
 // the flag of element 4c + i (low nibble of qs byte 4c + i) and, in bit 4 + c, that of
@@ -70,6 +88,7 @@ X8Shape x8_shape(TensorType type) {
     case TensorType::Q4_0: return {sizeof(BlockQ4_0), 1};
     case TensorType::Q5_0: return {sizeof(BlockQ5_0), 1, 0, nullptr, true};
     case TensorType::Q8_0: return {sizeof(BlockQ8_0), 1};
+    case TensorType::Q3_K: return {sizeof(BlockQ3_K), 1, offsetof(BlockQ3_K, d), kQ3KChunkOrder.data()};
     case TensorType::Q4_K: return {sizeof(BlockQ4_K), 2};
     case TensorType::Q5_K: return {sizeof(BlockQ5_K), 2};
     case TensorType::Q6_K: return {sizeof(BlockQ6_K), 1, offsetof(BlockQ6_K, d), kQ6KChunkOrder.data()};
@@ -83,13 +102,16 @@ static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && of
               offsetof(BlockQ4_K, scales) == 4 && sizeof(BlockQ4_K::scales) % 4 == 0 &&
               offsetof(BlockQ5_K, dmin) == 2 && offsetof(BlockQ5_K, scales) == 4 &&
               offsetof(BlockQ5_K, qh) == 4 + sizeof(BlockQ5_K::scales) && offsetof(BlockQ5_K, qs) == 48 &&
-              offsetof(BlockQ6_K, d) == sizeof(BlockQ6_K) - 2 && offsetof(BlockQ6_K, d) % 4 == 0);
+              offsetof(BlockQ6_K, d) == sizeof(BlockQ6_K) - 2 && offsetof(BlockQ6_K, d) % 4 == 0 &&
+              offsetof(BlockQ3_K, qs) == 32 && offsetof(BlockQ3_K, scales) == 96 &&
+              offsetof(BlockQ3_K, d) == sizeof(BlockQ3_K) - 2);
 
 }  // namespace
 
 bool has_x8_layout(TensorType type) {
-  return type == TensorType::Q4_0 || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q4_K ||
-         type == TensorType::Q5_K || type == TensorType::Q6_K || type == TensorType::BF16 || type == TensorType::F16;
+  return type == TensorType::Q4_0 || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q3_K ||
+         type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K || type == TensorType::BF16 ||
+         type == TensorType::F16;
 }
 
 void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end, bool f16_to_bf16) {
