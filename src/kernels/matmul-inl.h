@@ -927,10 +927,11 @@ struct X8Sixteens<BlockQ6_K> {
   // nibbles, high nibbles) and k = 1, 3, then the qh chunk (2 bits each, k-th pair).
   static constexpr size_t kScaleChunks = 4, kPerPass = 4, kOffsetShift = 5;  // a code is q + 32
   static constexpr size_t sub_block(size_t p, size_t i) { return 8 * (p / 2) + 2 * i + p % 2; }
+  static constexpr int code_shift(size_t) { return 0; }
   static HWY_INLINE void scales(const __m256i* c, __m256i sc[4]) {
     for (size_t j = 0; j < 4; ++j) sc[j] = _mm256_loadu_si256(c + j);
   }
-  template <size_t p, size_t k>
+  template <size_t p, size_t k, int>
   static HWY_INLINE __m256i codes(__m256i ql0, __m256i ql1, __m256i qh) {
     __m256i ql = k % 2 ? ql1 : ql0;
     if constexpr (k >= 2) ql = _mm256_srli_epi16(ql, 4);
@@ -958,14 +959,18 @@ struct X8Sixteens<BlockQ3_K> {
     sc[2] = make(_mm256_srli_epi16(lo, 4), hi);
     sc[3] = make(_mm256_srli_epi16(mid, 4), _mm256_srli_epi16(hi, 2));
   }
-  template <size_t p, size_t i>
+  // Decode takes codes of k < 3 where their low bits are (times 4^k, at most 7 x 16),
+  // with the hmask bit moved above them: one shift fewer per code than taking them to
+  // bit 0 (prefill, which decodes each code once for 8 tokens, does that).
+  static constexpr int code_shift(size_t i) { return i % 4 < 3 ? int(2 * (i % 4)) : 4; }
+  template <size_t p, size_t i, int at>  // codes times 2^at
   static HWY_INLINE __m256i codes(__m256i qs0, __m256i qs1, __m256i hm) {
-    constexpr int h = int(i / 4), k = int(i % 4), bit = 4 * h + k;  // hmask bit, to bit 2
+    constexpr int h = int(i / 4), k = int(i % 4), bit = 4 * h + k;  // hmask bit, to at + 2
     __m256i lo = h ? qs1 : qs0;
-    if constexpr (k > 0) lo = _mm256_srli_epi16(lo, 2 * k);
-    if constexpr (bit > 2) hm = _mm256_srli_epi16(hm, bit - 2);
-    else if constexpr (bit < 2) hm = _mm256_slli_epi16(hm, 2 - bit);
-    return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(0x03)), _mm256_and_si256(hm, _mm256_set1_epi8(0x04)));
+    if constexpr (2 * k > at) lo = _mm256_srli_epi16(lo, 2 * k - at);
+    if constexpr (bit > at + 2) hm = _mm256_srli_epi16(hm, bit - at - 2);
+    else if constexpr (bit < at + 2) hm = _mm256_slli_epi16(hm, at + 2 - bit);
+    return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(char(3 << at))), _mm256_and_si256(hm, _mm256_set1_epi8(char(4 << at))));
   }
 };
 
@@ -994,10 +999,12 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
     auto xq = [&](size_t t, size_t s, size_t c4) { return x[t * a.act_stride].qs + 16 * s + 4 * c4; };
     // Token t's -offset * bsums[s] in every lane, sub-block s's starting value: one
     // broadcast load and one pmaddwd (with pairs (-offset, 0)).
-    const __m256i neg_offset = _mm256_set1_epi32(-(1 << L::kOffsetShift) & 0xFFFF);
-    auto start = [&](size_t t, size_t s) HWY_ATTR {
+    // Codes taken in place (times 2^shift, code_shift) start there too.
+    auto start = [&](size_t t, size_t s, int shift) HWY_ATTR {
+      const __m256i neg_offset = _mm256_set1_epi32(-(1 << (L::kOffsetShift + shift)) & 0xFFFF);
       return _mm256_madd_epi16(_mm256_set1_epi16(x[t * a.act_stride].bsums[s]), neg_offset);
     };
+    auto unshift = [&](__m256i ssum, int shift) HWY_ATTR { return shift ? _mm256_srai_epi32(ssum, shift) : ssum; };
     __m256i isum[T];
     ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
     auto add_scaled = [&](size_t t, __m256i ssum, __m256i scv) HWY_ATTR {
@@ -1009,27 +1016,27 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
       if constexpr (T == 1) {
         // Decode: each triple loaded once for the pass's sub-blocks, in memory order.
         __m256i ssum[L::kPerPass];
-        ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR { ssum[i] = start(0, L::sub_block(p, i)); });
+        ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR { ssum[i] = start(0, L::sub_block(p, i), L::code_shift(i)); });
         ForEachIndex<4>([&](auto c4) HWY_ATTR {
           const __m256i* u = triple(p, c4);
           const __m256i u0 = _mm256_loadu_si256(u), u1 = _mm256_loadu_si256(u + 1), u2 = _mm256_loadu_si256(u + 2);
           ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR {
-            const __m256i q = L::template codes<p, i>(u0, u1, u2);
+            const __m256i q = L::template codes<p, i, L::code_shift(i)>(u0, u1, u2);
             ssum[i] = DotU8I8<kVnni>(V32{ssum[i]}, VU8{q}, V8{Broadcast4(xq(0, L::sub_block(p, i), c4))}).raw;
           });
         });
         ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR {
-          add_scaled(0, ssum[i], scale(std::integral_constant<size_t, L::sub_block(p, i)>{}));
+          add_scaled(0, unshift(ssum[i], L::code_shift(i)), scale(std::integral_constant<size_t, L::sub_block(p, i)>{}));
         });
       } else {
         // Prefill: one sub-block at a time for all T tokens (T accumulators).
         ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR {
           constexpr size_t s = L::sub_block(p, i);
           __m256i ssum[T];
-          ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = start(t, s); });
+          ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = start(t, s, 0); });
           ForEachIndex<4>([&](auto c4) HWY_ATTR {
             const __m256i* u = triple(p, c4);
-            const __m256i q = L::template codes<p, i>(_mm256_loadu_si256(u), _mm256_loadu_si256(u + 1), _mm256_loadu_si256(u + 2));
+            const __m256i q = L::template codes<p, i, 0>(_mm256_loadu_si256(u), _mm256_loadu_si256(u + 1), _mm256_loadu_si256(u + 2));
             ForEachIndex<T>([&](auto t) HWY_ATTR {
               ssum[t] = DotU8I8<kVnni>(V32{ssum[t]}, VU8{q}, V8{Broadcast4(xq(t, s, c4))}).raw;
             });
