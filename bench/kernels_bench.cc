@@ -109,6 +109,10 @@ const Tensor& weights(TensorType type, int64_t rows, int64_t cols) {
         set_half(blk, 0.001f);
         set_half(blk + 2, 0.001f);
         break;
+      case TensorType::Q2_K:
+        set_half(blk + offsetof(BlockQ2_K, d), 0.001f);
+        set_half(blk + offsetof(BlockQ2_K, dmin), 0.001f);
+        break;
       case TensorType::Q3_K:
         set_half(blk + offsetof(BlockQ3_K, d), 0.001f);
         break;
@@ -327,7 +331,7 @@ benchmark::internal::Benchmark* with_extremes(benchmark::internal::Benchmark* b)
 void register_all() {
   const std::pair<const char*, TensorType> types[] = {
       {"q4_0", TensorType::Q4_0}, {"q4_1", TensorType::Q4_1}, {"q5_0", TensorType::Q5_0},
-      {"q8_0", TensorType::Q8_0}, {"q3_K", TensorType::Q3_K}, {"q4_K", TensorType::Q4_K}, {"q5_K", TensorType::Q5_K}, {"q6_K", TensorType::Q6_K},
+      {"q8_0", TensorType::Q8_0}, {"q2_K", TensorType::Q2_K}, {"q3_K", TensorType::Q3_K}, {"q4_K", TensorType::Q4_K}, {"q5_K", TensorType::Q5_K}, {"q6_K", TensorType::Q6_K},
       {"bf16", TensorType::BF16}, {"f16", TensorType::F16},   {"f32", TensorType::F32}};
   const std::pair<int64_t, int64_t> shapes[] = {{4096, 4096}, {5632, 2048}, {2048, 5632}};
   const int hw = std::max(1, physical_core_count());

@@ -114,7 +114,7 @@ ActRounding rounding_of(TensorType t) {
   switch (t) {
     case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1: case TensorType::Q8_0:
       return ActRounding::kQ8_0;
-    case TensorType::Q3_K: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
+    case TensorType::Q2_K: case TensorType::Q3_K: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
       return ActRounding::kQ8_K;
     case TensorType::BF16:
       return ActRounding::kBF16;
@@ -193,8 +193,9 @@ void check_matmul(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens,
 }
 
 const TensorType kFastTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
-                                 TensorType::Q8_0, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
-                                 TensorType::Q6_K, TensorType::F32,  TensorType::F16,  TensorType::BF16};
+                                 TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
+                                 TensorType::Q5_K, TensorType::Q6_K, TensorType::F32,  TensorType::F16,
+                                 TensorType::BF16};
 
 // Runs body once per SIMD target compiled in and supported by this CPU.
 template <class Body>
@@ -210,7 +211,7 @@ void for_each_target(const Body& body) {
 
 TEST(Kernels, EveryTypeHasAFastPath) {
   for (TensorType t : kFastTypes) EXPECT_TRUE(matmul_has_fast_path(t)) << type_name(t);
-  EXPECT_FALSE(matmul_has_fast_path(TensorType::Q2_K));
+  EXPECT_FALSE(matmul_has_fast_path(TensorType::Q8_1));
 }
 
 TEST(Kernels, MatmulMatchesReferenceAllTypesAndShapes) {
@@ -238,8 +239,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   // bytes; rows past the last full group of 8 come from `data`.
   ThreadPool pool(2);
   for_each_target([&] {
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q3_K, TensorType::Q4_K,
-                            TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16, TensorType::F16}) {
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K,
+                            TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16, TensorType::F16}) {
       const int64_t block = type_traits(type).block_size;
       // Floats: fewer columns than the kernel's 4 chains, odd tails of them, and more than
       // one of the prefill tile's 256-column blocks.
@@ -255,8 +256,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   });
   kernels::set_vnni_override(1);
   if (std::string(kernel_target_name()).find("VNNI") != std::string::npos)
-    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q3_K, TensorType::Q4_K,
-                            TensorType::Q5_K, TensorType::Q6_K})
+    for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K,
+                            TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K})
       for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 3 * type_traits(type).block_size, n_tokens, &pool, 23, true);
   kernels::set_vnni_override(-1);
 }
@@ -439,8 +440,8 @@ TEST(Kernels, F16OfBf16ValuesRunsTheBf16KernelsByDefault) {
 TEST(Kernels, RepackingInPartsEqualsRepackingWhole) {
   // Load-time repacking splits large tensors into group ranges, one per thread; the
   // parts must land exactly where the whole would put them.
-  for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K,
-                          TensorType::Q6_K, TensorType::BF16}) {
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
+                          TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16}) {
     SCOPED_TRACE(type_name(type));
     const Weights w = make_weights(type, 8 * 7 + 3, 512, 11);
     std::vector<uint8_t> whole(size_t(8 * 7) * w.t.row_bytes()), parts(whole.size(), 0);
@@ -606,6 +607,21 @@ TEST(Kernels, RepackedQ3KPutsItsChunksInReadingOrder) {
       EXPECT_EQ(std::memcmp(chunk(j + 2), blk.hmask + 4 * c, 4), 0) << "c " << c;
     }
     EXPECT_EQ(j, 27);
+  });
+}
+
+TEST(Kernels, RepackedQ2KPutsItsChunksInReadingOrder) {
+  // Q2_K: d[8], dmin[8], the 4 scale chunks, then per half and c4 (c = 4 half + c4) the
+  // chunk pair qs (h = 0), qs (h = 1), both holding bytes 4c .. 4c + 3.
+  check_repacked_blocks<BlockQ2_K>(TensorType::Q2_K, 2, [](const BlockQ2_K& blk, const uint8_t* d, auto chunk) {
+    EXPECT_EQ(std::memcmp(d + 16, &blk.dmin, 2), 0);
+    for (int j = 0; j < 4; ++j) EXPECT_EQ(std::memcmp(chunk(j), blk.scales + 4 * j, 4), 0);
+    int j = 4;
+    for (int c = 0; c < 8; ++c, j += 2) {
+      EXPECT_EQ(std::memcmp(chunk(j), blk.qs + 4 * c, 4), 0) << "c " << c;
+      EXPECT_EQ(std::memcmp(chunk(j + 1), blk.qs + 32 + 4 * c, 4), 0) << "c " << c;
+    }
+    EXPECT_EQ(j, 20);
   });
 }
 
@@ -778,7 +794,7 @@ TEST(Kernels, VnniCodePathsMatchReference) {
   }
   ThreadPool pool(2);
   for (TensorType type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
-                          TensorType::Q3_K, TensorType::Q4_K, TensorType::Q6_K})
+                          TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q6_K})
     for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 13, type_traits(type).block_size == 256 ? 512 : 96, n_tokens, &pool, 21);
   kernels::set_vnni_override(-1);
 }
@@ -809,7 +825,7 @@ TEST(Kernels, ReferenceModeIsExactlyTheReference) {
 }
 
 TEST(Kernels, TypesWithoutFastPathFallBackToReference) {
-  const Weights w = make_weights(TensorType::Q2_K, 5, 256, 9);
+  const Weights w = make_weights(TensorType::Q8_1, 5, 256, 9);
   const std::vector<float> x = random_floats(2 * 256, 10);
   std::vector<float> y(10), y_ref(10);
   matmul(w.t, x.data(), 2, y.data(), nullptr);

@@ -24,12 +24,16 @@ void warn_of_reference_matrices(const ModelSource& file) {
     auto& [count, bytes] = slow[t->type];
     ++count, bytes += t->nbytes;
   }
+  if (slow.empty()) return;
+  std::string fast;  // the GGUF weight types that have one
+  for (uint32_t id = 0; id < 64; ++id)
+    if (const TypeTraits* t = find_type_traits(id); t && matmul_has_fast_path(t->type)) fast += std::string(" ") + t->name;
   for (const auto& [type, n] : slow)
     std::fprintf(stderr,
                  "[jevons] %d %s matrices (%.1f MB) have no SIMD kernel yet: they run on the exact reference kernel, "
-                 "tens of times slower than the types that have one: q4_0 q4_1 q5_0 q5_1 q8_0 q3_K q4_K q5_K q6_K bf16 f16 "
-                 "f32 (a GGUF file in one of those, or --quant TYPE for a Hugging Face checkpoint)\n",
-                 n.first, type_name(type), double(n.second) / 1e6);
+                 "tens of times slower than the types that have one:%s (a GGUF file in one of those, or --quant TYPE "
+                 "for a Hugging Face checkpoint)\n",
+                 n.first, type_name(type), double(n.second) / 1e6, fast.c_str());
 }
 
 LoadedModel load(const ModelArgs& args, bool with_model) {

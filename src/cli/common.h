@@ -39,8 +39,8 @@ struct ModelArgs {
 // model when with_model (then also warn_of_reference_matrices).
 LoadedModel load(const ModelArgs& args, bool with_model);
 
-// One stderr line per weight type of the file that the fast matmul lacks (Q2_K, FP8
-// scaled blocks): those matrices run on the exact reference kernel, which is slow.
+// One stderr line per weight type of the file that the fast matmul lacks (FP8 scaled
+// blocks, Q8_1): those matrices run on the exact reference kernel, which is slow.
 void warn_of_reference_matrices(const ModelSource& file);
 
 // Adds --temp, --top-k, --top-p, --min-p, the penalties and --seed (setting

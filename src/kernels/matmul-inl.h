@@ -912,20 +912,36 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q4_5_K(const TileArgs<ActQ8K>& a) {
   ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
 }
 
-// Repacked Q3_K and Q6_K (x8 layout, chunks in the order read here: kernels/repack.h):
-// both cut a block into 16 sub-blocks of 16 with an int8 scale each, element
-// 128h + 32k + l (h < 2, k < 4, l < 32) in sub-block s = 8h + 2k + l / 16, and store
-// each element's low bits in the "crumb" or nibble arrays that byte l % 4 of chunk
-// (l / 4) reaches. Their chunk triples are read in passes p (Q6_K: p = 2h + half, for
-// k < 4; Q3_K: p = half, for h < 2 and k < 4), triple 4p + c4 holding bytes
+// Repacked Q2_K, Q3_K and Q6_K ("sixteens": x8 layout, chunks in the order read here,
+// kernels/repack.h): each cuts a block into 16 sub-blocks of 16 with a small integer
+// scale each, element 128h + 32k + l (h < 2, k < 4, l < 32) in sub-block
+// s = 8h + 2k + l / 16, and stores each element's low bits in the "crumb" or nibble
+// arrays that byte l % 4 of chunk (l / 4) reaches. Their chunk groups (Q2_K: pairs,
+// Q3_K, Q6_K: triples) are read in passes p (Q6_K: p = 2h + half, for k < 4; Q2_K,
+// Q3_K: p = half, for h < 2 and k < 4), group 4p + c4 holding bytes
 // l = 16 half + 4 c4 .. +3 of the arrays that pass reads.
 template <class Block>
 struct X8Sixteens;
+
+// Bits 2k, 2k + 1 of each byte (a crumb, blocks.h) times 2^at.
+template <int k, int at>
+HWY_INLINE __m256i CrumbAt(__m256i v) {
+  if constexpr (2 * k > at) v = _mm256_srli_epi16(v, 2 * k - at);
+  else if constexpr (2 * k < at) v = _mm256_slli_epi16(v, at - 2 * k);
+  return _mm256_and_si256(v, _mm256_set1_epi8(char(3 << at)));
+}
+// Decode takes 2-bit codes of k < 3 where they are (times 4^k; Q3_K's with their third
+// bit above them: at most 7 x 16): one shift fewer per code than taking them to bit 0
+// (prefill, which decodes each code once for 8 tokens, does that).
+constexpr int CrumbCodeShift(size_t i) { return i % 4 < 3 ? int(2 * (i % 4)) : 4; }
+
 template <>
 struct X8Sixteens<BlockQ6_K> {
   // Triple (h, half, c4): the ql chunks of elements 128h + 32k + l for k = 0, 2 (low
   // nibbles, high nibbles) and k = 1, 3, then the qh chunk (2 bits each, k-th pair).
-  static constexpr size_t kScaleChunks = 4, kPerPass = 4, kOffsetShift = 5;  // a code is q + 32
+  static constexpr size_t kHalves = 1, kScaleChunks = 4, kGroupChunks = 3, kPerPass = 4;
+  static constexpr bool kMins = false;
+  static constexpr int kOffsetShift = 5;  // a code is q + 32
   static constexpr size_t sub_block(size_t p, size_t i) { return 8 * (p / 2) + 2 * i + p % 2; }
   static constexpr int code_shift(size_t) { return 0; }
   static HWY_INLINE void scales(const __m256i* c, __m256i sc[4]) {
@@ -944,7 +960,9 @@ template <>
 struct X8Sixteens<BlockQ3_K> {
   // Triple (half, c4): the qs chunks (2 bits each, k-th pair) of h = 0 and h = 1, then
   // the hmask chunk (bit 4h + k). Scales: the 12 packed bytes as 3 chunks.
-  static constexpr size_t kScaleChunks = 3, kPerPass = 8, kOffsetShift = 2;  // a code is q + 4
+  static constexpr size_t kHalves = 1, kScaleChunks = 3, kGroupChunks = 3, kPerPass = 8;
+  static constexpr bool kMins = false;
+  static constexpr int kOffsetShift = 2;  // a code is q + 4
   static constexpr size_t sub_block(size_t p, size_t i) { return 8 * (i / 4) + 2 * (i % 4) + p; }
   // The 16 6-bit scales of the 8 rows as Q6_K keeps them (int8, sub-block s in byte
   // s % 4 of sc[s / 4]): low nibbles from bytes 0..7, high 2 bits from bytes 8..11.
@@ -959,26 +977,43 @@ struct X8Sixteens<BlockQ3_K> {
     sc[2] = make(_mm256_srli_epi16(lo, 4), hi);
     sc[3] = make(_mm256_srli_epi16(mid, 4), _mm256_srli_epi16(hi, 2));
   }
-  // Decode takes codes of k < 3 where their low bits are (times 4^k, at most 7 x 16),
-  // with the hmask bit moved above them: one shift fewer per code than taking them to
-  // bit 0 (prefill, which decodes each code once for 8 tokens, does that).
-  static constexpr int code_shift(size_t i) { return i % 4 < 3 ? int(2 * (i % 4)) : 4; }
+  static constexpr int code_shift(size_t i) { return CrumbCodeShift(i); }
   template <size_t p, size_t i, int at>  // codes times 2^at
   static HWY_INLINE __m256i codes(__m256i qs0, __m256i qs1, __m256i hm) {
     constexpr int h = int(i / 4), k = int(i % 4), bit = 4 * h + k;  // hmask bit, to at + 2
-    __m256i lo = h ? qs1 : qs0;
-    if constexpr (2 * k > at) lo = _mm256_srli_epi16(lo, 2 * k - at);
     if constexpr (bit > at + 2) hm = _mm256_srli_epi16(hm, bit - at - 2);
     else if constexpr (bit < at + 2) hm = _mm256_slli_epi16(hm, at + 2 - bit);
-    return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(char(3 << at))), _mm256_and_si256(hm, _mm256_set1_epi8(char(4 << at))));
+    return _mm256_or_si256(CrumbAt<k, at>(h ? qs1 : qs0), _mm256_and_si256(hm, _mm256_set1_epi8(char(4 << at))));
+  }
+};
+template <>
+struct X8Sixteens<BlockQ2_K> {
+  // Pair (half, c4): the qs chunks (2 bits each, k-th pair) of h = 0 and h = 1. Scales:
+  // one byte per sub-block, the scale in its low nibble and the min in its high one.
+  static constexpr size_t kHalves = 2, kScaleChunks = 4, kGroupChunks = 2, kPerPass = 8;
+  static constexpr bool kMins = true;
+  static constexpr int kOffsetShift = 0;  // unused: codes are q, the mins apart
+  static constexpr size_t sub_block(size_t p, size_t i) { return 8 * (i / 4) + 2 * (i % 4) + p; }
+  static HWY_INLINE void scales(const __m256i* c, __m256i sc[4]) {
+    for (size_t j = 0; j < 4; ++j) sc[j] = _mm256_and_si256(_mm256_loadu_si256(c + j), _mm256_set1_epi8(0x0F));
+  }
+  static HWY_INLINE void mins(const __m256i* c, __m256i mn[4]) {
+    for (size_t j = 0; j < 4; ++j)
+      mn[j] = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256(c + j), 4), _mm256_set1_epi8(0x0F));
+  }
+  static constexpr int code_shift(size_t i) { return CrumbCodeShift(i); }
+  template <size_t p, size_t i, int at>  // codes times 2^at
+  static HWY_INLINE __m256i codes(__m256i qs0, __m256i qs1, __m256i) {
+    return CrumbAt<int(i % 4), at>(i / 4 ? qs1 : qs0);
   }
 };
 
-// A group of 8 rows x T tokens of either, one row per lane as in TileX8. Each
-// sub-block's 4 chunks add up in int32 from -offset * bsums[s], and one vpmulld applies
-// its scale. Every tile shape sums a (row, token) in the same order.
+// A group of 8 rows x T tokens of any of them, one row per lane as in TileX8. Each
+// sub-block's 4 chunks add up in int32 (Q3_K, Q6_K: from -offset * bsums[s]), and one
+// vpmulld applies its scale; Q2_K's mins: sum_s m_s * bsums[s], a pmaddwd per pair of
+// sub-blocks, times dmin. Every tile shape sums a (row, token) in the same order.
 template <class Block, size_t R, size_t T, bool kVnni>
-HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
+HWY_NOINLINE HWY_FLATTEN void TileX8Sixteens(const TileArgs<ActQ8K>& a) {
   static_assert(R == 1, "a repacked tile is one group of 8 rows");
   using L = X8Sixteens<Block>;
   constexpr size_t kGroupBytes = 8 * sizeof(Block), kPasses = 16 / L::kPerPass;
@@ -988,10 +1023,16 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
     const uint8_t* g = a.w + b * kGroupBytes;
     PrefetchAhead<kGroupBytes>(g, a.prefetch);
     const ActQ8K* x = a.act + b;
-    const __m256i* chunks = reinterpret_cast<const __m256i*>(g + 2 * 8);  // after d[8]
+    const __m256i* chunks = reinterpret_cast<const __m256i*>(g + 2 * 8 * L::kHalves);  // after d[8] (dmin[8])
     __m256i sc[4];
     L::scales(chunks, sc);
-    auto triple = [&](size_t p, size_t c4) { return chunks + L::kScaleChunks + 3 * (4 * p + c4); };
+    auto group = [&](size_t p, size_t c4) { return chunks + L::kScaleChunks + L::kGroupChunks * (4 * p + c4); };
+    // A group's chunks (Q2_K's pairs: a third of zeros, unused).
+    auto load_group = [&](size_t p, size_t c4, __m256i& u0, __m256i& u1, __m256i& u2) HWY_ATTR {
+      const __m256i* u = group(p, c4);
+      u0 = _mm256_loadu_si256(u), u1 = _mm256_loadu_si256(u + 1);
+      u2 = L::kGroupChunks == 3 ? _mm256_loadu_si256(u + 2) : _mm256_setzero_si256();
+    };
     auto scale = [&](auto s) HWY_ATTR {  // sub-block s's scales of the 8 rows, as int32
       return _mm256_srai_epi32(_mm256_slli_epi32(sc[s / 4], int(24 - 8 * (s % 4))), 24);
     };
@@ -1001,6 +1042,7 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
     // broadcast load and one pmaddwd (with pairs (-offset, 0)).
     // Codes taken in place (times 2^shift, code_shift) start there too.
     auto start = [&](size_t t, size_t s, int shift) HWY_ATTR {
+      if constexpr (L::kMins) return _mm256_setzero_si256();
       const __m256i neg_offset = _mm256_set1_epi32(-(1 << (L::kOffsetShift + shift)) & 0xFFFF);
       return _mm256_madd_epi16(_mm256_set1_epi16(x[t * a.act_stride].bsums[s]), neg_offset);
     };
@@ -1018,8 +1060,8 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
         __m256i ssum[L::kPerPass];
         ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR { ssum[i] = start(0, L::sub_block(p, i), L::code_shift(i)); });
         ForEachIndex<4>([&](auto c4) HWY_ATTR {
-          const __m256i* u = triple(p, c4);
-          const __m256i u0 = _mm256_loadu_si256(u), u1 = _mm256_loadu_si256(u + 1), u2 = _mm256_loadu_si256(u + 2);
+          __m256i u0, u1, u2;
+          load_group(p, c4, u0, u1, u2);
           ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR {
             const __m256i q = L::template codes<p, i, L::code_shift(i)>(u0, u1, u2);
             ssum[i] = DotU8I8<kVnni>(V32{ssum[i]}, VU8{q}, V8{Broadcast4(xq(0, L::sub_block(p, i), c4))}).raw;
@@ -1035,8 +1077,9 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
           __m256i ssum[T];
           ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = start(t, s, 0); });
           ForEachIndex<4>([&](auto c4) HWY_ATTR {
-            const __m256i* u = triple(p, c4);
-            const __m256i q = L::template codes<p, i, 0>(_mm256_loadu_si256(u), _mm256_loadu_si256(u + 1), _mm256_loadu_si256(u + 2));
+            __m256i u0, u1, u2;
+            load_group(p, c4, u0, u1, u2);
+            const __m256i q = L::template codes<p, i, 0>(u0, u1, u2);
             ForEachIndex<T>([&](auto t) HWY_ATTR {
               ssum[t] = DotU8I8<kVnni>(V32{ssum[t]}, VU8{q}, V8{Broadcast4(xq(t, s, c4))}).raw;
             });
@@ -1047,9 +1090,26 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Q3_6_K(const TileArgs<ActQ8K>& a) {
       }
     });
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    __m256i mp[8];  // Q2_K: the mins of sub-blocks 2q, 2q + 1 as the int16 halves of mp[q]
+    __m256 dmin = _mm256_setzero_ps();
+    if constexpr (L::kMins) {
+      __m256i mn[4];
+      L::mins(chunks, mn);
+      for (size_t j = 0; j < 4; ++j) {
+        mp[2 * j] = _mm256_shuffle_epi8(mn[j], PairOfLanes<0>());
+        mp[2 * j + 1] = _mm256_shuffle_epi8(mn[j], PairOfLanes<1>());
+      }
+      dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+    }
     ForEachIndex<T>([&](auto t) HWY_ATTR {
-      const __m256 dx = _mm256_set1_ps(x[t * a.act_stride].d);
+      const ActQ8K& xt = x[t * a.act_stride];
+      const __m256 dx = _mm256_set1_ps(xt.d);
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, dx), acc[t]);
+      if constexpr (L::kMins) {
+        __m256i ms = _mm256_madd_epi16(mp[0], Broadcast4(xt.bsums));
+        for (size_t q = 1; q < 8; ++q) ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mp[q], Broadcast4(xt.bsums + 2 * q)));
+        acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, dx), acc[t]);
+      }
     });
   }
   ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
@@ -1218,20 +1278,23 @@ HWY_NOINLINE void TileQ4_5_K(const TileArgs<ActQ8K>& a) {
     for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]) - macc[r][t];
 }
 
-// The arrays of 2-bit fields in the crumb layout (blocks.h: Q6_K's high bits, Q3_K's
-// low ones) and the signed sub-block scales of Q3_K and Q6_K.
+// The arrays of 2-bit fields in the crumb layout (blocks.h: Q6_K's high bits, Q2_K's
+// and Q3_K's low ones) and the sub-block scales of Q2_K, Q3_K and Q6_K.
 HWY_INLINE const uint8_t* Crumbs(const BlockQ6_K& b) { return b.qh; }
 HWY_INLINE const uint8_t* Crumbs(const BlockQ3_K& b) { return b.qs; }
+HWY_INLINE const uint8_t* Crumbs(const BlockQ2_K& b) { return b.qs; }
 HWY_INLINE int8_t SubBlockScale(const BlockQ6_K& b, int s) { return b.scales[s]; }
 HWY_INLINE int8_t SubBlockScale(const BlockQ3_K& b, int s) { return int8_t(unpack_scale_q3_k(b.scales, s)); }
+HWY_INLINE int8_t SubBlockScale(const BlockQ2_K& b, int s) { return int8_t(b.scales[s] & 0xF); }
 
-// Q3_K or Q6_K x Q8_K (Q3_K: codes are q + 4, its low 2 bits in the crumb layout and
-// the third from hmask; Q6_K: q + 32, 4 + 2 bits). Both have 16 sub-blocks of 16 with
-// a signed scale each.
+// Q2_K, Q3_K or Q6_K x Q8_K (Q2_K: codes are q, its 2 bits in the crumb layout, and
+// each sub-block has a min; Q3_K: q + 4, its low 2 bits in the crumb layout and the
+// third from hmask; Q6_K: q + 32, 4 + 2 bits). All have 16 sub-blocks of 16 with an
+// integer scale each.
 template <class Block, size_t R, size_t T, bool kVnni>
-HWY_NOINLINE void TileQ3_6_K(const TileArgs<ActQ8K>& a) {
-  constexpr bool kQ6 = std::is_same_v<Block, BlockQ6_K>;
-  constexpr int kOffset = kQ6 ? 32 : 4;
+HWY_NOINLINE void TileSixteens(const TileArgs<ActQ8K>& a) {
+  constexpr bool kQ6 = std::is_same_v<Block, BlockQ6_K>, kQ2 = std::is_same_v<Block, BlockQ2_K>;
+  constexpr int kOffset = kQ6 ? 32 : kQ2 ? 0 : 4;
   const DF df;
   const D8 d8;
   const DU8 du8;
@@ -1310,6 +1373,7 @@ HWY_NOINLINE void TileQ3_6_K(const TileArgs<ActQ8K>& a) {
   }
 #endif
 
+  float macc[R][T] = {};  // Q2_K: sum of dmin * d_x * sum_s m_s * bsums[s]
   for (size_t b = 0; b < a.nb; ++b) {
     float dw[R];
     int8_t sc[R][16];  // the sub-block scales
@@ -1319,6 +1383,15 @@ HWY_NOINLINE void TileQ3_6_K(const TileArgs<ActQ8K>& a) {
       PrefetchAhead<sizeof(Block)>(&blk, a.prefetch);
       dw[r] = F16ToF32(blk.d);
       for (int s = 0; s < 16; ++s) sc[r][s] = SubBlockScale(blk, s);
+      if constexpr (kQ2) {
+        const float dmin = F16ToF32(blk.dmin);
+        for (size_t t = 0; t < T; ++t) {
+          const ActQ8K& x = a.act[t * a.act_stride + b];
+          int ms = 0;
+          for (int s = 0; s < 16; ++s) ms += int(blk.scales[s] >> 4) * x.bsums[s];
+          macc[r][t] += dmin * x.d * float(ms);
+        }
+      }
     }
     // Start every sum at -offset * sum_s sc[s] * bsums[s] (exact).
     for (size_t t = 0; t < T; ++t) {
@@ -1342,6 +1415,8 @@ HWY_NOINLINE void TileQ3_6_K(const TileArgs<ActQ8K>& a) {
             if constexpr (kQ6) {
               const VU8 ql = hn::LoadU(du8, blk.ql + 64 * h + 32 * (k & 1) + s * kL8);
               q[r][s] = hn::Or(k < 2 ? hn::And(ql, m4) : hn::ShiftRight<4>(ql), hn::ShiftLeft<4>(crumb));
+            } else if constexpr (kQ2) {
+              q[r][s] = crumb;
             } else {  // hmask bit 4h + k of each byte as bit 2
               const VU8 third = hn::And(hn::ShiftRight<4 * h + k>(hn::LoadU(du8, blk.hmask + s * kL8)), hn::Set(du8, 1));
               q[r][s] = hn::Or(crumb, hn::ShiftLeft<2>(third));
@@ -1364,7 +1439,7 @@ HWY_NOINLINE void TileQ3_6_K(const TileArgs<ActQ8K>& a) {
     }
   }
   for (size_t t = 0; t < T; ++t)
-    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]);
+    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]) - macc[r][t];
 }
 
 // Float weights (F32 / F16 / BF16) x f32 activations; nb = columns.
@@ -1733,7 +1808,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
   };
   auto q8k_path = [&](auto block) -> bool {
     using Block = decltype(block);
-    constexpr bool kSixteens = std::is_same_v<Block, BlockQ6_K> || std::is_same_v<Block, BlockQ3_K>;
+    constexpr bool kSixteens = std::is_same_v<Block, BlockQ6_K> || std::is_same_v<Block, BlockQ3_K> || std::is_same_v<Block, BlockQ2_K>;
     const int64_t nb = cols / 256;
     ActQ8K* act = reinterpret_cast<ActQ8K*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8K)));
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
@@ -1743,7 +1818,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     if (x8_rows) {
       const TileArgs<ActQ8K> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
       ParallelRows<1, kX8T, kActBlockBytesQ8K>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
-        if constexpr (kSixteens) TileX8Q3_6_K<Block, R, T, kVnni>(a);
+        if constexpr (kSixteens) TileX8Sixteens<Block, R, T, kVnni>(a);
         else TileX8Q4_5_K<Block, R, T, kVnni>(a);
       });
     }
@@ -1751,7 +1826,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     if (x8_rows == rows) return true;
     const TileArgs<ActQ8K> base{w.row(x8_rows), w.row_bytes(), act, size_t(nb), size_t(nb), y + x8_rows, size_t(rows)};
     ParallelRows<kQuantR, kQuantT, kActBlockBytesQ8K>(base, rows - x8_rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
-      if constexpr (kSixteens) TileQ3_6_K<Block, R, T, kVnni>(a);
+      if constexpr (kSixteens) TileSixteens<Block, R, T, kVnni>(a);
       else TileQ4_5_K<Block, R, T, kVnni>(a);
     });
     return true;
@@ -1806,6 +1881,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     case TensorType::Q5_0: return q8_path(DecQ5_0{});
     case TensorType::Q5_1: return q8_path(DecQ5_1{});
     case TensorType::Q8_0: return q8_path(DecQ8_0{});
+    case TensorType::Q2_K: return q8k_path(BlockQ2_K{});
     case TensorType::Q3_K: return q8k_path(BlockQ3_K{});
     case TensorType::Q4_K: return q8k_path(BlockQ4_K{});
     case TensorType::Q5_K: return q8k_path(BlockQ5_K{});
@@ -2187,8 +2263,8 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 #else
   switch (t) {
     case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
-    case TensorType::Q8_0: case TensorType::Q3_K: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
-    case TensorType::F32:
+    case TensorType::Q8_0: case TensorType::Q2_K: case TensorType::Q3_K: case TensorType::Q4_K: case TensorType::Q5_K:
+    case TensorType::Q6_K: case TensorType::F32:
     case TensorType::F16: case TensorType::BF16:
       return true;
     default:
@@ -2199,9 +2275,9 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::Q3_K ||
-         t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K || t == TensorType::BF16 ||
-         t == TensorType::F16;
+  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::Q2_K ||
+         t == TensorType::Q3_K || t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K ||
+         t == TensorType::BF16 || t == TensorType::F16;
 #else
   (void)t;
   return false;

@@ -16,12 +16,12 @@
 //              llama.cpp's x86 quantize_row_q8_0 does (d = amax/127 stored as
 //              fp16, q = round_half_even(x * 127/amax)), integer dot products
 //              per 32-block, then scaled by d_w * d_x in f32.
-//   Q3_K, Q4_K, Q5_K, Q6_K
+//   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
 //              activations quantized to Q8_K blocks (ggml's quantize_row_q8_K_ref:
 //              256 elements, f32 scale), integer dot products per sub-block.
 //   others     the reference path.
 //
-// Repacked weights (Tensor::packed, x86 AVX2 / AVX-512, Q4_0, Q5_0, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16): 8 rows are
+// Repacked weights (Tensor::packed, x86 AVX2 / AVX-512, Q4_0, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16): 8 rows are
 // interleaved so that one vector holds the same code bytes of 8 rows; a tile computes
 // 8 rows x a few tokens with broadcast activations and no horizontal sums. Same
 // arithmetic as above (the same quantized activations, exact integer dot products).

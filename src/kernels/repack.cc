@@ -18,8 +18,8 @@
 namespace jevons {
 namespace {
 
-// A block's layout as the x8 layout sees it: `halves` fp16 fields (d; Q4_K, Q5_K: d,
-// dmin) at byte `halves_at` (first, or Q3_K's and Q6_K's d last), and the rest of its bytes, moved
+// A block's layout as the x8 layout sees it: `halves` fp16 fields (d; Q2_K, Q4_K, Q5_K: d,
+// dmin) at byte `halves_at` (first, or Q2_K's, Q3_K's and Q6_K's last), and the rest of its bytes, moved
 // in 4-byte chunks (codes; Q4_K: scales and codes; Q5_K: scales, 5th bits, codes),
 // repacked chunk j taking the rest's chunk order[j] (in order if null). BF16 / F16: a
 // block is one 2-byte value, moved as it is.
@@ -69,6 +69,19 @@ constexpr std::array<uint8_t, 27> kQ3KChunkOrder = [] {
   return order;
 }();
 
+// Q2_K's chunks (scales: 0..3, qs: 4..19) likewise: the 4 scale chunks, then for each
+// half and c4 the qs chunks of h = 0 and h = 1.
+constexpr std::array<uint8_t, 20> kQ2KChunkOrder = [] {
+  std::array<uint8_t, 20> order{};
+  size_t j = 0;
+  for (uint8_t i = 0; i < 4; ++i) order[j++] = i;  // scales
+  for (uint8_t c = 0; c < 8; ++c) {
+    order[j++] = 4 + c;      // qs: elements 32k + 4c .. +3
+    order[j++] = 4 + 8 + c;  // qs: 128 + 32k + 4c .. +3
+  }
+  return order;
+}();
+
 // Q5_0's 32 flag bits (bit e: the 5th bit of element e) rearranged so that the kernel
 // takes the 5th bits of code chunk c with one shift and one mask: byte i holds, in bit c,
 // the flag of element 4c + i (low nibble of qs byte 4c + i) and, in bit 4 + c, that of
@@ -88,6 +101,7 @@ X8Shape x8_shape(TensorType type) {
     case TensorType::Q4_0: return {sizeof(BlockQ4_0), 1};
     case TensorType::Q5_0: return {sizeof(BlockQ5_0), 1, 0, nullptr, true};
     case TensorType::Q8_0: return {sizeof(BlockQ8_0), 1};
+    case TensorType::Q2_K: return {sizeof(BlockQ2_K), 2, offsetof(BlockQ2_K, d), kQ2KChunkOrder.data()};
     case TensorType::Q3_K: return {sizeof(BlockQ3_K), 1, offsetof(BlockQ3_K, d), kQ3KChunkOrder.data()};
     case TensorType::Q4_K: return {sizeof(BlockQ4_K), 2};
     case TensorType::Q5_K: return {sizeof(BlockQ5_K), 2};
@@ -104,14 +118,15 @@ static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && of
               offsetof(BlockQ5_K, qh) == 4 + sizeof(BlockQ5_K::scales) && offsetof(BlockQ5_K, qs) == 48 &&
               offsetof(BlockQ6_K, d) == sizeof(BlockQ6_K) - 2 && offsetof(BlockQ6_K, d) % 4 == 0 &&
               offsetof(BlockQ3_K, qs) == 32 && offsetof(BlockQ3_K, scales) == 96 &&
-              offsetof(BlockQ3_K, d) == sizeof(BlockQ3_K) - 2);
+              offsetof(BlockQ3_K, d) == sizeof(BlockQ3_K) - 2 && offsetof(BlockQ2_K, qs) == 16 &&
+              offsetof(BlockQ2_K, d) == sizeof(BlockQ2_K) - 4 && offsetof(BlockQ2_K, dmin) == sizeof(BlockQ2_K) - 2);
 
 }  // namespace
 
 bool has_x8_layout(TensorType type) {
-  return type == TensorType::Q4_0 || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q3_K ||
-         type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K || type == TensorType::BF16 ||
-         type == TensorType::F16;
+  return type == TensorType::Q4_0 || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q2_K ||
+         type == TensorType::Q3_K || type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K ||
+         type == TensorType::BF16 || type == TensorType::F16;
 }
 
 void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end, bool f16_to_bf16) {

@@ -2,10 +2,10 @@
 // done once into an arena the model owns (the file's map stays the source of truth:
 // every other reader, and every kernel without a repacked path, uses it unchanged).
 //
-// The x8 layout (8 rows interleaved) of Q4_0, Q5_0, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, BF16 and F16. For each group
+// The x8 layout (8 rows interleaved) of Q4_0, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16 and F16. For each group
 // of 8 consecutive rows g and each block b of a row, at byte (g * blocks_per_row + b) * 8 * sizeof(block):
 //   uint16_t h[H][8];           the block's H fp16 fields of rows 8g .. 8g+7 (Q4_0, Q5_0,
-//                               Q8_0, Q3_K, Q6_K: d; Q4_K, Q5_K: d, then dmin)
+//                               Q8_0, Q3_K, Q6_K: d; Q2_K, Q4_K, Q5_K: d, then dmin)
 //   uint8_t  chunk[C / 4][8][4]; bytes 4j .. 4j+3 of the rest of row 8g+r's block at (8j + r) * 4
 // with C the block's other bytes, in order: the 16 nibble bytes (Q4_0), 4 bytes of 5th
 // bits then the 16 nibble bytes (Q5_0; the 5th bits rearranged so that bits c and 4 + c
@@ -18,7 +18,9 @@
 // 32 + 8h + c (qh), which hold elements 128h + 32k + 4c .. +3 for k < 4. Q3_K (d at the
 // end too; hmask[32], qs[64], scales[12] as chunks 0..7, 8..23, 24..26) likewise: the 3
 // chunks of packed scales, then for c < 8 the triple 8 + c, 16 + c (qs of h = 0, 1) and
-// c (hmask), which hold elements 128h + 32k + 4c .. +3 for h < 2, k < 4. One
+// c (hmask), which hold elements 128h + 32k + 4c .. +3 for h < 2, k < 4. Q2_K (d, dmin
+// at the end; scales[16], qs[64] as chunks 0..3, 4..19): the 4 scale chunks, then for
+// c < 8 the pair 4 + c, 12 + c (qs of h = 0, 1). One
 // 256-bit load then holds the same four bytes of 8 rows, one row per 32-bit lane: dot
 // products against broadcast activations finish with one row per lane (no horizontal
 // sums), one vcvtph2ps converts the 8 scales, and Q4_K unpacks the scales of 8 rows with
@@ -41,7 +43,7 @@ namespace jevons {
 
 inline constexpr int64_t kRepackRows = 8;
 
-// Types with an x8 layout (Q4_0, Q5_0, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16).
+// Types with an x8 layout (Q4_0, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16).
 bool has_x8_layout(TensorType type);
 
 // Writes rows [0, t.rows / 8 * 8) of t in the x8 layout (that many rows x row_bytes).
