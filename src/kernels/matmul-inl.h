@@ -1039,8 +1039,8 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Sixteens(const TileArgs<ActQ8K>& a) {
     // The activation bytes for sub-block s's chunk c4 (elements 128h + 32k + 16 half + 4 c4 ..).
     auto xq = [&](size_t t, size_t s, size_t c4) { return x[t * a.act_stride].qs + 16 * s + 4 * c4; };
     // Token t's -offset * bsums[s] in every lane, sub-block s's starting value: one
-    // broadcast load and one pmaddwd (with pairs (-offset, 0)).
-    // Codes taken in place (times 2^shift, code_shift) start there too.
+    // broadcast load and one pmaddwd (with pairs (-offset, 0)); times 2^shift for codes
+    // taken in place (code_shift). Q2_K's codes have no offset.
     auto start = [&](size_t t, size_t s, int shift) HWY_ATTR {
       if constexpr (L::kMins) return _mm256_setzero_si256();
       const __m256i neg_offset = _mm256_set1_epi32(-(1 << (L::kOffsetShift + shift)) & 0xFFFF);
@@ -1056,7 +1056,7 @@ HWY_NOINLINE HWY_FLATTEN void TileX8Sixteens(const TileArgs<ActQ8K>& a) {
     };
     ForEachIndex<kPasses>([&](auto p) HWY_ATTR {
       if constexpr (T == 1) {
-        // Decode: each triple loaded once for the pass's sub-blocks, in memory order.
+        // Decode: each chunk group loaded once for the pass's sub-blocks, in memory order.
         __m256i ssum[L::kPerPass];
         ForEachIndex<L::kPerPass>([&](auto i) HWY_ATTR { ssum[i] = start(0, L::sub_block(p, i), L::code_shift(i)); });
         ForEachIndex<4>([&](auto c4) HWY_ATTR {
