@@ -15,6 +15,10 @@ Batch prepare_batch(const std::vector<Model::Chunk>& chunks, int n_vocab) {
     if (end > ch.cache->n_ctx())
       fail("the sequence needs {} positions but the context holds {} (use a larger -c)", end, ch.cache->n_ctx());
     if (!ch.cache->reserve(int(end))) fail("the KV cache pool is full: no free block for {} more positions", ch.n);
+    // The positions written now must lie in blocks this sequence alone holds.
+    for (int64_t blk = ch.cache->n_past() / KvBlockPool::kBlockTokens; blk < (end + KvBlockPool::kBlockTokens - 1) / KvBlockPool::kBlockTokens; ++blk)
+      if (!ch.cache->pool().writable(ch.cache->block_table()[size_t(blk)]))
+        fail("internal: position {} would be written into a shared KV block", blk * KvBlockPool::kBlockTokens);
     for (int64_t t = 0; t < ch.n; ++t) {
       if (ch.tokens[t] < 0 || ch.tokens[t] >= n_vocab) fail("token id {} is outside the vocabulary (0..{})", ch.tokens[t], n_vocab - 1);
       b.token.push_back(ch.tokens[t]);

@@ -2,33 +2,83 @@
 // kBlockTokens positions taken from a pool (vLLM's PagedAttention layout), so many
 // sequences share one memory budget and a finished sequence frees its blocks at once.
 // A KvCache is one sequence's block table. Standalone caches own a private pool.
+//
+// Blocks are shared objects (vLLM v1's prefix caching): each has a reference count,
+// and a full block whose tokens are known can be published under a content hash
+// (the parent block's hash + the block's token ids + the pool's salt, which names the
+// model and KV layout). A new sequence adopts the longest chain of published blocks
+// that matches its tokens and computes only the rest. A published block whose count
+// drops to zero stays cached until the pool needs it (least recently used first).
+// The hash only indexes: a match also compares the block's tokens and its parent
+// (block id and generation), so a hash collision can never hand out another
+// sequence's keys and values. A block is never written while it is shared or
+// published (prepare_batch checks it): full blocks are not written again, and
+// truncate() copies a shared tail block before it can be.
 #pragma once
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "core/large_buffer.h"
 
 namespace jevons {
 
+struct KvPoolStats {
+  size_t total_blocks = 0;
+  size_t used_blocks = 0;    // held by at least one sequence
+  size_t cached_blocks = 0;  // published, held by none, kept until evicted
+  size_t free_blocks = 0;    // neither (cached blocks can be taken too: free + cached is what is available)
+  int64_t lookups = 0, hits = 0;  // prefix block lookups, and those that found a block
+  int64_t evictions = 0;
+};
+
 class KvBlockPool {
  public:
   static constexpr int kBlockTokens = 16;
 
   // n_heads: the KV heads a position's k_dim (and v_dim) floats split into.
-  KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads = 1);
+  // salt: what makes equal tokens give different keys and values (the model, the KV
+  // type); part of every block's hash.
+  KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads = 1, uint64_t salt = 0);
   static size_t block_bytes(int n_layer, int k_dim, int v_dim) {
     return size_t(kBlockTokens) * size_t(n_layer) * size_t(k_dim + v_dim) * sizeof(float);
   }
 
-  // -1 when the pool is exhausted. Thread-safe.
+  // A block held once by the caller (count 1): a free one, else the least recently
+  // used cached one (evicted: unpublished). -1 when every block is held. Thread-safe.
   int allocate();
+  void retain(int block);
+  // Drops one hold. At zero a published block stays cached; any other is free.
   void release(int block);
+  int ref_count(int block) const;
+  bool published(int block) const;
+  // Whether a sequence may write the block: held by exactly one sequence, unpublished.
+  bool writable(int block) const;
+
+  // Hash of a full block: its parent's hash (0 for the first block), its
+  // kBlockTokens token ids and the salt.
+  uint64_t block_hash(uint64_t parent_hash, const int32_t* tokens) const;
+  // The published block with this hash whose tokens and parent match, retained for
+  // the caller (count + 1); -1 if none. parent_block: the block before it in the
+  // caller's chain (-1 for the first).
+  int lookup(uint64_t hash, int parent_block, const int32_t* tokens);
+  // Makes a full block that the caller holds findable by lookup(). A block that an
+  // equal published block already stands for stays unpublished (false).
+  bool publish(int block, uint64_t hash, int parent_block, const int32_t* tokens);
+  // Tests only: keep this many low bits of every hash, so that collisions happen.
+  void set_hash_bits_for_testing(int bits) { hash_mask_ = bits >= 64 ? ~uint64_t(0) : (uint64_t(1) << bits) - 1; }
+
   size_t total_blocks() const { return n_blocks_; }
-  size_t free_blocks() const;
-  size_t used_blocks() const { return n_blocks_ - free_blocks(); }
+  // Blocks not held by any sequence (free or cached: either can be allocated).
+  size_t available_blocks() const;
+  size_t free_blocks() const { return available_blocks(); }
+  size_t used_blocks() const { return n_blocks_ - available_blocks(); }
+  KvPoolStats stats() const;
   size_t bytes() const { return n_blocks_ * block_floats_ * sizeof(float); }
+  size_t bytes_per_block() const { return block_floats_ * sizeof(float); }
 
   // Layout of a block: K for [layer][head][slot][k_dim / n_heads], then V the same way.
   // Head-major: attention reads one head's rows of a block, and they lie next to each
@@ -42,22 +92,43 @@ class KvBlockPool {
     return storage_ + size_t(block) * block_floats_ + size_t(n_layer_) * kBlockTokens * size_t(k_dim_) +
            size_t(layer) * kBlockTokens * size_t(v_dim_) + size_t(slot) * size_t(v_dim_ / n_heads_);
   }
+  float* block_data(int block) { return storage_ + size_t(block) * block_floats_; }
   int64_t k_head_stride() const { return int64_t(kBlockTokens) * (k_dim_ / n_heads_); }
   int64_t v_head_stride() const { return int64_t(kBlockTokens) * (v_dim_ / n_heads_); }
   int n_layer() const { return n_layer_; }
   int k_dim() const { return k_dim_; }
   int v_dim() const { return v_dim_; }
   int n_heads() const { return n_heads_; }
+  uint64_t salt() const { return salt_; }
 
  private:
+  struct BlockInfo {
+    int refs = 0;
+    bool published = false;
+    uint64_t hash = 0;
+    int parent = -1;               // the block before it in its chain when published
+    uint64_t parent_generation = 0;
+    uint64_t generation = 0;       // bumped whenever the block's contents are replaced
+    std::vector<int32_t> tokens;   // published blocks: their token ids
+    std::list<int>::iterator lru;  // cached blocks: place in lru_
+  };
+  void unpublish_locked(int block);
+  bool matches_locked(int block, uint64_t hash, int parent_block, const int32_t* tokens) const;
+
   int n_layer_, k_dim_, v_dim_, n_heads_;
   size_t n_blocks_, block_floats_;
+  uint64_t salt_;
+  uint64_t hash_mask_ = ~uint64_t(0);
   // Untouched until written: memory grows with the positions used, not the pool's size
   // (a cache is always written before it is read). Huge pages, as attention streams it.
   LargeBuffer buffer_;
   float* storage_;
   mutable std::mutex mu_;
   std::vector<int> free_;
+  std::vector<BlockInfo> info_;
+  std::list<int> lru_;  // cached blocks, least recently used first
+  std::unordered_multimap<uint64_t, int> index_;
+  int64_t lookups_ = 0, hits_ = 0, evictions_ = 0;
 };
 
 class KvCache {
@@ -81,10 +152,24 @@ class KvCache {
   void set_n_past(int n) { n_past_ = n; }
   // Forgets the sequence and gives its blocks back to a shared pool.
   void clear();
+  // Forgets positions n and beyond (n <= n_past()): whole blocks past them go back to
+  // the pool, and a kept tail block that is shared or published is first copied, so
+  // that the positions written next never land in someone else's block.
+  void truncate(int n);
   // Makes room for positions [0, n_positions); false if the pool ran out of blocks
   // (nothing is taken then) or n_positions exceeds n_ctx.
   bool reserve(int n_positions);
+  // Appends a block the caller retained for this cache (a prefix-cache hit); the
+  // cache now holds it and n_past() moves to its end. Only while n_past() is a
+  // multiple of kBlockTokens and equals the blocks held.
+  void adopt(int block);
+  // Holds `block` (retained by the caller, with the same contents) in place of the
+  // index-th block, which is released.
+  void replace_block(size_t index, int block);
   size_t blocks_held() const { return table_.size(); }
+  const std::vector<int>& block_table() const { return table_; }
+  KvBlockPool& pool() { return *pool_; }
+  const std::shared_ptr<KvBlockPool>& shared_pool() const { return pool_; }
 
   // Head 0 of a position's keys (values); head h is k_head_stride() (v_head_stride()) on.
   float* k(int layer, int pos) { return pool_->k(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
