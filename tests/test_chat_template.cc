@@ -468,7 +468,9 @@ TEST(ChatCli, TwoTurnsFromAPipe) {
                              " --system 'Be brief.' -n 12 --temp 0 -t 1 -c 512");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(count(r.err, "[jevons] reply:"), 2u) << r.err;
-  EXPECT_EQ(count(r.err, "tok/s"), 4u) << r.err;  // prompt and generation rates per reply
+  EXPECT_EQ(count(r.err, "[jevons] energy"), 2u) << r.err;  // an energy line per reply
+  EXPECT_EQ(count(r.err, "tok/s"), 6u) << r.err;  // prompt and generation rates per reply, and the energy line's
+  EXPECT_EQ(count(r.err, "[jevons] session energy"), 1u) << r.err;
   // The second turn reuses the cache: fewer new tokens than the whole conversation.
   const size_t second = r.err.rfind("[jevons] reply:");
   const size_t p = r.err.find("prompt ", second);

@@ -21,7 +21,7 @@
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "server/http.h"
-#include "server/scheduler.h"
+#include "engine/scheduler.h"
 #include "test_util.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -30,9 +30,9 @@ namespace jevons {
 namespace {
 
 using nlohmann::json;
-using server::GenParams;
-using server::Scheduler;
-using server::SchedulerOptions;
+using engine::GenParams;
+using engine::Scheduler;
+using engine::SchedulerOptions;
 
 std::string qwen_path() { return test::shared_dir() + "/golden/qwen2/gguf/model-bf16.gguf"; }
 
@@ -97,10 +97,10 @@ GenParams greedy(int max_tokens) {
   return p;
 }
 
-std::string drain(server::Request& r, std::string* reasoning = nullptr) {
+std::string drain(engine::Request& r, std::string* reasoning = nullptr) {
   std::string content;
   for (;;) {
-    std::vector<server::Delta> ds;
+    std::vector<engine::Delta> ds;
     const bool done = r.wait(ds, std::chrono::milliseconds(100));
     for (const auto& d : ds) {
       content += d.content;
@@ -126,12 +126,12 @@ TEST(SchedulerTest, BatchedGreedyMatchesUnbatched) {
     refs.push_back(greedy_reference(prompts.back(), max_tokens));
   }
   SchedulerOptions o;
-  o.parallel = 4;  // more requests than slots: some join mid-flight
-  o.n_ctx = 256;
-  o.kv_budget_bytes = size_t(64) << 20;
-  o.prefill_chunk = 5;  // long prompts are prefilled over several steps
+  o.engine.parallel = 4;  // more requests than slots: some join mid-flight
+  o.engine.n_ctx = 256;
+  o.engine.kv_budget_bytes = size_t(64) << 20;
+  o.engine.prefill_chunk = 5;  // long prompts are prefilled over several steps
   Scheduler s(*e.model, *e.tok, *e.meter, o);
-  std::vector<std::shared_ptr<server::Request>> reqs;
+  std::vector<std::shared_ptr<engine::Request>> reqs;
   for (const auto& p : prompts) reqs.push_back(s.submit(p, greedy(max_tokens)));
   for (size_t i = 0; i < reqs.size(); ++i) {
     const std::string text = drain(*reqs[i]);
@@ -142,72 +142,72 @@ TEST(SchedulerTest, BatchedGreedyMatchesUnbatched) {
     EXPECT_EQ(res[0].finish_reason, int(refs[i].size()) == max_tokens ? "length" : "stop");
     EXPECT_GT(res[0].prefill.joules + res[0].decode.joules, 0.0);
   }
-  EXPECT_EQ(s.stats().kv_blocks_used, 0u);
+  EXPECT_EQ(s.stats().kv.used_blocks, 0u);
 }
 
 TEST(SchedulerTest, CancelFreesBlocks) {
   REQUIRE_MODEL();
   Env& e = Env::get();
   SchedulerOptions o;
-  o.n_ctx = 512;
-  o.kv_budget_bytes = size_t(32) << 20;
+  o.engine.n_ctx = 512;
+  o.engine.kv_budget_bytes = size_t(32) << 20;
   Scheduler s(*e.model, *e.tok, *e.meter, o);
   auto r = s.submit(e.tok->encode("Once upon a time", true), greedy(400));
-  std::vector<server::Delta> ds;
+  std::vector<engine::Delta> ds;
   while (ds.empty()) r->wait(ds, std::chrono::milliseconds(50));
-  EXPECT_GT(s.stats().kv_blocks_used, 0u);
+  EXPECT_GT(s.stats().kv.used_blocks, 0u);
   r->cancel();
   drain(*r);
   EXPECT_EQ(r->results()[0].finish_reason, "cancelled");
-  EXPECT_EQ(s.stats().kv_blocks_used, 0u);
+  EXPECT_EQ(s.stats().kv.used_blocks, 0u);
 }
 
 TEST(SchedulerTest, RejectsWhatCannotFit) {
   REQUIRE_MODEL();
   Env& e = Env::get();
   SchedulerOptions o;
-  o.n_ctx = 64;
-  o.parallel = 1;
+  o.engine.n_ctx = 64;
+  o.engine.parallel = 1;
   o.max_queue = 1;
-  o.kv_budget_bytes = size_t(16) << 20;
+  o.engine.kv_budget_bytes = size_t(16) << 20;
   Scheduler s(*e.model, *e.tok, *e.meter, o);
   std::vector<int32_t> prompt = e.tok->encode("Once upon a time", true);
   try {
     s.submit(prompt, greedy(100));
     FAIL() << "expected a 400";
-  } catch (const server::ApiError& err) {
-    EXPECT_EQ(err.status, 400);
+  } catch (const engine::RequestError& err) {
+    EXPECT_EQ(err.kind, engine::RequestError::Kind::kInvalid);
     EXPECT_NE(std::string(err.what()).find("maximum context length is 64"), std::string::npos) << err.what();
   }
-  EXPECT_THROW(s.submit({}, greedy(4)), server::ApiError);
+  EXPECT_THROW(s.submit({}, greedy(4)), engine::RequestError);
 }
 
 TEST(SchedulerTest, QueueBeyondBoundIs429) {
   REQUIRE_MODEL();
   Env& e = Env::get();
   SchedulerOptions o;
-  o.n_ctx = 256;
-  o.parallel = 1;
+  o.engine.n_ctx = 256;
+  o.engine.parallel = 1;
   o.max_queue = 2;
   // Room for one sequence only: the others wait for its blocks.
-  o.kv_budget_bytes = KvBlockPool::block_bytes(e.model->config().n_layer, e.model->config().cache_k_dim,
+  o.engine.kv_budget_bytes = KvBlockPool::block_bytes(e.model->config().n_layer, e.model->config().cache_k_dim,
                                                e.model->config().cache_v_dim) * 16;
   Scheduler s(*e.model, *e.tok, *e.meter, o);
   std::vector<int32_t> prompt = e.tok->encode("Once upon a time", true);
-  std::vector<std::shared_ptr<server::Request>> ok;
+  std::vector<std::shared_ptr<engine::Request>> ok;
   int rejected = 0;
   for (int i = 0; i < 6; ++i) {
     try {
       ok.push_back(s.submit(prompt, greedy(200)));
-    } catch (const server::ApiError& err) {
-      EXPECT_EQ(err.status, 429);
+    } catch (const engine::RequestError& err) {
+      EXPECT_EQ(err.kind, engine::RequestError::Kind::kBusy);
       ++rejected;
     }
   }
   EXPECT_GE(rejected, 3);
   for (auto& r : ok) r->cancel();
   for (auto& r : ok) drain(*r);
-  EXPECT_EQ(s.stats().kv_blocks_used, 0u);
+  EXPECT_EQ(s.stats().kv.used_blocks, 0u);
 }
 
 // ---- HTTP server ----
@@ -243,8 +243,8 @@ class ServerTest : public ::testing::Test {
 
   void start(const std::string& tmpl_source, SchedulerOptions so = {}, std::string api_key = kKey) {
     Env& e = Env::get();
-    if (so.n_ctx == 4096) so.n_ctx = 512;
-    if (so.kv_budget_bytes == (size_t(1) << 30)) so.kv_budget_bytes = size_t(128) << 20;
+    if (so.engine.n_ctx == 4096) so.engine.n_ctx = 512;
+    if (so.engine.kv_budget_bytes == 0) so.engine.kv_budget_bytes = size_t(128) << 20;
     tmpl_ = std::make_unique<ChatTemplate>(tmpl_source);
     sched_ = std::make_unique<Scheduler>(*e.model, *e.tok, *e.meter, so);
     server::ServerOptions o;
@@ -462,6 +462,78 @@ TEST_F(ServerTest, ChatStreamingMatchesNonStreaming) {
   EXPECT_GT(last["usage"]["energy"]["joules"].get<double>(), 0);
 }
 
+// A conversation sent again (one more turn): the second request finds the first's
+// prompt blocks in the prefix cache, says so in usage, and answers as a cold run would.
+TEST_F(ServerTest, PrefixCacheHitReportedInUsage) {
+  start(chatml());
+  Env& e = Env::get();
+  std::string system = "You are a storyteller.";
+  for (int i = 0; i < 12; ++i) system += " Keep every story short, kind and simple, with a happy ending number " + std::to_string(i) + ".";
+  json msgs = {{{"role", "system"}, {"content", system}}, {{"role", "user"}, {"content", "Tell me a story."}}};
+  auto [s1, j1] = post_json("/v1/chat/completions", json{{"messages", msgs}, {"temperature", 0}, {"max_tokens", 8}});
+  ASSERT_EQ(s1, 200) << j1.dump();
+  EXPECT_EQ(j1["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  msgs.push_back({{"role", "assistant"}, {"content", j1["choices"][0]["message"]["content"]}});
+  msgs.push_back({{"role", "user"}, {"content", "Another one."}});
+  auto [s2, j2] = post_json("/v1/chat/completions", json{{"messages", msgs}, {"temperature", 0}, {"max_tokens", 8}});
+  ASSERT_EQ(s2, 200) << j2.dump();
+  const int cached = j2["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>();
+  const int prompt_tokens = j2["usage"]["prompt_tokens"].get<int>();
+  EXPECT_GE(cached, j1["usage"]["prompt_tokens"].get<int>() - 16) << "all but the first prompt's last partial block";
+  EXPECT_LT(cached, prompt_tokens);
+  EXPECT_GT(j2["usage"]["energy"]["cached_prompt_joules_saved"].get<double>(), 0);
+  EXPECT_EQ(j2["usage"]["energy"]["cached_prompt_joules_saved_estimated"], true);
+  std::vector<ChatMessage> history;
+  for (const json& m : msgs) history.push_back({m["role"], m["content"], ""});
+  const std::vector<int32_t> prompt = e.tok->encode(tmpl_->render(history, true), e.tok->add_bos_default(), true);
+  EXPECT_EQ(prompt_tokens, int(prompt.size()));
+  EXPECT_EQ(j2["choices"][0]["message"]["content"], detok(greedy_reference(prompt, 8)));
+  httplib::Client c("127.0.0.1", port_);
+  auto met = c.Get("/metrics");
+  ASSERT_TRUE(met);
+  EXPECT_NE(met->body.find("jevons_prefix_cache_hit_rate"), std::string::npos);
+  EXPECT_NE(met->body.find("jevons_kv_cached_bytes"), std::string::npos);
+}
+
+// 32 requests with no max_tokens (each runs to the end of the context) on a KV pool of
+// two contexts: nothing is refused for lack of KV, every answer equals its unbatched
+// greedy run, and no block is held afterwards.
+TEST_F(ServerTest, UnlimitedRequestsOnASmallPoolAllComplete) {
+  Env& e = Env::get();
+  const int n_ctx = 80;
+  SchedulerOptions so;
+  so.engine.parallel = 32;
+  so.engine.n_ctx = n_ctx;
+  so.max_queue = 64;
+  const ModelConfig& c = e.model->config();
+  so.engine.kv_budget_bytes = 2 * (n_ctx / KvBlockPool::kBlockTokens) * KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim);
+  start(chatml(), so);
+  std::vector<std::string> prompts, expect;
+  for (int i = 0; i < 32; ++i) {
+    prompts.push_back(std::string(kPrompts[i % 8]) + " " + std::to_string(i));
+    const std::vector<int32_t> ids = e.tok->encode(prompts.back(), e.tok->add_bos_default());
+    expect.push_back(detok(greedy_reference(ids, n_ctx + 1 - int(ids.size()))));
+  }
+  std::vector<std::thread> threads;
+  std::vector<int> status(32, 0);
+  std::vector<std::string> got(32);
+  for (int i = 0; i < 32; ++i)
+    threads.emplace_back([&, i] {
+      auto [st, text] = raw_stream("/v1/completions", json{{"prompt", prompts[size_t(i)]}, {"temperature", 0}}, 0);
+      status[size_t(i)] = st;
+      const json j = json::parse(text, nullptr, false);
+      if (!j.is_discarded() && j.contains("choices")) got[size_t(i)] = j["choices"][0]["text"].get<std::string>();
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 32; ++i) {
+    EXPECT_EQ(status[size_t(i)], 200) << "request " << i;
+    EXPECT_EQ(got[size_t(i)], expect[size_t(i)]) << "request " << i;
+  }
+  EXPECT_GT(sched_->stats().preemptions, 0) << "two contexts cannot hold 32 sequences: some waited";
+  for (int k = 0; k < 100 && sched_->stats().kv.used_blocks > 0; ++k) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(sched_->stats().kv.used_blocks, 0u);
+}
+
 TEST_F(ServerTest, CompletionsStopStringAcrossTokens) {
   start(chatml());
   Env& e = Env::get();
@@ -523,7 +595,7 @@ TEST_F(ServerTest, ChatLogprobs) {
 }
 
 TEST_F(ServerTest, ErrorsInOpenAiShape) {
-  start(chatml(), SchedulerOptions{.parallel = 2, .n_ctx = 128});
+  start(chatml(), SchedulerOptions{.engine = {.parallel = 2, .n_ctx = 128}});
   auto check = [&](const std::string& path, const std::string& body, int status, const std::string& param = "") {
     auto r = post(path, body, auth());
     ASSERT_TRUE(r);
@@ -624,10 +696,10 @@ TEST_F(ServerTest, LoadConcurrentStreamsWithDisconnects) {
     expect.push_back(detok(greedy_reference(e.tok->encode(p, e.tok->add_bos_default()), max_tokens)));
   }
   SchedulerOptions so;
-  so.parallel = 16;
-  so.n_ctx = 256;
+  so.engine.parallel = 16;
+  so.engine.n_ctx = 256;
   so.max_queue = 64;
-  so.kv_budget_bytes = size_t(64) << 20;
+  so.engine.kv_budget_bytes = size_t(64) << 20;
   start(chatml(), so);
   std::vector<std::thread> threads;
   std::vector<std::string> got(32);
@@ -658,10 +730,10 @@ TEST_F(ServerTest, LoadConcurrentStreamsWithDisconnects) {
   // last chunk: wait for all three.
   auto busy = [&] {
     const auto st = sched_->stats();
-    return st.kv_blocks_used > 0 || st.running > 0 || st.queued > 0;
+    return st.kv.used_blocks > 0 || st.running > 0 || st.queued > 0;
   };
   for (int k = 0; k < 100 && busy(); ++k) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(sched_->stats().kv_blocks_used, 0u);
+  EXPECT_EQ(sched_->stats().kv.used_blocks, 0u);
   EXPECT_EQ(sched_->stats().running, 0);
   EXPECT_EQ(sched_->stats().queued, 0);
 }

@@ -2,10 +2,10 @@
 // <think> splitter.
 #include <gtest/gtest.h>
 
-#include "server/text.h"
+#include "engine/text_stream.h"
 
-using jevons::server::ReasoningSplitter;
-using jevons::server::StopMatcher;
+using jevons::engine::ReasoningSplitter;
+using jevons::engine::StopMatcher;
 
 namespace {
 

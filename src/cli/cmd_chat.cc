@@ -1,6 +1,7 @@
 // jevons chat: a multi-turn conversation on the terminal (or from a pipe). Each
-// turn renders the whole conversation with the model's chat template and
-// evaluates only the tokens past what the KV cache already holds.
+// turn renders the whole conversation with the chat template and generates through
+// the engine, whose prefix cache holds the conversation so far: only the new tokens
+// are computed.
 #include <unistd.h>
 
 #include <chrono>
@@ -13,8 +14,10 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "runtime/sampler.h"
-#include "tokenizer/chat_template.h"
+#include "engine/chat_prompt.h"
+#include "engine/engine.h"
+#include "meter/cli_options.h"
+#include "meter/meter.h"
 
 namespace jevons::cli {
 namespace {
@@ -27,6 +30,7 @@ struct ChatOptions {
   int ctx = 0;
   bool seed_given = false;
   SamplerParams sampling;
+  meter::Overrides meter;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -41,39 +45,31 @@ std::string trim(const std::string& s) {
 }
 
 void chat(ChatOptions o) {
+  const meter::MeterConfig meter_config = meter::resolve_config(o.meter);
   LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();
   const Tokenizer& tok = *m.tokenizer;
   const int n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
   if (!o.seed_given) o.sampling.seed = std::random_device{}();
 
-  ChatTemplate tmpl = [&] {
-    try {
-      return ChatTemplate::from_source(*m.file, tok);
-    } catch (const Error& e) {  // a template this renderer can not parse: fall back to ChatML
-      std::fprintf(stderr, "[jevons] warning: the model's chat template is not usable (%s); using chatml (see --chat-template)\n", e.what());
-      auto text = [&](int32_t id) { return id >= 0 ? tok.token_text(id) : std::string(); };
-      return ChatTemplate(ChatTemplate::builtin("chatml"), text(tok.bos_id()), text(tok.eos_id()));
-    }
-  }();
-  if (!o.chat_template.empty()) {
-    std::string src;
-    if (std::ifstream f(o.chat_template); f) {
-      std::stringstream ss;
-      ss << f.rdbuf();
-      src = ss.str();
-    } else {
-      src = ChatTemplate::builtin(o.chat_template);
-    }
-    tmpl = ChatTemplate(src, tmpl.bos_token(), tmpl.eos_token());
-  }
+  std::string notice;
+  const ChatTemplate tmpl = engine::resolve_chat_template(*m.file, tok, o.chat_template, &notice);
+  if (!notice.empty()) std::fprintf(stderr, "[jevons] warning: %s\n", notice.c_str());
 
   ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
   m.model->set_thread_pool(&pool);
-  KvCache cache = m.model->new_cache(n_ctx);
-  std::vector<int32_t> cached;  // the tokens whose keys and values the cache holds
-  std::vector<float> logits(size_t(cfg.n_vocab));
-  Sampler sampler(o.sampling);
+  meter::Meter meter(meter_config);
+  for (const std::string& w : meter.warnings()) std::fprintf(stderr, "[jevons] energy: %s\n", w.c_str());
+  // One sequence per reply; the prefix cache keeps the conversation's KV between them,
+  // so each turn computes only what is new (the pool holds one full context).
+  engine::EngineOptions eo;
+  eo.parallel = 1;
+  eo.n_ctx = n_ctx;
+  engine::Engine eng(*m.model, tok, meter, eo);
+  engine::GenParams params;
+  params.sampling = o.sampling;
+  params.max_tokens = o.n_predict;
+  params.split_reasoning = false;
 
   std::vector<ChatMessage> history;
   if (!o.system.empty()) history.push_back({"system", o.system, ""});
@@ -82,6 +78,7 @@ void chat(ChatOptions o) {
     std::fprintf(stderr, "[jevons] chatting with %s (ctx %d). /reset clears the conversation, /exit or Ctrl-D ends it.\n",
                  o.model.path.c_str(), n_ctx);
 
+  double total_j = 0;
   std::string line;
   while (true) {
     if (interactive) {
@@ -99,77 +96,63 @@ void chat(ChatOptions o) {
     }
     history.push_back({"user", text, ""});
 
-    std::string prompt_text;
+    engine::ChatPrompt prompt;
     try {
-      prompt_text = tmpl.render(history, true);
+      prompt = engine::build_chat_prompt(tmpl, tok, history);
     } catch (const Error& e) {
       history.pop_back();
       std::fprintf(stderr, "[jevons] error: %s\n", e.what());
       continue;
     }
-    const bool has_bos_text = !tmpl.bos_token().empty() && prompt_text.compare(0, tmpl.bos_token().size(), tmpl.bos_token()) == 0;
-    const std::vector<int32_t> prompt = tok.encode(prompt_text, tok.add_bos_default() && !has_bos_text, true);
-    if (prompt.empty()) fail("the chat template rendered an empty prompt");
-    if (int(prompt.size()) >= n_ctx) {
+    if (int(prompt.ids.size()) >= n_ctx) {
       history.pop_back();
       std::fprintf(stderr, "[jevons] the conversation is %zu tokens but the context is %d: /reset it or raise -c\n",
-                   prompt.size(), n_ctx);
+                   prompt.ids.size(), n_ctx);
       continue;
     }
 
-    // Reuse the cache for the longest common prefix (at least one token must be evaluated).
-    size_t keep = 0;
-    while (keep < cached.size() && keep < prompt.size() && cached[keep] == prompt[keep]) ++keep;
-    if (keep == prompt.size()) --keep;
-    cache.set_n_past(int(keep));
-    cached.resize(keep);
-    const auto t_prompt = std::chrono::steady_clock::now();
-    m.model->forward(cache, prompt.data() + keep, int64_t(prompt.size() - keep), logits.data(), false);
-    cached.insert(cached.end(), prompt.begin() + long(keep), prompt.end());
-    const double prompt_s = seconds_since(t_prompt);
-    for (size_t k = keep; k < prompt.size(); ++k) sampler.accept(prompt[k]);
-
-    StreamDecoder decoder(tok);
     std::string reply;
     if (tmpl.opens_thinking()) {
       std::fputs("<think>\n", stdout);
       reply = "<think>\n";
     }
-    int n_generated = 0;
-    const char* stop_reason = "token limit";
-    const auto t_gen = std::chrono::steady_clock::now();
-    while (n_generated < o.n_predict) {
-      const int32_t id = sampler.sample(logits.data(), cfg.n_vocab);
-      ++n_generated;
-      if (tok.is_eog(id)) {
-        stop_reason = "end of turn";
-        break;
-      }
-      sampler.accept(id);
-      const std::string piece = decoder.push(id);
-      reply += piece;
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
+    engine::SequenceResult result;
+    engine::SequenceSink sink;
+    sink.on_delta = [&reply](engine::Delta&& d) {
+      reply += d.content;
+      std::fwrite(d.content.data(), 1, d.content.size(), stdout);
       std::fflush(stdout);
-      if (n_generated == o.n_predict) break;
-      if (cache.n_past() >= n_ctx) {
-        stop_reason = "context full (/reset or raise -c)";
-        break;
-      }
-      m.model->forward(cache, &id, 1, logits.data(), false);
-      cached.push_back(id);
-    }
-    const std::string tail = decoder.finish();
-    reply += tail;
-    std::fwrite(tail.data(), 1, tail.size(), stdout);
+    };
+    sink.on_finish = [&result](engine::SequenceResult&& r) { result = std::move(r); };
+    const size_t n_prompt = prompt.ids.size();
+    const auto t0 = std::chrono::steady_clock::now();
+    eng.add(std::make_unique<engine::Sequence>(std::move(prompt.ids), params, tok, std::move(sink)));
+    eng.run_until_idle();
+    const double wall_s = seconds_since(t0);
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    const double gen_s = seconds_since(t_gen);
     history.push_back({"assistant", reply, ""});
+
+    const double prompt_s = result.prefill.seconds, gen_s = std::max(0.0, wall_s - prompt_s);
+    const size_t n_new = n_prompt - size_t(result.cached_tokens);
+    meter::PhaseEnergy prefill = result.prefill, decode = result.decode;
+    prefill.tokens = int64_t(n_prompt);
+    decode.tokens = result.completion_tokens;
+    decode.seconds = gen_s;
+    const meter::EnergyReport energy =
+        meter::make_report(meter.source(), meter.source_detail(), meter.estimated(), prefill, decode, meter.config().prices);
+    total_j += energy.total_j;
+    std::string why = result.detail;
+    if (why == "end of text") why = "end of turn";
+    if (why == "context full") why += " (/reset or raise -c)";
+    if (why == "max tokens") why = "token limit";
     std::fprintf(stderr,
                  "[jevons] reply: %s | prompt %zu new of %zu tokens in %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s)\n",
-                 stop_reason, prompt.size() - keep, prompt.size(), prompt_s, double(prompt.size() - keep) / std::max(prompt_s, 1e-9),
-                 n_generated, gen_s, double(n_generated) / std::max(gen_s, 1e-9));
+                 why.c_str(), n_new, n_prompt, prompt_s, double(n_new) / std::max(prompt_s, 1e-9), result.completion_tokens, gen_s,
+                 double(result.completion_tokens) / std::max(gen_s, 1e-9));
+    std::fprintf(stderr, "%s\n", meter::summary_line(energy).c_str());
   }
+  if (total_j > 0) std::fprintf(stderr, "[jevons] session energy: %.3f J (%s)\n", total_j, meter.estimated() ? "estimated" : "measured");
 }
 
 }  // namespace
@@ -185,6 +168,7 @@ void add_chat_command(CLI::App& app) {
   add_sampling_options(c, o->sampling, o->seed_given);
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("-c,--ctx-size", o->ctx, "Context length in tokens (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
+  meter::add_meter_options(c, o->meter);
   c->callback([o] { chat(*o); });
 }
 

@@ -13,8 +13,8 @@
 #include "meter/cli_options.h"
 #include "meter/meter.h"
 #include "server/http.h"
-#include "server/scheduler.h"
-#include "tokenizer/chat_template.h"
+#include "engine/chat_prompt.h"
+#include "engine/scheduler.h"
 
 namespace jevons::cli {
 namespace {
@@ -30,6 +30,7 @@ struct ServeOptions {
   int max_queue = 64;
   int prefill_chunk = 128;
   int http_threads = 128;
+  bool no_prefix_cache = false;
   size_t max_body = size_t(8) << 20;
   meter::Overrides meter;
 };
@@ -81,34 +82,28 @@ void serve(const ServeOptions& o) {
   const ModelConfig& cfg = m.model->config();
   ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
   m.model->set_thread_pool(&pool);
-  std::unique_ptr<ChatTemplate> tmpl;
-  if (!o.chat_template.empty()) {
-    std::ifstream f(o.chat_template, std::ios::binary);
-    if (!f) fail("cannot read --chat-template {}", o.chat_template);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    const Tokenizer& t = *m.tokenizer;
-    tmpl = std::make_unique<ChatTemplate>(ss.str(), t.bos_id() >= 0 ? t.token_text(t.bos_id()) : "",
-                                          t.eos_id() >= 0 ? t.token_text(t.eos_id()) : "");
-  } else {
-    tmpl = std::make_unique<ChatTemplate>(ChatTemplate::from_source(*m.file, *m.tokenizer));
-  }
+  std::string notice;
+  auto tmpl = std::make_unique<ChatTemplate>(engine::resolve_chat_template(*m.file, *m.tokenizer, o.chat_template, &notice));
+  if (!notice.empty()) std::fprintf(stderr, "[jevons] warning: %s\n", notice.c_str());
   meter::Meter meter(meter_config);
   for (const std::string& w : meter.warnings()) std::fprintf(stderr, "[jevons] energy: %s\n", w.c_str());
-  server::SchedulerOptions sched;
-  sched.parallel = o.parallel;
-  sched.n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
-  sched.kv_budget_bytes = kv_budget;
+  engine::SchedulerOptions sched;
+  sched.engine.parallel = o.parallel;
+  sched.engine.n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
+  sched.engine.kv_budget_bytes = kv_budget;
+  sched.engine.prefill_chunk = o.prefill_chunk;
+  sched.engine.prefix_cache = !o.no_prefix_cache;
   sched.max_queue = o.max_queue;
-  sched.prefill_chunk = o.prefill_chunk;
-  server::Scheduler scheduler(*m.model, *m.tokenizer, meter, sched);
+  engine::Scheduler scheduler(*m.model, *m.tokenizer, meter, sched);
   http.attach(server::Backend{&scheduler, tmpl.get(), &meter});
-  const server::SchedulerStats s = scheduler.stats();
+  const engine::SchedulerStats s = scheduler.stats();
+  const int full = scheduler.engine().full_contexts();
   std::fprintf(stderr,
-               "[jevons] serve: ready: model '%s', ctx %d per sequence, %d parallel, KV pool %zu blocks of %d tokens (%s), "
-               "%d threads, energy source %s\n",
-               so.model_name.c_str(), sched.n_ctx, sched.parallel, s.kv_blocks_total, KvBlockPool::kBlockTokens, o.kv_budget.c_str(),
-               pool.size(), meter.source().c_str());
+               "[jevons] serve: ready: model '%s', ctx %d per sequence, %d parallel, KV pool %zu blocks of %d tokens (%s): "
+               "%d full-context sequences fit at once, %d asked for by --parallel (blocks are taken as tokens are computed; "
+               "when they run out, the youngest sequence waits); prefix cache %s; %d threads, energy source %s\n",
+               so.model_name.c_str(), sched.engine.n_ctx, sched.engine.parallel, s.kv.total_blocks, KvBlockPool::kBlockTokens,
+               o.kv_budget.c_str(), full, o.parallel, o.no_prefix_cache ? "off" : "on", pool.size(), meter.source().c_str());
   // Serve until the process is stopped (Ctrl-C / SIGTERM end it).
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
@@ -128,7 +123,11 @@ void add_serve_command(CLI::App& app) {
   c->add_option("-t,--threads", o->threads, "Compute threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("--max-queue", o->max_queue, "Requests waiting beyond the running batch; more get 429")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   c->add_option("--prefill-chunk", o->prefill_chunk, "Prompt tokens prefilled per step while others decode")->capture_default_str()->check(CLI::Range(1, 1 << 16));
-  c->add_option("--chat-template", o->chat_template, "Jinja chat template file (overrides the model's)")->type_name("FILE");
+  c->add_option("--chat-template", o->chat_template,
+                "Chat template: a Jinja file, or a built-in name (chatml, llama3, deepseek-r1, deepseek-v3); default: the model's")
+      ->type_name("FILE|NAME");
+  c->add_flag("--no-prefix-cache", o->no_prefix_cache,
+              "Compute every prompt in full (by default, KV blocks of prompt prefixes seen before are reused: same output, less work)");
   c->add_option("--alias", o->alias, "Model id served in /v1/models (default: the file name)");
   c->add_option("--cors", o->cors, "Allow browser calls from this origin ('*' for any); off by default");
   c->add_option("--max-body", o->max_body, "Largest request body in bytes")->capture_default_str();

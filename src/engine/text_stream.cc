@@ -1,8 +1,8 @@
-#include "server/text.h"
+#include "engine/text_stream.h"
 
 #include <algorithm>
 
-namespace jevons::server {
+namespace jevons::engine {
 
 size_t partial_suffix(const std::string& text, const std::string& pattern) {
   const size_t max = std::min(text.size(), pattern.empty() ? size_t(0) : pattern.size() - 1);
@@ -105,4 +105,4 @@ ReasoningSplitter::Out ReasoningSplitter::finish() {
   return out;
 }
 
-}  // namespace jevons::server
+}  // namespace jevons::engine

@@ -1,11 +1,11 @@
-// Text-stream pieces of the server, testable without a model: a stop-string
+// Text-stream pieces of generation, testable without a model: a stop-string
 // matcher that never emits text that could still turn into a stop string, and a
 // splitter that routes text between <think> and </think> to reasoning_content.
 #pragma once
 #include <string>
 #include <vector>
 
-namespace jevons::server {
+namespace jevons::engine {
 
 // Feed generated text piece by piece; push() returns what can be emitted now.
 // Text that is a prefix of some stop string is held back until later text decides
@@ -51,4 +51,4 @@ class ReasoningSplitter {
 // Length of the longest suffix of text that is a proper prefix of pattern.
 size_t partial_suffix(const std::string& text, const std::string& pattern);
 
-}  // namespace jevons::server
+}  // namespace jevons::engine

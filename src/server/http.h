@@ -3,14 +3,14 @@
 //   GET /health (503 until a backend is attached), GET /metrics (Prometheus),
 //   GET / (the web chat page).
 // Streaming responses are SSE; a client that goes away cancels its request, and the
-// scheduler frees its KV blocks at the next step.
+// engine frees its KV blocks at the next step.
 #pragma once
 #include <cstddef>
 #include <memory>
 #include <string>
 
 #include "meter/meter.h"
-#include "server/scheduler.h"
+#include "engine/scheduler.h"
 #include "tokenizer/chat_template.h"
 
 namespace jevons::server {
@@ -27,7 +27,7 @@ struct ServerOptions {
 
 // What the routes generate with; all must outlive the server (or its stop()).
 struct Backend {
-  Scheduler* scheduler = nullptr;
+  engine::Scheduler* scheduler = nullptr;
   const ChatTemplate* chat_template = nullptr;  // null: chat completions answer 400
   meter::Meter* meter = nullptr;
 };

@@ -31,7 +31,7 @@ static void metric(std::string& out, const char* name, const char* type, const c
   out += fmt::format("{} {}\n", name, value);
 }
 
-std::string Metrics::render(const SchedulerStats* s, const std::string& model_name, const std::string& energy_source) const {
+std::string Metrics::render(const engine::SchedulerStats* s, const std::string& model_name, const std::string& energy_source) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string o;
   metric(o, "jevons_up", "gauge", "1 when the model is loaded and the server takes requests");
@@ -49,8 +49,21 @@ std::string Metrics::render(const SchedulerStats* s, const std::string& model_na
   if (s) {
     metric(o, "jevons_queue_depth", "gauge", "Sequences waiting for a batch slot or KV blocks", fmt::format("{}", s->queued));
     metric(o, "jevons_running_sequences", "gauge", "Sequences in the running batch", fmt::format("{}", s->running));
-    metric(o, "jevons_kv_blocks_used", "gauge", "KV cache blocks in use", fmt::format("{}", s->kv_blocks_used));
-    metric(o, "jevons_kv_blocks_total", "gauge", "KV cache blocks in the pool (--kv-budget)", fmt::format("{}", s->kv_blocks_total));
+    metric(o, "jevons_kv_blocks_used", "gauge", "KV cache blocks held by sequences", fmt::format("{}", s->kv.used_blocks));
+    metric(o, "jevons_kv_blocks_cached", "gauge", "KV cache blocks held by no sequence, kept for prefix reuse until evicted",
+           fmt::format("{}", s->kv.cached_blocks));
+    metric(o, "jevons_kv_blocks_total", "gauge", "KV cache blocks in the pool (--kv-budget)", fmt::format("{}", s->kv.total_blocks));
+    metric(o, "jevons_kv_cached_bytes", "gauge", "Bytes of the cached (reusable, unheld) KV blocks",
+           fmt::format("{}", s->kv.cached_blocks * s->kv_block_bytes));
+    metric(o, "jevons_prefix_cache_lookups_total", "counter", "Prefix-cache block lookups", fmt::format("{}", s->kv.lookups));
+    metric(o, "jevons_prefix_cache_hits_total", "counter", "Prefix-cache block lookups that found a block", fmt::format("{}", s->kv.hits));
+    metric(o, "jevons_prefix_cache_hit_rate", "gauge", "Prompt tokens served from the prefix cache over all prompt tokens",
+           fmt::format("{:.6f}", s->cached_tokens + s->prompt_tokens > 0 ? double(s->cached_tokens) / double(s->cached_tokens + s->prompt_tokens) : 0.0));
+    metric(o, "jevons_cached_prompt_tokens_total", "counter", "Prompt tokens found in the prefix cache (not computed)",
+           fmt::format("{}", s->cached_tokens));
+    metric(o, "jevons_kv_evictions_total", "counter", "Cached KV blocks evicted for new ones", fmt::format("{}", s->kv.evictions));
+    metric(o, "jevons_preemptions_total", "counter", "Sequences whose blocks were taken back when the pool ran dry",
+           fmt::format("{}", s->preemptions));
     metric(o, "jevons_engine_steps_total", "counter", "Batched forward passes", fmt::format("{}", s->steps));
     metric(o, "jevons_engine_prompt_tokens_total", "counter", "Prompt tokens prefilled", fmt::format("{}", s->prompt_tokens));
     metric(o, "jevons_engine_generated_tokens_total", "counter", "Tokens generated (all requests, incl. cancelled)", fmt::format("{}", s->generated_tokens));

@@ -6,7 +6,7 @@
 #include <mutex>
 #include <string>
 
-#include "server/scheduler.h"
+#include "engine/scheduler.h"
 
 namespace jevons::server {
 
@@ -15,7 +15,7 @@ class Metrics {
   void count_request(const std::string& endpoint, int status);
   void add_completed(int prompt_tokens, int completion_tokens, int reasoning_tokens, double joules, double cost_usd, double co2_g);
   // Prometheus text format 0.0.4. stats may be null while the model loads.
-  std::string render(const SchedulerStats* stats, const std::string& model_name, const std::string& energy_source) const;
+  std::string render(const engine::SchedulerStats* stats, const std::string& model_name, const std::string& energy_source) const;
 
  private:
   mutable std::mutex mu_;

@@ -189,17 +189,33 @@ json energy_json(const meter::EnergyReport& r) {
               {"co2_g", r.co2_g}};
 }
 
-json usage_json(int prompt_tokens, const std::vector<ChoiceResult>& choices, const meter::EnergyReport& energy) {
+ApiError api_error(const engine::RequestError& e) {
+  switch (e.kind) {
+    case engine::RequestError::Kind::kBusy: return ApiError(429, "rate_limit_error", e.what(), e.param, e.code);
+    case engine::RequestError::Kind::kUnavailable: return ApiError(503, "server_error", e.what(), e.param, e.code);
+    case engine::RequestError::Kind::kInvalid: break;
+  }
+  return ApiError(400, "invalid_request_error", e.what(), e.param, e.code);
+}
+
+json usage_json(int prompt_tokens, int cached_tokens, double cached_saved_j, const std::vector<SequenceResult>& choices,
+                const meter::EnergyReport& energy) {
   int completion = 0, reasoning = 0;
-  for (const ChoiceResult& c : choices) {
+  for (const SequenceResult& c : choices) {
     completion += c.completion_tokens;
     reasoning += c.reasoning_tokens;
   }
+  json e = energy_json(energy);
+  // What the prefix cache saved: not measured (those tokens were not computed), so an
+  // estimate at this run's prefill joules per token, labelled as one.
+  e["cached_prompt_joules_saved"] = cached_saved_j;
+  e["cached_prompt_joules_saved_estimated"] = true;
   return json{{"prompt_tokens", prompt_tokens},
               {"completion_tokens", completion},
               {"total_tokens", prompt_tokens + completion},
+              {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}},
               {"completion_tokens_details", {{"reasoning_tokens", reasoning}}},
-              {"energy", energy_json(energy)}};
+              {"energy", e}};
 }
 
 static json bytes_of(const std::string& s) {

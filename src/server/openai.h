@@ -8,10 +8,25 @@
 #include <nlohmann/json.hpp>
 
 #include "meter/meter.h"
-#include "server/scheduler.h"
+#include "engine/scheduler.h"
 #include "tokenizer/chat_template.h"
 
 namespace jevons::server {
+
+using engine::GenParams;
+using engine::SequenceResult;
+using engine::TokenLogprob;
+
+// An error with the HTTP status and OpenAI error type it maps to.
+struct ApiError : std::runtime_error {
+  ApiError(int status, std::string type, const std::string& msg, std::string param = "", std::string code = "")
+      : std::runtime_error(msg), status(status), type(std::move(type)), param(std::move(param)), code(std::move(code)) {}
+  int status;
+  std::string type, param, code;
+};
+
+// The status and type of a request the engine refused.
+ApiError api_error(const engine::RequestError& e);
 
 struct ParsedRequest {
   bool chat = false;
@@ -35,8 +50,11 @@ nlohmann::json error_json(const std::string& message, const std::string& type, c
                           const std::string& code = "");
 nlohmann::json error_json(const ApiError& e);
 
-// usage with completion_tokens_details.reasoning_tokens and energy.
-nlohmann::json usage_json(int prompt_tokens, const std::vector<ChoiceResult>& choices, const meter::EnergyReport& energy);
+// usage with prompt_tokens_details.cached_tokens, completion_tokens_details.reasoning_tokens
+// and energy; cached_saved_j: the joules the cached prompt tokens would have cost
+// (an estimate at this run's measured prefill joules per token).
+nlohmann::json usage_json(int prompt_tokens, int cached_tokens, double cached_saved_j, const std::vector<SequenceResult>& choices,
+                          const meter::EnergyReport& energy);
 nlohmann::json energy_json(const meter::EnergyReport& r);
 // OpenAI's chat logprobs entry {"token","logprob","bytes","top_logprobs"}.
 nlohmann::json chat_logprob_json(const TokenLogprob& lp);

@@ -1,0 +1,447 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "core/error.h"
+#include "meter/estimate.h"
+
+namespace jevons::engine {
+namespace {
+
+constexpr int kBlock = KvBlockPool::kBlockTokens;
+
+size_t blocks_for(int64_t positions) { return size_t((positions + kBlock - 1) / kBlock); }
+
+void add_to(std::atomic<double>& a, double v) { a.store(a.load() + v); }  // one writer: the engine thread
+
+TokenLogprob logprob_of(const Tokenizer& tok, const float* logits, int n_vocab, int32_t id, int top) {
+  float mx = logits[0];
+  for (int i = 1; i < n_vocab; ++i) mx = std::max(mx, logits[i]);
+  double sum = 0;
+  for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
+  const double lse = double(mx) + std::log(sum);
+  TokenLogprob lp;
+  lp.token = id < tok.n_vocab() ? tok.piece(id) : std::string();
+  lp.logprob = float(double(logits[id]) - lse);
+  if (top > 0) {
+    std::vector<int32_t> idx(static_cast<size_t>(n_vocab));
+    for (int i = 0; i < n_vocab; ++i) idx[size_t(i)] = i;
+    const int k = std::min(top, n_vocab);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+      return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
+    });
+    for (int i = 0; i < k; ++i) {
+      const int32_t t = idx[size_t(i)];
+      lp.top.emplace_back(t < tok.n_vocab() ? tok.piece(t) : std::string(), float(double(logits[t]) - lse));
+    }
+  }
+  return lp;
+}
+
+}  // namespace
+
+uint64_t kv_salt(const Model& model) {
+  const ModelConfig& c = model.config();
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](uint64_t v) {
+    h ^= v;
+    h *= 1099511628211ull;
+    h ^= h >> 29;
+  };
+  for (char ch : c.arch) mix(uint64_t(uint8_t(ch)));
+  for (int v : {c.n_layer, c.n_embd, c.n_ff, c.n_head, c.n_head_kv, c.head_dim_k, c.head_dim_v, c.n_vocab, c.cache_k_dim,
+                c.cache_v_dim, c.cache_heads})
+    mix(uint64_t(uint32_t(v)));
+  mix(model.weight_bytes_per_token());
+  mix(sizeof(float));  // the KV element type
+  return h;
+}
+
+// ---- Sequence ----
+
+Sequence::Sequence(std::vector<int32_t> prompt, const GenParams& params, const Tokenizer& tok, SequenceSink sink, int choice)
+    : tokens_(std::move(prompt)), n_prompt_(int(tokens_.size())), choice_(choice), params_(params), sink_(std::move(sink)),
+      sampler_(params.sampling), decoder_(tok), stop_(params.stop), splitter_(params.reasoning_at_start) {
+  if (tokens_.empty()) fail("the prompt is empty");
+  for (int32_t id : tokens_) sampler_.accept(id);
+}
+
+ReasoningSplitter::Out Sequence::route(const std::string& text) {
+  if (params_.split_reasoning) return splitter_.push(text);
+  return ReasoningSplitter::Out{"", text};
+}
+
+ReasoningSplitter::Out Sequence::route_finish() {
+  if (params_.split_reasoning) return splitter_.finish();
+  return {};
+}
+
+// ---- Engine ----
+
+Engine::Engine(Model& model, const Tokenizer& tokenizer, meter::Meter& meter, EngineOptions options)
+    : model_(model), tok_(tokenizer), meter_(meter), opt_(options) {
+  if (opt_.parallel < 1) fail("--parallel must be at least 1");
+  if (opt_.n_ctx < 1) fail("the context must hold at least one token");
+  const ModelConfig& c = model_.config();
+  const size_t block_bytes = KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim);
+  const size_t one_context = blocks_for(opt_.n_ctx);
+  const size_t n_blocks = opt_.kv_budget_bytes == 0 ? one_context : opt_.kv_budget_bytes / block_bytes;
+  if (n_blocks < one_context)
+    fail("the KV budget of {:.1f} MiB holds {} tokens, less than one full context of {} ({:.1f} MiB): raise --kv-budget or lower -c",
+         double(opt_.kv_budget_bytes) / 1048576.0, n_blocks * size_t(kBlock), opt_.n_ctx,
+         double(one_context * block_bytes) / 1048576.0);
+  pool_ = std::make_shared<KvBlockPool>(c.n_layer, c.cache_k_dim, c.cache_v_dim, n_blocks, c.cache_heads, kv_salt(model_));
+  think_close_ids_ = tok_.encode("\n</think>\n\n", false, true);
+}
+
+Engine::~Engine() = default;
+
+int Engine::full_contexts() const { return int(pool_->total_blocks() / blocks_for(opt_.n_ctx)); }
+
+void Engine::add(std::unique_ptr<Sequence> s) {
+  if (s->n_known() > opt_.n_ctx)
+    fail("the prompt is {} tokens but the context holds {} (raise -c)", s->n_known(), opt_.n_ctx);
+  s->arrival = next_arrival_++;
+  waiting_.push_back(std::move(s));
+  n_waiting_.store(int64_t(waiting_.size()));
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s;
+  s.running = n_running_.load();
+  s.waiting = n_waiting_.load();
+  s.kv = pool_->stats();
+  s.steps = steps_.load();
+  s.prompt_tokens = prompt_tokens_.load();
+  s.cached_tokens = cached_tokens_.load();
+  s.generated_tokens = generated_tokens_.load();
+  s.preemptions = preemptions_.load();
+  s.joules = joules_.load();
+  s.busy_s = busy_s_.load();
+  s.prefill_joules = prefill_joules_.load();
+  s.decode_tokens_per_s = decode_tps_.load();
+  s.batch_tokens_last = batch_tokens_last_.load();
+  s.kv_block_bytes = pool_->bytes_per_block();
+  return s;
+}
+
+void Engine::admit(Sequence& s) {
+  s.cache_.emplace(pool_, opt_.n_ctx);
+  s.n_published_ = 0;
+  adopt_cached_prefix(s);
+}
+
+// Adopts the longest chain of cached blocks that continues what s holds. At least the
+// last known token is left to compute: its logits give the next token.
+void Engine::adopt_cached_prefix(Sequence& s) {
+  if (!opt_.prefix_cache) return;
+  KvCache& cache = *s.cache_;
+  if (cache.n_past() != int(cache.blocks_held()) * kBlock || s.n_published_ != int(cache.blocks_held())) return;
+  const int before = cache.n_past();
+  uint64_t parent_hash = 0;
+  for (size_t i = 0; i < cache.blocks_held(); ++i)
+    parent_hash = pool_->block_hash(parent_hash, s.tokens_.data() + i * kBlock);
+  while (cache.n_past() + kBlock <= s.n_known() - 1) {
+    const int32_t* toks = s.tokens_.data() + cache.n_past();
+    const uint64_t h = pool_->block_hash(parent_hash, toks);
+    const int parent = cache.blocks_held() > 0 ? cache.block_table().back() : -1;
+    const int b = pool_->lookup(h, parent, toks);
+    if (b < 0) break;
+    cache.adopt(b);
+    ++s.n_published_;
+    parent_hash = h;
+  }
+  const int got = cache.n_past() - before;
+  if (got > 0) {
+    // Only prompt tokens count as cached input (a resumed sequence re-finds its own output too).
+    const int prompt_got = std::max(0, std::min(cache.n_past(), s.n_prompt_) - std::max(before, 0));
+    if (!s.had_logits_) s.result_.cached_tokens += prompt_got;
+    if (!s.had_logits_) cached_tokens_.fetch_add(prompt_got);
+  }
+}
+
+void Engine::publish_full_blocks(Sequence& s) {
+  if (!opt_.prefix_cache) return;
+  KvCache& cache = *s.cache_;
+  const int full = cache.n_past() / kBlock;
+  if (s.n_published_ >= full) return;
+  uint64_t parent_hash = 0;
+  for (int i = 0; i < s.n_published_; ++i) parent_hash = pool_->block_hash(parent_hash, s.tokens_.data() + size_t(i) * kBlock);
+  const std::vector<int>& table = cache.block_table();
+  for (int i = s.n_published_; i < full; ++i) {
+    const int32_t* toks = s.tokens_.data() + size_t(i) * kBlock;
+    const uint64_t h = pool_->block_hash(parent_hash, toks);
+    const int parent = i > 0 ? table[size_t(i - 1)] : -1;
+    if (!pool_->publish(table[size_t(i)], h, parent, toks)) {
+      // An equal block (same tokens after the same chain) is cached already: hold that
+      // one instead, so that chains continue through it. The contents are the same bits.
+      const int same = pool_->lookup(h, parent, toks);
+      if (same >= 0) cache.replace_block(size_t(i), same);
+    }
+    parent_hash = h;
+  }
+  s.n_published_ = full;
+}
+
+void Engine::preempt(Sequence& s) {
+  s.cache_.reset();  // its blocks go back; the published ones stay cached while they last
+  s.n_published_ = 0;
+  ++s.result_.preemptions;
+  preemptions_.fetch_add(1);
+}
+
+void Engine::finish(Sequence& s, const char* reason, const char* detail) {
+  if (s.finished_) return;
+  s.finished_ = true;
+  // Flush what the decoder, stop matcher and splitter still hold.
+  if (std::strcmp(reason, "cancelled") != 0 && std::strcmp(reason, "error") != 0) {
+    std::string text = s.stop_.matched() ? std::string() : s.stop_.push(s.decoder_.finish());
+    if (!s.stop_.matched()) text += s.stop_.finish();
+    ReasoningSplitter::Out o = s.route(text);
+    ReasoningSplitter::Out tail = s.route_finish();
+    o.reasoning += tail.reasoning;
+    o.content += tail.content;
+    if ((!o.reasoning.empty() || !o.content.empty()) && s.sink_.on_delta)
+      s.sink_.on_delta(Delta{s.choice_, o.content, o.reasoning, {}});
+  }
+  s.result_.finish_reason = reason;
+  s.result_.detail = detail;
+  if (s.cache_) {
+    publish_full_blocks(s);
+    s.cache_.reset();  // blocks back to the pool now (full ones stay cached)
+  }
+  if (s.sink_.on_finish) s.sink_.on_finish(std::move(s.result_));
+}
+
+void Engine::remove_finished() {
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const std::unique_ptr<Sequence>& s) { return s->finished_; }),
+                 running_.end());
+  n_running_.store(int64_t(running_.size()));
+}
+
+void Engine::finish_all(const char* reason) {
+  for (auto& s : running_) finish(*s, reason, reason);
+  for (auto& s : waiting_) finish(*s, reason, reason);
+  running_.clear();
+  waiting_.clear();
+  n_running_.store(0);
+  n_waiting_.store(0);
+}
+
+bool Engine::on_logits(Sequence& s, const float* logits_in) {
+  const int n_vocab = model_.config().n_vocab;
+  const GenParams& p = s.params_;
+  s.had_logits_ = true;
+  if (p.max_tokens == 0) {
+    finish(s, "length", "max tokens");
+    return false;
+  }
+  // The thinking budget: close the thought, then let the model answer.
+  if (s.in_reasoning() && !s.closing_thought_ &&
+      ((p.max_reasoning_tokens >= 0 && s.result_.reasoning_tokens >= p.max_reasoning_tokens) ||
+       (p.max_reasoning_joules >= 0 && s.result_.reasoning_j >= p.max_reasoning_joules))) {
+    s.closing_thought_ = true;
+    s.result_.budget_hit = true;
+    for (int32_t id : think_close_ids_) s.forced_.push_back(id);
+  }
+  std::optional<TokenLogprob> lp;
+  int32_t id;
+  const bool forced = !s.forced_.empty();
+  if (forced) {
+    id = s.forced_.front();
+    s.forced_.pop_front();
+    if (p.top_logprobs >= 0) lp = logprob_of(tok_, logits_in, n_vocab, id, p.top_logprobs);
+  } else {
+    std::vector<float> logits(logits_in, logits_in + n_vocab);  // the sampler modifies them
+    id = s.sampler_.sample(logits.data(), n_vocab);
+    if (p.top_logprobs >= 0) lp = logprob_of(tok_, logits_in, n_vocab, id, p.top_logprobs);
+  }
+  if (!forced && tok_.is_eog(id)) {
+    finish(s, "stop", "end of text");
+    return false;
+  }
+  s.sampler_.accept(id);
+  s.tokens_.push_back(id);
+  s.result_.tokens.push_back(id);
+  ++s.result_.completion_tokens;
+  generated_tokens_.fetch_add(1);
+  const bool was_reasoning = s.in_reasoning();
+  if (was_reasoning || (s.closing_thought_ && forced)) ++s.result_.reasoning_tokens;  // the closing markup is part of the thought
+  const std::string text = s.stop_.push(s.decoder_.push(id));
+  ReasoningSplitter::Out o = s.route(text);
+  Delta d{s.choice_, std::move(o.content), std::move(o.reasoning), {}};
+  if (lp) d.logprobs.push_back(std::move(*lp));
+  if ((!d.content.empty() || !d.reasoning.empty() || !d.logprobs.empty()) && s.sink_.on_delta) s.sink_.on_delta(std::move(d));
+  if (s.stop_.matched()) {
+    finish(s, "stop", "stop string");
+    return false;
+  }
+  const int max_tokens = p.max_tokens < 0 ? opt_.n_ctx : p.max_tokens;
+  if (s.result_.completion_tokens >= max_tokens) {
+    finish(s, "length", "max tokens");
+    return false;
+  }
+  if (s.n_known() > opt_.n_ctx) {  // no position left for the token just sampled
+    finish(s, "length", "context full");
+    return false;
+  }
+  return true;
+}
+
+void Engine::run_until_idle() {
+  while (!idle()) step();
+}
+
+void Engine::step() {
+  // 1. Cancelled sequences go first: their blocks are free before this step runs.
+  for (auto& s : running_)
+    if (s->cancelled()) finish(*s, "cancelled", "cancelled");
+  remove_finished();
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if ((*it)->cancelled()) {
+      finish(**it, "cancelled", "cancelled");
+      it = waiting_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Admission: in order, while the batch has room and the pool holds, roughly, what the
+  // sequence needs now (an estimate, not a reservation: blocks are taken as computed).
+  while (!waiting_.empty() && int(running_.size()) < opt_.parallel) {
+    Sequence& s = *waiting_.front();
+    if (!running_.empty() && pool_->available_blocks() < blocks_for(s.n_known()) + 1) break;
+    admit(s);
+    auto pos = std::upper_bound(running_.begin(), running_.end(), s.arrival,
+                                [](uint64_t a, const std::unique_ptr<Sequence>& r) { return a < r->arrival; });
+    running_.insert(pos, std::move(waiting_.front()));
+    waiting_.pop_front();
+  }
+  n_running_.store(int64_t(running_.size()));
+  n_waiting_.store(int64_t(waiting_.size()));
+  if (running_.empty()) return;
+
+  // 2-3. What each sequence computes now, oldest first; blocks taken as needed.
+  struct Planned {
+    Sequence* seq;
+    int64_t n;
+    bool decode;  // its one sampled token (else prompt or recomputation)
+  };
+  std::vector<Planned> plan;
+  bool any_decode = false;
+  for (auto& s : running_)
+    if (s->had_logits_ && s->n_known() - s->n_computed() == 1) any_decode = true;
+  int64_t budget = any_decode ? opt_.prefill_chunk : opt_.prefill_chunk_idle;
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Sequence& s = *running_[i];
+    if (s.finished_) continue;
+    if (!s.cache_) continue;  // preempted for an older sequence in this very step
+    int64_t todo = s.n_known() - s.n_computed();
+    if (todo > 1) {
+      adopt_cached_prefix(s);  // what an older sequence computed since
+      todo = s.n_known() - s.n_computed();
+    }
+    const bool decode = s.had_logits_ && todo == 1;
+    int64_t n = decode ? 1 : std::min(todo, budget);
+    if (n <= 0) continue;
+    // An older sequence computing the same next block now: take it from the cache next step.
+    if (!decode && opt_.prefix_cache && s.n_computed() % kBlock == 0 && s.n_computed() + kBlock <= s.n_known() - 1) {
+      const int64_t end = s.n_computed() + kBlock;
+      bool wait = false;
+      for (const Planned& q : plan) {
+        const Sequence& o = *q.seq;
+        if (o.n_computed() <= s.n_computed() && o.n_computed() + q.n >= end && o.n_known() >= end &&
+            std::equal(s.tokens_.begin(), s.tokens_.begin() + end, o.tokens_.begin()))
+          wait = true;
+      }
+      if (wait) continue;
+    }
+    // Blocks for the chunk; when the pool is dry, the youngest sequences give theirs back.
+    while (!s.cache_->reserve(int(s.n_computed() + n))) {
+      Sequence* victim = nullptr;
+      for (size_t j = running_.size(); j-- > i + 1;)
+        if (!running_[j]->finished_ && running_[j]->cache_) {
+          victim = running_[j].get();
+          break;
+        }
+      if (!victim) break;
+      preempt(*victim);
+    }
+    if (!s.cache_->reserve(int(s.n_computed() + n))) {
+      if (i == 0) {  // the oldest alone cannot fit: the budget is below its context
+        finish(s, "error", "KV pool full");
+        continue;
+      }
+      preempt(s);  // younger than the rest: waits for them
+      continue;
+    }
+    plan.push_back(Planned{&s, n, decode});
+    if (!decode) budget -= n;
+  }
+  // Preempted sequences wait again, ahead of the new ones, in order of arrival.
+  std::vector<std::unique_ptr<Sequence>> back;
+  for (auto& s : running_)
+    if (!s->finished_ && !s->cache_) back.push_back(std::move(s));
+  running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
+  for (auto it = back.rbegin(); it != back.rend(); ++it) waiting_.push_front(std::move(*it));
+  remove_finished();
+  n_waiting_.store(int64_t(waiting_.size()));
+  if (plan.empty()) return;
+
+  // 4. One forward pass.
+  std::vector<Model::Chunk> chunks;
+  for (const Planned& q : plan)
+    chunks.push_back(Model::Chunk{&*q.seq->cache_, q.seq->tokens_.data() + q.seq->n_computed(), q.n, false});
+  const ModelConfig& cfg = model_.config();
+  uint64_t traffic = model_.weight_bytes_per_token();
+  for (const Model::Chunk& c : chunks) traffic += meter::forward_traffic_bytes(0, cfg.kv_bytes_per_token(), c.cache->n_past(), c.n);
+  meter_.add_memory_traffic(traffic);
+  logits_.resize(chunks.size() * size_t(cfg.n_vocab));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  const double j0 = meter_.joules();
+  try {
+    model_.forward_batch(chunks, logits_.data());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[jevons] forward pass failed: %s\n", e.what());
+    for (const Planned& q : plan) finish(*q.seq, "error", "forward pass failed");
+    remove_finished();
+    return;
+  }
+  const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double dj = std::max(0.0, meter_.joules() - j0);
+  int64_t total = 0, n_decode = 0, n_prefill = 0;
+  for (const Planned& q : plan) {
+    total += q.n;
+    (q.decode ? n_decode : n_prefill) += q.n;
+  }
+  steps_.fetch_add(1);
+  add_to(joules_, dj);
+  add_to(busy_s_, dt);
+  add_to(prefill_joules_, dj * double(n_prefill) / double(total));
+  batch_tokens_last_.store(total);
+  prompt_tokens_.fetch_add(n_prefill);
+  if (n_decode > 0 && dt > 0) {
+    const double tps = double(n_decode) / dt;
+    const double old = decode_tps_.load();
+    decode_tps_.store(old == 0 ? tps : 0.8 * old + 0.2 * tps);
+  }
+
+  // 5. Publish, then sample whatever has all its tokens computed.
+  for (size_t i = 0; i < plan.size(); ++i) {
+    Sequence& s = *plan[i].seq;
+    const double share = dj * double(plan[i].n) / double(total);
+    meter::PhaseEnergy& phase = plan[i].decode ? s.result_.decode : s.result_.prefill;
+    phase.joules += share;
+    phase.seconds += dt;
+    if (plan[i].decode && s.in_reasoning()) s.result_.reasoning_j += share;
+    publish_full_blocks(s);
+    if (s.n_computed() == s.n_known()) on_logits(s, logits_.data() + i * size_t(cfg.n_vocab));
+  }
+  remove_finished();
+}
+
+}  // namespace jevons::engine

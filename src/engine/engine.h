@@ -1,0 +1,123 @@
+// The engine: the one generation loop of jevons. `run`, `chat` and `serve` (through
+// scheduler.h) all generate by adding Sequences and calling step().
+//
+// A step (vLLM v1's scheduler, gemma.cpp's one loop behind a callback):
+//   1. drop cancelled sequences; admit waiting ones while fewer than `parallel` run
+//      (no KV is reserved: blocks are taken as tokens are computed);
+//   2. give each running sequence, oldest first, the tokens it has not computed yet: the
+//      token it sampled last, or a chunk of its prompt within the step's prompt budget
+//      (so a long prompt never stalls running streams). A prompt first adopts whatever
+//      leading blocks the prefix cache holds (kv_cache.h), and waits a step when an
+//      older sequence is computing the same block now (the n choices of one request
+//      share one prefill that way);
+//   3. when the pool has no block left for a sequence, preempt the youngest: its
+//      blocks go back (the full ones stay in the prefix cache while they last) and it
+//      resumes later from where it was, recomputing only what was evicted;
+//   4. one Model::forward_batch for all of it (every weight read once);
+//   5. publish newly full blocks to the prefix cache; sample every sequence whose
+//      known tokens are all computed, detokenize, match stop strings, split reasoning,
+//      apply the thinking budget, and emit deltas through its sink.
+//
+// Energy: the meter's joules over a step are shared among its sequences in proportion
+// to the tokens each put into it (prompt and generated apart), so that concurrent
+// sequences' energies add up to the machine's.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "engine/sequence.h"
+#include "meter/meter.h"
+#include "model/model.h"
+#include "runtime/kv_cache.h"
+#include "tokenizer/tokenizer.h"
+
+namespace jevons::engine {
+
+struct EngineOptions {
+  int parallel = 8;              // sequences computed together at most
+  int n_ctx = 4096;              // context per sequence
+  size_t kv_budget_bytes = 0;    // the block pool; 0: exactly one full context
+  int prefill_chunk = 128;       // prompt tokens per step while others decode
+  int prefill_chunk_idle = 512;  // when nothing else is decoding
+  bool prefix_cache = true;      // adopt cached blocks of equal prefixes
+};
+
+struct EngineStats {
+  int64_t running = 0, waiting = 0;
+  KvPoolStats kv;
+  int64_t steps = 0;
+  int64_t prompt_tokens = 0;    // prompt tokens computed (not counting cache hits)
+  int64_t cached_tokens = 0;    // prompt tokens found in the prefix cache
+  int64_t generated_tokens = 0;
+  int64_t preemptions = 0;
+  double joules = 0, busy_s = 0;
+  double prefill_joules = 0;    // of the tokens computed without sampling (prompts, recomputation)
+  double decode_tokens_per_s = 0;  // recent (exponential average over steps)
+  int64_t batch_tokens_last = 0;
+  size_t kv_block_bytes = 0;
+  // Joules one prompt token costs to compute, as measured so far (0 before any).
+  double prefill_j_per_token() const { return prompt_tokens > 0 ? prefill_joules / double(prompt_tokens) : 0; }
+};
+
+class Engine {
+ public:
+  // model, tokenizer and meter must outlive the engine. Throws Error when the budget
+  // holds less than one full context.
+  Engine(Model& model, const Tokenizer& tokenizer, meter::Meter& meter, EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a sequence. Throws Error when its prompt cannot fit the context.
+  void add(std::unique_ptr<Sequence> s);
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  // One forward pass over what is scheduled now (see above). Nothing to do: returns.
+  void step();
+  // Steps until every sequence added so far has finished.
+  void run_until_idle();
+  // Ends every sequence (running or waiting) with this finish reason.
+  void finish_all(const char* reason);
+
+  // Thread-safe.
+  EngineStats stats() const;
+  const EngineOptions& options() const { return opt_; }
+  const Tokenizer& tokenizer() const { return tok_; }
+  Model& model() { return model_; }
+  KvBlockPool& pool() { return *pool_; }
+  // Full-context sequences the KV budget holds at once.
+  int full_contexts() const;
+
+ private:
+  void admit(Sequence& s);
+  void adopt_cached_prefix(Sequence& s);
+  void publish_full_blocks(Sequence& s);
+  void preempt(Sequence& s);
+  // Samples, detokenizes and delivers one token; false when the sequence is done.
+  bool on_logits(Sequence& s, const float* logits);
+  void finish(Sequence& s, const char* reason, const char* detail);
+  void remove_finished();
+
+  Model& model_;
+  const Tokenizer& tok_;
+  meter::Meter& meter_;
+  EngineOptions opt_;
+  std::shared_ptr<KvBlockPool> pool_;
+  std::vector<int32_t> think_close_ids_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // in order of arrival
+  std::deque<std::unique_ptr<Sequence>> waiting_;
+  uint64_t next_arrival_ = 0;
+  std::vector<float> logits_;
+
+  std::atomic<int64_t> n_running_{0}, n_waiting_{0}, steps_{0}, prompt_tokens_{0}, cached_tokens_{0}, generated_tokens_{0},
+      preemptions_{0}, batch_tokens_last_{0};
+  std::atomic<double> joules_{0}, busy_s_{0}, prefill_joules_{0}, decode_tps_{0};
+};
+
+// Salt of a model's KV blocks: equal tokens give equal keys and values only for the
+// same weights and KV layout (kv_cache.h).
+uint64_t kv_salt(const Model& model);
+
+}  // namespace jevons::engine

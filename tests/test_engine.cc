@@ -1,0 +1,413 @@
+// The engine layer: shared, hashed KV blocks (runtime/kv_cache.h), the prefix cache,
+// preemption, and the one generation loop (engine/engine.h).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <numeric>
+#include <set>
+
+#include "core/error.h"
+#include "core/thread_pool.h"
+#include "engine/engine.h"
+#include "formats/hf_model.h"
+#include "meter/meter.h"
+#include "model/model.h"
+#include "runtime/sampler.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace jevons {
+namespace {
+
+constexpr int kB = KvBlockPool::kBlockTokens;
+
+std::vector<int32_t> block_tokens(int32_t first) {
+  std::vector<int32_t> t(kB);
+  std::iota(t.begin(), t.end(), first);
+  return t;
+}
+
+// ---- blocks: reference counts, hashes, eviction (no model) ----
+
+TEST(KvBlocks, SharedBlocksAreCountedAndNeverWritable) {
+  auto pool = std::make_shared<KvBlockPool>(2, 8, 8, 8, 1, 42);
+  KvCache a(pool, 64);
+  ASSERT_TRUE(a.reserve(2 * kB));
+  a.set_n_past(2 * kB);
+  const auto t0 = block_tokens(100), t1 = block_tokens(200);
+  const uint64_t h0 = pool->block_hash(0, t0.data()), h1 = pool->block_hash(h0, t1.data());
+  EXPECT_TRUE(pool->writable(a.block_table()[0]));
+  ASSERT_TRUE(pool->publish(a.block_table()[0], h0, -1, t0.data()));
+  ASSERT_TRUE(pool->publish(a.block_table()[1], h1, a.block_table()[0], t1.data()));
+  EXPECT_FALSE(pool->writable(a.block_table()[0]));  // published: read-only from now on
+
+  KvCache b(pool, 64);
+  const int b0 = pool->lookup(h0, -1, t0.data());
+  ASSERT_EQ(b0, a.block_table()[0]);
+  b.adopt(b0);
+  const int b1 = pool->lookup(h1, b0, t1.data());
+  ASSERT_EQ(b1, a.block_table()[1]);
+  b.adopt(b1);
+  EXPECT_EQ(b.n_past(), 2 * kB);
+  EXPECT_EQ(pool->ref_count(b0), 2);
+  EXPECT_EQ(pool->ref_count(b1), 2);
+  EXPECT_EQ(pool->used_blocks(), 2u);
+
+  // b rolls back into its second block: it gets a copy, a's block is untouched.
+  std::fill_n(a.k(1, kB + 3), 8, 7.0f);
+  b.truncate(kB + 5);
+  EXPECT_NE(b.block_table()[1], a.block_table()[1]);
+  EXPECT_TRUE(pool->writable(b.block_table()[1]));
+  EXPECT_EQ(b.k(1, kB + 3)[0], 7.0f);  // the copy carries the rows before the cut
+  EXPECT_EQ(pool->ref_count(a.block_table()[1]), 1);
+  EXPECT_EQ(b.block_table()[0], a.block_table()[0]);  // the untouched first block stays shared
+
+  b.clear();
+  a.clear();
+  EXPECT_EQ(pool->used_blocks(), 0u);
+  EXPECT_EQ(pool->stats().cached_blocks, 2u);  // a's published blocks stay findable
+  EXPECT_GE(pool->lookup(h0, -1, t0.data()), 0);
+}
+
+TEST(KvBlocks, EvictionTakesOnlyUnreferencedCachedBlocks) {
+  auto pool = std::make_shared<KvBlockPool>(1, 4, 4, 3, 1, 0);
+  KvCache held(pool, 64);
+  ASSERT_TRUE(held.reserve(kB));
+  const auto t = block_tokens(1);
+  const uint64_t h = pool->block_hash(0, t.data());
+  ASSERT_TRUE(pool->publish(held.block_table()[0], h, -1, t.data()));
+  KvCache other(pool, 64);
+  ASSERT_TRUE(other.reserve(2 * kB));  // the two free blocks
+  EXPECT_FALSE(other.reserve(3 * kB)) << "a held, published block must not be evicted";
+  EXPECT_EQ(other.blocks_held(), 2u);
+  held.clear();  // now cached, unreferenced
+  EXPECT_EQ(pool->stats().cached_blocks, 1u);
+  ASSERT_TRUE(other.reserve(3 * kB));  // evicts it
+  EXPECT_EQ(pool->stats().evictions, 1);
+  EXPECT_EQ(pool->lookup(h, -1, t.data()), -1) << "an evicted block is no longer found";
+  other.clear();
+  EXPECT_EQ(pool->used_blocks(), 0u);
+}
+
+// With 2-bit hashes nearly every block collides; lookups must still find only a block
+// with the same tokens after the same parent.
+TEST(KvBlocks, WeakHashCollisionsNeverHandOutAnotherSequencesBlock) {
+  auto pool = std::make_shared<KvBlockPool>(1, 4, 4, 64, 1, 0);
+  pool->set_hash_bits_for_testing(2);
+  std::vector<std::unique_ptr<KvCache>> seqs;
+  std::vector<std::vector<int32_t>> chains;  // per sequence: 2 blocks of tokens
+  std::vector<std::pair<int, int>> blocks;
+  for (int s = 0; s < 12; ++s) {
+    auto c = std::make_unique<KvCache>(pool, 64);
+    ASSERT_TRUE(c->reserve(2 * kB));
+    // Sequences 0..5 share first blocks pairwise (s and s+6 start alike), second blocks all differ.
+    auto t0 = block_tokens(1000 * (s % 6)), t1 = block_tokens(50000 + 100 * s);
+    const uint64_t h0 = pool->block_hash(0, t0.data());
+    pool->publish(c->block_table()[0], h0, -1, t0.data());
+    pool->publish(c->block_table()[1], pool->block_hash(h0, t1.data()), c->block_table()[0], t1.data());
+    std::vector<int32_t> all(t0);
+    all.insert(all.end(), t1.begin(), t1.end());
+    chains.push_back(all);
+    blocks.emplace_back(c->block_table()[0], c->block_table()[1]);
+    seqs.push_back(std::move(c));
+  }
+  for (int s = 0; s < 12; ++s) {
+    const int32_t* t0 = chains[size_t(s)].data();
+    const int32_t* t1 = t0 + kB;
+    const uint64_t h0 = pool->block_hash(0, t0);
+    const int b0 = pool->lookup(h0, -1, t0);
+    ASSERT_GE(b0, 0);
+    // Whichever equal first block was found (s and s+6 computed the same one), it holds these tokens.
+    EXPECT_TRUE(b0 == blocks[size_t(s)].first || b0 == blocks[size_t((s + 6) % 12)].first);
+    const int b1 = pool->lookup(pool->block_hash(h0, t1), b0, t1);
+    if (b0 == blocks[size_t(s)].first) {
+      EXPECT_EQ(b1, blocks[size_t(s)].second);
+    } else {
+      EXPECT_EQ(b1, -1) << "the second block hangs off another parent";
+    }
+    pool->release(b0);
+    if (b1 >= 0) pool->release(b1);
+    // Tokens never published: nothing, despite the colliding hashes.
+    const auto other = block_tokens(777777 + s);
+    EXPECT_EQ(pool->lookup(pool->block_hash(0, other.data()), -1, other.data()), -1);
+  }
+  // A block evicted and reused for other tokens: its old children no longer match under it.
+  seqs.clear();
+  KvCache filler(pool, 64 * kB);
+  ASSERT_TRUE(filler.reserve(64 * kB));  // takes every block, evicting all cached ones
+  filler.clear();
+  const int32_t* t0 = chains[0].data();
+  EXPECT_EQ(pool->lookup(pool->block_hash(0, t0), -1, t0), -1);
+}
+
+// Greedy tokens of a cold, unbatched run (its own cache, the whole prompt at once).
+std::vector<int32_t> greedy_cold(Model& model, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n) {
+  const int V = model.config().n_vocab;
+  KvCache cache = model.new_cache(int(prompt.size()) + n + 1);
+  std::vector<float> logits(static_cast<size_t>(V));
+  model.forward(cache, prompt.data(), int64_t(prompt.size()), logits.data(), false);
+  std::vector<int32_t> out;
+  while (int(out.size()) < n) {
+    int32_t id = argmax(logits.data(), V);
+    if (tok.is_eog(id)) break;
+    out.push_back(id);
+    if (int(out.size()) == n) break;
+    model.forward(cache, &id, 1, logits.data(), false);
+  }
+  return out;
+}
+
+// ---- the prefix cache on real models: bit-identical to a cold run ----
+
+struct GoldenModel {
+  std::string name, path;
+};
+
+std::vector<GoldenModel> golden_models() {
+  std::vector<GoldenModel> v;
+  for (const char* m : {"llama-bpe", "qwen2", "deepseek-v2-lite", "deepseek-v3"}) {
+    v.push_back({std::string(m) + "_gguf", test::shared_dir() + "/golden/" + m + "/gguf/model-bf16.gguf"});
+    v.push_back({std::string(m) + "_hf", test::shared_dir() + "/golden/" + m + "/hf"});
+  }
+  return v;
+}
+
+class PrefixCache : public ::testing::TestWithParam<GoldenModel> {
+ protected:
+  void SetUp() override {
+    if (!std::filesystem::exists(GetParam().path)) GTEST_SKIP() << "missing " << GetParam().path;
+    src_ = open_model_source(GetParam().path);
+    model_ = load_model(*src_);
+    tok_ = Tokenizer::from_gguf(*src_);
+    pool_ = std::make_unique<ThreadPool>(2);
+    model_->set_thread_pool(pool_.get());
+    n_vocab_ = model_->config().n_vocab;
+  }
+  std::vector<int32_t> ids(int n, int salt) const {
+    std::vector<int32_t> v;
+    for (int i = 0; i < n; ++i) v.push_back(int32_t((i * 7919 + salt * 104729 + 3) % (n_vocab_ - 1)));
+    return v;
+  }
+  std::vector<int32_t> greedy_cold(const std::vector<int32_t>& prompt, int n) { return jevons::greedy_cold(*model_, *tok_, prompt, n); }
+
+  std::unique_ptr<ModelSource> src_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Tokenizer> tok_;
+  std::unique_ptr<ThreadPool> pool_;
+  int n_vocab_ = 0;
+};
+
+TEST_P(PrefixCache, AdoptedBlocksGiveBitIdenticalLogits) {
+  const std::vector<int32_t> tokens = ids(50, 1);
+  const size_t V = size_t(n_vocab_);
+  // Cold: one sequence, every logit row.
+  KvCache cold = model_->new_cache(64);
+  std::vector<float> cold_logits(50 * V);
+  model_->forward(cold, tokens.data(), 50, cold_logits.data(), true);
+
+  // A first sequence computes 40 tokens and publishes its two full blocks.
+  auto pool = std::make_shared<KvBlockPool>(model_->config().n_layer, model_->config().cache_k_dim, model_->config().cache_v_dim,
+                                            16, model_->config().cache_heads, engine::kv_salt(*model_));
+  std::vector<float> scratch(V);
+  {
+    KvCache a(pool, 64);
+    model_->forward(a, tokens.data(), 40, scratch.data(), false);
+    const uint64_t h0 = pool->block_hash(0, tokens.data());
+    ASSERT_TRUE(pool->publish(a.block_table()[0], h0, -1, tokens.data()));
+    ASSERT_TRUE(pool->publish(a.block_table()[1], pool->block_hash(h0, tokens.data() + kB), a.block_table()[0], tokens.data() + kB));
+  }  // released: the blocks stay cached
+  // A second sequence adopts them and computes only positions 32..49.
+  KvCache b(pool, 64);
+  const uint64_t h0 = pool->block_hash(0, tokens.data());
+  const int b0 = pool->lookup(h0, -1, tokens.data());
+  ASSERT_GE(b0, 0);
+  b.adopt(b0);
+  const int b1 = pool->lookup(pool->block_hash(h0, tokens.data() + kB), b0, tokens.data() + kB);
+  ASSERT_GE(b1, 0);
+  b.adopt(b1);
+  std::vector<float> warm(18 * V);
+  model_->forward(b, tokens.data() + 32, 18, warm.data(), true);
+  EXPECT_EQ(std::memcmp(warm.data(), cold_logits.data() + 32 * V, warm.size() * sizeof(float)), 0)
+      << "a prefix hit must give the cold run's logits bit for bit";
+}
+
+TEST_P(PrefixCache, EngineHitGivesColdGreedyTokens) {
+  meter::Overrides mo;
+  mo.values["energy_source"] = "estimate";
+  meter::Meter meter(meter::resolve_config(mo));
+  engine::EngineOptions eo;
+  eo.parallel = 4;
+  eo.n_ctx = 128;
+  eo.kv_budget_bytes = 0;
+  engine::Engine eng(*model_, *tok_, meter, eo);
+  engine::GenParams gp;
+  gp.sampling.temperature = 0;
+  gp.split_reasoning = false;
+  auto run = [&](const std::vector<int32_t>& prompt, int n, engine::SequenceResult* out) {
+    gp.max_tokens = n;
+    engine::SequenceSink sink;
+    sink.on_finish = [out](engine::SequenceResult&& r) { *out = std::move(r); };
+    eng.add(std::make_unique<engine::Sequence>(prompt, gp, *tok_, std::move(sink)));
+    eng.run_until_idle();
+  };
+  const std::vector<int32_t> first = ids(40, 2);
+  std::vector<int32_t> second = first;
+  for (int32_t t : ids(7, 3)) second.push_back(t);
+  engine::SequenceResult r1, r2;
+  run(first, 6, &r1);
+  EXPECT_EQ(r1.cached_tokens, 0);
+  EXPECT_EQ(r1.tokens, greedy_cold(first, 6));
+  run(second, 10, &r2);
+  EXPECT_EQ(r2.cached_tokens, 32) << "the first two blocks of the earlier prompt";
+  EXPECT_EQ(r2.tokens, greedy_cold(second, 10));
+  EXPECT_EQ(eng.pool().used_blocks(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Golden, PrefixCache, ::testing::ValuesIn(golden_models()),
+                         [](const auto& info) {
+                           std::string n = info.param.name;
+                           for (char& c : n)
+                             if (c == '-') c = '_';
+                           return n;
+                         });
+
+// ---- the engine: sharing, forks, preemption ----
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string path = test::shared_dir() + "/golden/qwen2/gguf/model-bf16.gguf";
+    if (!std::filesystem::exists(path)) return;
+    src_ = open_model_source(path).release();
+    model_ = load_model(*src_).release();
+    tok_ = Tokenizer::from_gguf(*src_).release();
+    threads_ = new ThreadPool(2);
+    model_->set_thread_pool(threads_);
+    meter::Overrides mo;
+    mo.values["energy_source"] = "estimate";
+    meter_ = new meter::Meter(meter::resolve_config(mo));
+  }
+  void SetUp() override {
+    if (!model_) GTEST_SKIP() << "missing the qwen2 golden model";
+  }
+  static std::vector<int32_t> greedy_cold(const std::vector<int32_t>& prompt, int n) {
+    return jevons::greedy_cold(*model_, *tok_, prompt, n);
+  }
+  static size_t block_bytes() {
+    const ModelConfig& c = model_->config();
+    return KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim);
+  }
+  static inline ModelSource* src_ = nullptr;
+  static inline Model* model_ = nullptr;
+  static inline Tokenizer* tok_ = nullptr;
+  static inline ThreadPool* threads_ = nullptr;
+  static inline meter::Meter* meter_ = nullptr;
+};
+
+std::vector<int32_t> prompt_of(int n, int salt, int n_vocab) {
+  std::vector<int32_t> v;
+  for (int i = 0; i < n; ++i) v.push_back(int32_t((i * 31 + salt * 977 + 5) % n_vocab));
+  return v;
+}
+
+// 32 sequences without a token limit, on a pool of two contexts: the youngest give their
+// blocks back and resume; every one ends as its unbatched greedy run, nothing leaks.
+TEST_F(EngineTest, PreemptionUnderAPoolFarSmallerThanTheWork) {
+  engine::EngineOptions eo;
+  eo.parallel = 32;
+  eo.n_ctx = 96;
+  eo.kv_budget_bytes = 2 * (96 / kB) * block_bytes();
+  eo.prefill_chunk = 16;
+  engine::Engine eng(*model_, *tok_, *meter_, eo);
+  EXPECT_EQ(eng.full_contexts(), 2);
+  const int V = model_->config().n_vocab;
+  std::vector<engine::SequenceResult> res(32);
+  std::vector<std::vector<int32_t>> prompts;
+  for (int i = 0; i < 32; ++i) {
+    prompts.push_back(prompt_of(5 + i % 20, i, V));
+    engine::GenParams gp;
+    gp.sampling.temperature = 0;
+    gp.split_reasoning = false;
+    engine::SequenceSink sink;
+    sink.on_finish = [&res, i](engine::SequenceResult&& r) { res[size_t(i)] = std::move(r); };
+    eng.add(std::make_unique<engine::Sequence>(prompts.back(), gp, *tok_, std::move(sink), i));
+  }
+  eng.run_until_idle();
+  int preempted = 0;
+  for (int i = 0; i < 32; ++i) {
+    // Up to a full context, and the one token sampled from its last position.
+    const std::vector<int32_t> ref = greedy_cold(prompts[size_t(i)], 96 + 1 - int(prompts[size_t(i)].size()));
+    EXPECT_EQ(res[size_t(i)].tokens, ref) << "sequence " << i;
+    EXPECT_TRUE(res[size_t(i)].finish_reason == "stop" || res[size_t(i)].finish_reason == "length") << res[size_t(i)].finish_reason;
+    preempted += res[size_t(i)].preemptions;
+  }
+  EXPECT_GT(preempted, 0) << "the pool is too small for all 32: some must have been preempted";
+  EXPECT_GT(eng.stats().preemptions, 0);
+  EXPECT_EQ(eng.pool().used_blocks(), 0u);
+}
+
+// The n choices of one prompt: the younger ones wait for the oldest's prefill and
+// adopt its blocks instead of computing them again.
+TEST_F(EngineTest, EqualPromptsShareOnePrefill) {
+  engine::EngineOptions eo;
+  eo.parallel = 4;
+  eo.n_ctx = 128;
+  eo.kv_budget_bytes = 4 * (128 / kB) * block_bytes();
+  engine::Engine eng(*model_, *tok_, *meter_, eo);
+  const std::vector<int32_t> prompt = prompt_of(70, 9, model_->config().n_vocab);
+  std::vector<engine::SequenceResult> res(4);
+  for (int c = 0; c < 4; ++c) {
+    engine::GenParams gp;
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 5;
+    engine::SequenceSink sink;
+    sink.on_finish = [&res, c](engine::SequenceResult&& r) { res[size_t(c)] = std::move(r); };
+    eng.add(std::make_unique<engine::Sequence>(prompt, gp, *tok_, std::move(sink), c));
+  }
+  eng.run_until_idle();
+  const std::vector<int32_t> ref = greedy_cold(prompt, 5);
+  EXPECT_EQ(res[0].cached_tokens, 0);
+  for (int c = 0; c < 4; ++c) {
+    EXPECT_EQ(res[size_t(c)].tokens, ref) << "choice " << c;
+    if (c > 0) EXPECT_EQ(res[size_t(c)].cached_tokens, 64) << "choice " << c;
+  }
+  EXPECT_EQ(eng.stats().prompt_tokens, 70 + 3 * 6) << "one full prefill, then only each choice's tail";
+}
+
+TEST_F(EngineTest, TheBudgetMustHoldOneContext) {
+  engine::EngineOptions eo;
+  eo.n_ctx = 128;
+  eo.kv_budget_bytes = 4 * block_bytes();
+  try {
+    engine::Engine eng(*model_, *tok_, *meter_, eo);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("less than one full context"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(EngineTest, CancelledSequencesFreeTheirBlocks) {
+  engine::EngineOptions eo;
+  eo.n_ctx = 128;
+  engine::Engine eng(*model_, *tok_, *meter_, eo);
+  bool cancel = false;
+  engine::SequenceResult res;
+  engine::GenParams gp;
+  gp.sampling.temperature = 0;
+  engine::SequenceSink sink;
+  sink.cancelled = [&cancel] { return cancel; };
+  sink.on_finish = [&res](engine::SequenceResult&& r) { res = std::move(r); };
+  eng.add(std::make_unique<engine::Sequence>(prompt_of(20, 1, model_->config().n_vocab), gp, *tok_, std::move(sink)));
+  for (int i = 0; i < 5; ++i) eng.step();
+  EXPECT_GT(eng.pool().used_blocks(), 0u);
+  cancel = true;
+  eng.step();
+  EXPECT_TRUE(eng.idle());
+  EXPECT_EQ(res.finish_reason, "cancelled");
+  EXPECT_EQ(eng.pool().used_blocks(), 0u);
+}
+
+}  // namespace
+}  // namespace jevons
