@@ -223,21 +223,21 @@ void BM_Attention(benchmark::State& state, int heads, int kv_heads, int dim, int
   const int group = heads / kv_heads;
   const int64_t row = int64_t(kv_heads) * dim;
   const std::vector<float> cache = activations(2 * n_kv * row + 1);
-  std::vector<const float*> k_rows(static_cast<size_t>(n_kv)), v_rows(static_cast<size_t>(n_kv));
+  std::vector<const void*> k_rows(static_cast<size_t>(n_kv)), v_rows(static_cast<size_t>(n_kv));
   std::mt19937 rng(3);
   std::vector<int64_t> slot(static_cast<size_t>(n_kv));
   for (int64_t i = 0; i < n_kv; ++i) slot[size_t(i)] = i;
   std::shuffle(slot.begin(), slot.end(), rng);
   for (int64_t i = 0; i < n_kv; ++i) {
     k_rows[size_t(i)] = cache.data() + 2 * slot[size_t(i)] * row;
-    v_rows[size_t(i)] = k_rows[size_t(i)] + row;
+    v_rows[size_t(i)] = cache.data() + 2 * slot[size_t(i)] * row + row;
   }
   const std::vector<float> q = activations(int64_t(heads) * dim);
   std::vector<float> out(size_t(heads) * size_t(dim));
   const float scale = 1.0f / std::sqrt(float(dim));
   for (auto _ : state) {
     for (int g = 0; g < kv_heads; ++g) {
-      attention_heads(&q[size_t(g * group * dim)], group, k_rows.data(), int64_t(g) * dim, v_rows.data(),
+      attention_heads(&q[size_t(g * group * dim)], group, TensorType::F32, k_rows.data(), int64_t(g) * dim, v_rows.data(),
                       int64_t(g) * dim, n_kv, dim, dim, scale, &out[size_t(g * group * dim)]);
     }
     benchmark::DoNotOptimize(out.data());
@@ -252,9 +252,9 @@ void BM_Attention(benchmark::State& state, int heads, int kv_heads, int dim, int
 // in turn, so that the rows come from memory (layers x n_kv x the KV bytes per position
 // dwarf the LLC). bytes/s counts the keys and values read; bw_frac compares it with the
 // 1-thread probe.
-void BM_AttentionPaged(benchmark::State& state, int heads, int kv_heads, int dim, int64_t n_kv, int layers) {
+void BM_AttentionPaged(benchmark::State& state, int heads, int kv_heads, int dim, int64_t n_kv, int layers, TensorType kv_type) {
   const int group = heads / kv_heads;
-  KvCache cache(layers, int(n_kv), kv_heads * dim, kv_heads * dim, kv_heads);
+  KvCache cache(layers, int(n_kv), kv_heads * dim, kv_heads * dim, kv_heads, kv_type);
   if (!cache.reserve(int(n_kv))) {
     state.SkipWithError("KV cache reservation failed");
     return;
@@ -267,7 +267,7 @@ void BM_AttentionPaged(benchmark::State& state, int heads, int kv_heads, int dim
       const float* row = kv.data() + (pos + 7 * l) % 61 * kv_floats;
       cache.store(l, pos, row, row + kv_heads * dim);
     }
-  std::vector<std::vector<const float*>> k_rows(static_cast<size_t>(layers)), v_rows(static_cast<size_t>(layers));
+  std::vector<std::vector<const void*>> k_rows(static_cast<size_t>(layers)), v_rows(static_cast<size_t>(layers));
   for (int l = 0; l < layers; ++l)
     for (int pos = 0; pos < int(n_kv); ++pos) {
       k_rows[size_t(l)].push_back(cache.k(l, pos));
@@ -279,13 +279,13 @@ void BM_AttentionPaged(benchmark::State& state, int heads, int kv_heads, int dim
   int layer = 0;
   for (auto _ : state) {
     for (int g = 0; g < kv_heads; ++g)
-      attention_heads(&q[size_t(g * group * dim)], group, k_rows[size_t(layer)].data(), g * cache.k_head_stride(),
+      attention_heads(&q[size_t(g * group * dim)], group, kv_type, k_rows[size_t(layer)].data(), g * cache.k_head_stride(),
                       v_rows[size_t(layer)].data(), g * cache.v_head_stride(), n_kv, dim, dim, scale,
                       &out[size_t(g * group * dim)]);
     benchmark::DoNotOptimize(out.data());
     layer = (layer + 1) % layers;
   }
-  const double bytes = 2.0 * double(n_kv) * kv_heads * dim * sizeof(float);
+  const double bytes = 2.0 * double(n_kv) * kv_heads * dim * double(KvBlockPool::kv_element_bytes(kv_type));
   state.SetBytesProcessed(int64_t(double(state.iterations()) * bytes));
   state.counters["bw_frac"] =
       benchmark::Counter(bytes / (probed_bandwidth(1) * 1e9), benchmark::Counter::kIsIterationInvariantRate);
@@ -401,13 +401,15 @@ void register_all() {
   // layers:1 keeps tinyllama's cache in the LLC, which leaves the kernel's arithmetic.
   const std::tuple<int, int, int, int64_t, int> paged_shapes[] = {
       {32, 4, 64, 2048, 22}, {32, 4, 64, 2048, 1}, {12, 2, 128, 2048, 28}, {12, 2, 128, 8192, 28}};
-  for (auto [heads, kv_heads, dim, n_kv, layers] : paged_shapes)
-    with_extremes(benchmark::RegisterBenchmark(("attention-paged/heads:" + std::to_string(heads) + "/kv_heads:" +
-                                                std::to_string(kv_heads) + "/dim:" + std::to_string(dim) +
-                                                "/kv:" + std::to_string(n_kv) + "/layers:" + std::to_string(layers)).c_str(),
-                                               BM_AttentionPaged, heads, kv_heads, dim, n_kv, layers))
-        ->UseRealTime()
-        ->Unit(benchmark::kMicrosecond);
+  for (TensorType kv_type : {TensorType::F32, TensorType::F16, TensorType::BF16})
+    for (auto [heads, kv_heads, dim, n_kv, layers] : paged_shapes)
+      with_extremes(benchmark::RegisterBenchmark(("attention-paged/" + std::string(type_name(kv_type)) + "/heads:" +
+                                                  std::to_string(heads) + "/kv_heads:" + std::to_string(kv_heads) +
+                                                  "/dim:" + std::to_string(dim) + "/kv:" + std::to_string(n_kv) +
+                                                  "/layers:" + std::to_string(layers)).c_str(),
+                                                 BM_AttentionPaged, heads, kv_heads, dim, n_kv, layers, kv_type))
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
   for (auto [name, kind] : {std::pair{"int8_dot", PeakKind::kInt8Dot}, std::pair{"f32_fma", PeakKind::kF32Fma},
                             std::pair{"bf16_dot", PeakKind::kBf16Dot}})
     for (int th : thread_counts)

@@ -50,8 +50,8 @@ TEST(KvCache, BlocksAreHeadMajorAndEveryFloatHasOneHome) {
   for (int l = 0; l < kLayers; ++l)
     for (int p = 0; p < kPositions; ++p)
       for (int h = 0; h < kHeads; ++h) {
-        const float* k = cache.k(l, p) + h * cache.k_head_stride();
-        const float* v = cache.v(l, p) + h * cache.v_head_stride();
+        const float* k = reinterpret_cast<const float*>(cache.k(l, p)) + h * cache.k_head_stride();
+        const float* v = reinterpret_cast<const float*>(cache.v(l, p)) + h * cache.v_head_stride();
         for (int i = 0; i < kHk; ++i) {
           ASSERT_EQ(k[i], key(l, p, h, i)) << "layer " << l << " position " << p << " head " << h;
           ASSERT_TRUE(seen.insert(k + i).second);
@@ -61,8 +61,8 @@ TEST(KvCache, BlocksAreHeadMajorAndEveryFloatHasOneHome) {
           ASSERT_TRUE(seen.insert(v + i).second);
         }
         if (p % KvBlockPool::kBlockTokens > 0) {  // the previous position's row of this head, right before
-          EXPECT_EQ(cache.k(l, p - 1) + h * cache.k_head_stride() + kHk, k);
-          EXPECT_EQ(cache.v(l, p - 1) + h * cache.v_head_stride() + kHv, v);
+          EXPECT_EQ(reinterpret_cast<const float*>(cache.k(l, p - 1)) + h * cache.k_head_stride() + kHk, k);
+          EXPECT_EQ(reinterpret_cast<const float*>(cache.v(l, p - 1)) + h * cache.v_head_stride() + kHv, v);
         }
       }
   EXPECT_THROW(KvCache(kLayers, kPositions, 10, 6, 4), Error);  // 4 heads do not divide 10 key floats

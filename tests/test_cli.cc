@@ -95,8 +95,9 @@ TEST(Cli, InspectShowsTensorsAndKvBytes) {
   const Result r = jevons("inspect " + stories());
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("blk.0.attn_q.weight"), std::string::npos);
-  // stories260K: 5 layers x (4 kv heads x 8 dims) x (K + V) x 4 bytes = 1280
-  EXPECT_NE(r.out.find("KV cache: 1280 bytes per token"), std::string::npos) << r.out;
+  // stories260K: 5 layers x (4 kv heads x 8 dims) x (K + V) x 2 bytes (f16) = 640, 1280 in f32
+  EXPECT_NE(r.out.find("KV cache: 640 bytes per token in f16 / bf16 (the default --kv-type f16), 1280 in f32"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("parameters:"), std::string::npos);
 }
 

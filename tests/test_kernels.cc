@@ -714,8 +714,10 @@ struct AttentionRows {
       if (steep && j % 7 == 3)
         for (int d = 0; d < dim; ++d) row[offset + d] *= 4.0f;
       rows.push_back(row);
+      any.push_back(row);
     }
   }
+  std::vector<const void*> any;  // the same rows, as the typed attention API takes them
 };
 
 TEST(Kernels, AttentionMatchesReference) {
@@ -735,7 +737,8 @@ TEST(Kernels, AttentionMatchesReference) {
             const AttentionRows k(n_kv, dk, 3, in_runs, 1000, true), v(n_kv, dv, 2, in_runs, 5000, false);
             const float scale = 1.0f / std::sqrt(float(dk));
             std::vector<float> out(size_t(n_heads * dv), NAN), ref(static_cast<size_t>(dv));
-            attention_heads(q.data(), n_heads, k.rows.data(), 3, v.rows.data(), 2, n_kv, dk, dv, scale, out.data());
+            attention_heads(q.data(), n_heads, TensorType::F32, k.any.data(), 3, v.any.data(), 2, n_kv, dk, dv, scale,
+                            out.data());
             for (int h = 0; h < n_heads; ++h) {
               attention_head_reference(&q[size_t(h * dk)], k.rows.data(), 3, v.rows.data(), 2, n_kv, dk, dv, scale,
                                        ref.data());
@@ -767,11 +770,11 @@ TEST(Kernels, AttentionCausalBlockEqualsOneQueryAtATime) {
                 const AttentionRows k(keys, dk, 3, in_runs, 100, true), v(keys, dv, 2, in_runs, 700, false);
                 const float scale = 0.125f;
                 std::vector<float> out(size_t(n_queries * out_stride), NAN), alone(size_t(n_heads * dv));
-                attention_causal_block(q.data(), q_stride, n_queries, n_heads, k.rows.data(), 3, v.rows.data(), 2, n_kv,
-                                       dk, dv, scale, out.data(), out_stride);
+                attention_causal_block(q.data(), q_stride, n_queries, n_heads, TensorType::F32, k.any.data(), 3,
+                                       v.any.data(), 2, n_kv, dk, dv, scale, out.data(), out_stride);
                 for (int i = 0; i < n_queries; ++i) {
-                  attention_heads(&q[size_t(i * q_stride)], n_heads, k.rows.data(), 3, v.rows.data(), 2, n_kv + i, dk,
-                                  dv, scale, alone.data());
+                  attention_heads(&q[size_t(i * q_stride)], n_heads, TensorType::F32, k.any.data(), 3, v.any.data(), 2,
+                                  n_kv + i, dk, dv, scale, alone.data());
                   for (int64_t d = 0; d < out_stride; ++d) {
                     const float got = out[size_t(i * out_stride + d)];
                     if (d < n_heads * dv) ASSERT_EQ(got, alone[size_t(d)]) << "query " << i << " element " << d;
@@ -781,6 +784,63 @@ TEST(Kernels, AttentionCausalBlockEqualsOneQueryAtATime) {
               }
     });
   }
+}
+
+TEST(Kernels, AttentionReadsF16AndBf16RowsAsStored) {
+  // KV caches of F16 / BF16 elements: the kernel widens the rows as it reads them, so it
+  // must give what the reference gives on the same rows widened exactly, for one query
+  // in place and for causal blocks (bit-identical to their queries alone), with offsets.
+  for (TensorType type : {TensorType::F16, TensorType::BF16})
+    for_each_target([&] {
+      for (auto [dk, dv] : {std::pair{64, 64}, std::pair{37, 5}, std::pair{576, 512}})
+        for (int64_t n_kv : {1, 9, 130})
+          for (int n_heads : {1, 4})
+            for (int n_queries : {1, 3}) {
+              SCOPED_TRACE(testing::Message() << type_name(type) << " " << kernel_target_name() << " dk=" << dk
+                                              << " n_kv=" << n_kv << " heads=" << n_heads << " queries=" << n_queries);
+              const int64_t keys = n_kv + n_queries - 1;
+              auto make = [&](int dim, int offset, uint32_t seed, std::vector<uint16_t>& store, std::vector<float>& wide) {
+                const std::vector<float> f = random_floats(size_t(keys * (dim + offset)), seed);
+                store.resize(f.size());
+                wide.resize(f.size());
+                for (size_t i = 0; i < f.size(); ++i) {
+                  store[i] = type == TensorType::F16 ? float_to_fp16(f[i]) : float_to_bf16(f[i]);
+                  wide[i] = type == TensorType::F16 ? fp16_to_float(store[i]) : bf16_to_float(store[i]);
+                }
+              };
+              std::vector<uint16_t> ks, vs;
+              std::vector<float> kw, vw;
+              make(dk, 3, 11, ks, kw);
+              make(dv, 2, 12, vs, vw);
+              std::vector<const void*> k_rows, v_rows;
+              std::vector<const float*> k_ref, v_ref;
+              for (int64_t j = 0; j < keys; ++j) {
+                k_rows.push_back(&ks[size_t(j * (dk + 3))]);
+                v_rows.push_back(&vs[size_t(j * (dv + 2))]);
+                k_ref.push_back(&kw[size_t(j * (dk + 3))]);
+                v_ref.push_back(&vw[size_t(j * (dv + 2))]);
+              }
+              const int64_t q_stride = int64_t(n_heads) * dk, out_stride = int64_t(n_heads) * dv;
+              const std::vector<float> q = random_floats(size_t(n_queries * q_stride), uint32_t(dk + n_kv));
+              const float scale = 1.0f / std::sqrt(float(dk));
+              std::vector<float> out(static_cast<size_t>(n_queries * out_stride)), alone(static_cast<size_t>(out_stride)), ref(static_cast<size_t>(dv));
+              attention_causal_block(q.data(), q_stride, n_queries, n_heads, type, k_rows.data(), 3, v_rows.data(), 2, n_kv,
+                                     dk, dv, scale, out.data(), out_stride);
+              for (int i = 0; i < n_queries; ++i) {
+                attention_heads(&q[size_t(i * q_stride)], n_heads, type, k_rows.data(), 3, v_rows.data(), 2, n_kv + i, dk,
+                                dv, scale, alone.data());
+                for (int h = 0; h < n_heads; ++h) {
+                  attention_head_reference(&q[size_t(i * q_stride + h * dk)], k_ref.data(), 3, v_ref.data(), 2, n_kv + i,
+                                           dk, dv, scale, ref.data());
+                  for (int d = 0; d < dv; ++d) {
+                    const float got = out[size_t(i * out_stride + h * dv + d)];
+                    ASSERT_EQ(got, alone[size_t(h * dv + d)]) << "query " << i << " head " << h << " d " << d;
+                    ASSERT_NEAR(got, ref[size_t(d)], 2e-5f * (1.0f + std::fabs(ref[size_t(d)]))) << "head " << h << " d " << d;
+                  }
+                }
+              }
+            }
+    });
 }
 
 TEST(Kernels, VnniCodePathsMatchReference) {

@@ -126,6 +126,7 @@ TEST(SchedulerTest, BatchedGreedyMatchesUnbatched) {
     refs.push_back(greedy_reference(prompts.back(), max_tokens));
   }
   SchedulerOptions o;
+  o.engine.kv_type = TensorType::F32;  // the references run f32 caches
   o.engine.parallel = 4;  // more requests than slots: some join mid-flight
   o.engine.n_ctx = 256;
   o.engine.kv_budget_bytes = size_t(64) << 20;
@@ -149,6 +150,7 @@ TEST(SchedulerTest, CancelFreesBlocks) {
   REQUIRE_MODEL();
   Env& e = Env::get();
   SchedulerOptions o;
+  o.engine.kv_type = TensorType::F32;  // the references run f32 caches
   o.engine.n_ctx = 512;
   o.engine.kv_budget_bytes = size_t(32) << 20;
   Scheduler s(*e.model, *e.tok, *e.meter, o);
@@ -166,6 +168,7 @@ TEST(SchedulerTest, RejectsWhatCannotFit) {
   REQUIRE_MODEL();
   Env& e = Env::get();
   SchedulerOptions o;
+  o.engine.kv_type = TensorType::F32;  // the references run f32 caches
   o.engine.n_ctx = 64;
   o.engine.parallel = 1;
   o.max_queue = 1;
@@ -186,6 +189,7 @@ TEST(SchedulerTest, QueueBeyondBoundIs429) {
   REQUIRE_MODEL();
   Env& e = Env::get();
   SchedulerOptions o;
+  o.engine.kv_type = TensorType::F32;  // the references run f32 caches
   o.engine.n_ctx = 256;
   o.engine.parallel = 1;
   o.max_queue = 2;
@@ -245,6 +249,7 @@ class ServerTest : public ::testing::Test {
     Env& e = Env::get();
     if (so.engine.n_ctx == 4096) so.engine.n_ctx = 512;
     if (so.engine.kv_budget_bytes == 0) so.engine.kv_budget_bytes = size_t(128) << 20;
+    so.engine.kv_type = TensorType::F32;  // the references run f32 caches
     tmpl_ = std::make_unique<ChatTemplate>(tmpl_source);
     sched_ = std::make_unique<Scheduler>(*e.model, *e.tok, *e.meter, so);
     server::ServerOptions o;

@@ -64,8 +64,8 @@ inline void poison_kv_cache(KvCache& cache) {
   for (int p = 0; p < cache.n_ctx(); ++p)
     for (int l = 0; l < cache.n_layer(); ++l) {
       for (int h = 0; h < cache.n_heads(); ++h) {
-        std::fill_n(cache.k(l, p) + h * cache.k_head_stride(), cache.k_dim() / cache.n_heads(), nan);
-        std::fill_n(cache.v(l, p) + h * cache.v_head_stride(), cache.v_dim() / cache.n_heads(), nan);
+        std::fill_n(reinterpret_cast<float*>(cache.k(l, p)) + h * cache.k_head_stride(), cache.k_dim() / cache.n_heads(), nan);
+        std::fill_n(reinterpret_cast<float*>(cache.v(l, p)) + h * cache.v_head_stride(), cache.v_dim() / cache.n_heads(), nan);
       }
     }
 }

@@ -139,7 +139,8 @@ void run_bench(const BenchOptions& o) {
     fail("-p {} or -d {} + -n {} exceeds the model's trained context of {}", o.n_prompt, o.depth, o.n_gen, cfg.n_ctx_train);
   ThreadPool pool(threads);
   model.set_thread_pool(&pool);
-  KvCache cache = model.new_cache(std::max(1, std::max(o.n_prompt, o.depth + o.n_gen)));
+  KvCache cache = model.new_cache(std::max(1, std::max(o.n_prompt, o.depth + o.n_gen)), o.model.kv());
+  const size_t kv_element_bytes = KvBlockPool::kv_element_bytes(cache.type());
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> any_token(0, cfg.n_vocab - 1);
   std::vector<float> logits(size_t(cfg.n_vocab));
@@ -157,7 +158,7 @@ void run_bench(const BenchOptions& o) {
   meter::Span span = meter.span();
   const uint64_t weight_bytes = model.weight_bytes_per_token();
   auto forward = [&](const int32_t* ids, int64_t n) {
-    meter.add_memory_traffic(meter::forward_traffic_bytes(weight_bytes, cfg.kv_bytes_per_token(), cache.n_past(), n));
+    meter.add_memory_traffic(meter::forward_traffic_bytes(weight_bytes, cfg.kv_bytes_per_token(kv_element_bytes), cache.n_past(), n));
     model.forward(cache, ids, n, logits.data(), false);
   };
 
@@ -171,7 +172,7 @@ void run_bench(const BenchOptions& o) {
   std::vector<double> prefill_tps, decode_tps, live_gbs, live_pct;
   // Bytes a decoded token reads: every weight once, and the cache's keys and values up
   // to its position (on average depth + (n + 1) / 2 of them).
-  const uint64_t kv_bytes_per_token = uint64_t(double(cfg.kv_bytes_per_token()) * (o.depth + (o.n_gen + 1) / 2.0));
+  const uint64_t kv_bytes_per_token = uint64_t(double(cfg.kv_bytes_per_token(kv_element_bytes)) * (o.depth + (o.n_gen + 1) / 2.0));
   const uint64_t decode_bytes_per_token = weight_bytes + kv_bytes_per_token;
   for (int r = 0; r < o.reps; ++r) {
     if (o.n_prompt > 0) {
@@ -256,6 +257,7 @@ void run_bench(const BenchOptions& o) {
     j["decode"] = {{"tokens", o.n_gen}, {"depth", o.depth}, {"tokens_per_s", s.median}, {"tokens_per_s_min", s.min},
                    {"tokens_per_s_max", s.max}, {"bytes_per_token", bytes_per_token},
                    {"weight_bytes_per_token", weight_bytes}, {"kv_bytes_per_token", kv_bytes_per_token},
+                   {"kv_type", o.model.kv_type}, {"kv_bytes_per_position", cfg.kv_bytes_per_token(kv_element_bytes)},
                    {"achieved_gbs", achieved_gbs}, {"bandwidth_gbs", bandwidth},
                    {"roofline_pct", 100.0 * achieved_gbs / bandwidth}};
     if (!live_gbs.empty()) {
@@ -301,8 +303,9 @@ void run_bench(const BenchOptions& o) {
                 "decode", o.n_gen, d["tokens_per_s"].get<double>(), d["tokens_per_s_min"].get<double>(),
                 d["tokens_per_s_max"].get<double>(), double(bytes_per_token) / 1e6, d["achieved_gbs"].get<double>(),
                 bandwidth, d["roofline_pct"].get<double>());
-    std::printf("%-8s %7s %12s %12s %12s (weights %.1f MB + KV cache %.1f MB at depth %d)\n", "", "", "", "", "",
-                double(weight_bytes) / 1e6, double(kv_bytes_per_token) / 1e6, o.depth);
+    std::printf("%-8s %7s %12s %12s %12s (weights %.1f MB + KV cache %.1f MB at depth %d; %s KV, %zu bytes per position)\n",
+                "", "", "", "", "", double(weight_bytes) / 1e6, double(kv_bytes_per_token) / 1e6, o.depth,
+                o.model.kv_type.c_str(), cfg.kv_bytes_per_token(kv_element_bytes));
     if (d.contains("live_bandwidth")) {
       const auto& l = d["live_bandwidth"];
       std::printf("%-8s %7s %12s %12s %12s probed after each run: %.1f GB/s (%.1f-%.1f); each run against its probe: "

@@ -65,6 +65,7 @@ void chat(ChatOptions o) {
   engine::EngineOptions eo;
   eo.parallel = 1;
   eo.n_ctx = n_ctx;
+  eo.kv_type = o.model.kv();
   engine::Engine eng(*m.model, tok, meter, eo);
   engine::GenParams params;
   params.sampling = o.sampling;

@@ -24,7 +24,7 @@ void run_logits(const LogitsOptions& o) {
     fail("{} tokens exceed the model's trained context of {}", ids.size(), cfg.n_ctx_train);
   ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
   m.model->set_thread_pool(&pool);
-  KvCache cache = m.model->new_cache(int(ids.size()));
+  KvCache cache = m.model->new_cache(int(ids.size()), o.model.kv());
   std::vector<float> logits(ids.size() * size_t(cfg.n_vocab));
   m.model->forward(cache, ids.data(), int64_t(ids.size()), logits.data(), true);
 

@@ -74,6 +74,7 @@ void run(RunOptions o) {
   engine::EngineOptions eo;
   eo.parallel = 1;
   eo.n_ctx = n_ctx;
+  eo.kv_type = o.model.kv();
   engine::Engine eng(*m.model, *m.tokenizer, meter, eo);
   engine::GenParams params;
   params.sampling = o.sampling;

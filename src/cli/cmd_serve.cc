@@ -93,6 +93,7 @@ void serve(const ServeOptions& o) {
   sched.engine.kv_budget_bytes = kv_budget;
   sched.engine.prefill_chunk = o.prefill_chunk;
   sched.engine.prefix_cache = !o.no_prefix_cache;
+  sched.engine.kv_type = o.model.kv();
   sched.max_queue = o.max_queue;
   engine::Scheduler scheduler(*m.model, *m.tokenizer, meter, sched);
   http.attach(server::Backend{&scheduler, tmpl.get(), &meter});
@@ -101,9 +102,10 @@ void serve(const ServeOptions& o) {
   std::fprintf(stderr,
                "[jevons] serve: ready: model '%s', ctx %d per sequence, %d parallel, KV pool %zu blocks of %d tokens (%s): "
                "%d full-context sequences fit at once, %d asked for by --parallel (blocks are taken as tokens are computed; "
-               "when they run out, the youngest sequence waits); prefix cache %s; %d threads, energy source %s\n",
+               "when they run out, the youngest sequence waits); KV %s, %zu bytes per token; prefix cache %s; %d threads, energy source %s\n",
                so.model_name.c_str(), sched.engine.n_ctx, sched.engine.parallel, s.kv.total_blocks, KvBlockPool::kBlockTokens,
-               o.kv_budget.c_str(), full, o.parallel, o.no_prefix_cache ? "off" : "on", pool.size(), meter.source().c_str());
+               o.kv_budget.c_str(), full, o.parallel, o.model.kv_type.c_str(), cfg.kv_bytes_per_token(KvBlockPool::kv_element_bytes(o.model.kv())),
+               o.no_prefix_cache ? "off" : "on", pool.size(), meter.source().c_str());
   // Serve until the process is stopped (Ctrl-C / SIGTERM end it).
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }

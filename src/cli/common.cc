@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include "engine/engine.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -105,8 +107,15 @@ void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given
       ->each([&seed_given](const std::string&) { seed_given = true; });
 }
 
+TensorType ModelArgs::kv() const { return engine::parse_kv_type(kv_type); }
+
 void add_model_options(CLI::App* c, ModelArgs& args) {
   c->add_option("-m,--model", args.path, "Model: a GGUF file or a Hugging Face directory")->required();
+  c->add_option("--kv-type", args.kv_type,
+                "Element type of the KV cache: f16 (default, as llama.cpp), bf16, or f32 (twice the memory and the bytes "
+                "read per decoded token; what the golden tests match llama.cpp's logits with)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
   c->add_option("--quant", args.quant,
                 "Quantize a Hugging Face checkpoint's matrices at load: q8_0, q4_0, q4_k, ... (k-quants fall back on short rows)");
   add_f16_options(c, args.f16);

@@ -33,6 +33,8 @@ struct ModelArgs {
   std::string path;   // a GGUF file or a Hugging Face directory
   std::string quant;  // "" or a type name like q8_0: an HF checkpoint's matrices converted at load
   F16Args f16;
+  std::string kv_type = "f16";  // the KV cache's elements: f32, f16 or bf16
+  TensorType kv() const;
 };
 
 // Opens a GGUF file or a Hugging Face directory and builds its tokenizer, and its
@@ -48,8 +50,8 @@ void warn_of_reference_matrices(const ModelSource& file);
 void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given);
 
 // Adds -m/--model (required: a GGUF file or a Hugging Face directory), --quant
-// (quantize-on-load for Hugging Face directories) and the F16 options, shared by the
-// commands that load a model.
+// (quantize-on-load for Hugging Face directories), --kv-type and the F16 options,
+// shared by the commands that load a model.
 void add_model_options(CLI::App* c, ModelArgs& args);
 
 // Adds --f16-as-bf16 and --no-f16-as-bf16 (which exclude each other).

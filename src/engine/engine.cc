@@ -44,7 +44,14 @@ TokenLogprob logprob_of(const Tokenizer& tok, const float* logits, int n_vocab, 
 
 }  // namespace
 
-uint64_t kv_salt(const Model& model) {
+TensorType parse_kv_type(const std::string& name) {
+  if (name == "f32") return TensorType::F32;
+  if (name == "f16") return TensorType::F16;
+  if (name == "bf16") return TensorType::BF16;
+  fail("unknown KV cache type '{}' (f32, f16 or bf16)", name);
+}
+
+uint64_t kv_salt(const Model& model, TensorType kv_type) {
   const ModelConfig& c = model.config();
   uint64_t h = 1469598103934665603ull;
   auto mix = [&h](uint64_t v) {
@@ -57,7 +64,7 @@ uint64_t kv_salt(const Model& model) {
                 c.cache_v_dim, c.cache_heads})
     mix(uint64_t(uint32_t(v)));
   mix(model.weight_bytes_per_token());
-  mix(sizeof(float));  // the KV element type
+  mix(uint64_t(kv_type));
   return h;
 }
 
@@ -87,14 +94,15 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, meter::Meter& meter, En
   if (opt_.parallel < 1) fail("--parallel must be at least 1");
   if (opt_.n_ctx < 1) fail("the context must hold at least one token");
   const ModelConfig& c = model_.config();
-  const size_t block_bytes = KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim);
+  const size_t block_bytes = KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim, opt_.kv_type);
   const size_t one_context = blocks_for(opt_.n_ctx);
   const size_t n_blocks = opt_.kv_budget_bytes == 0 ? one_context : opt_.kv_budget_bytes / block_bytes;
   if (n_blocks < one_context)
     fail("the KV budget of {:.1f} MiB holds {} tokens, less than one full context of {} ({:.1f} MiB): raise --kv-budget or lower -c",
          double(opt_.kv_budget_bytes) / 1048576.0, n_blocks * size_t(kBlock), opt_.n_ctx,
          double(one_context * block_bytes) / 1048576.0);
-  pool_ = std::make_shared<KvBlockPool>(c.n_layer, c.cache_k_dim, c.cache_v_dim, n_blocks, c.cache_heads, kv_salt(model_));
+  pool_ = std::make_shared<KvBlockPool>(c.n_layer, c.cache_k_dim, c.cache_v_dim, n_blocks, c.cache_heads,
+                                        kv_salt(model_, opt_.kv_type), opt_.kv_type);
   think_close_ids_ = tok_.encode("\n</think>\n\n", false, true);
 }
 
@@ -397,7 +405,8 @@ void Engine::step() {
     chunks.push_back(Model::Chunk{&*q.seq->cache_, q.seq->tokens_.data() + q.seq->n_computed(), q.n, false});
   const ModelConfig& cfg = model_.config();
   uint64_t traffic = model_.weight_bytes_per_token();
-  for (const Model::Chunk& c : chunks) traffic += meter::forward_traffic_bytes(0, cfg.kv_bytes_per_token(), c.cache->n_past(), c.n);
+  for (const Model::Chunk& c : chunks)
+    traffic += meter::forward_traffic_bytes(0, cfg.kv_bytes_per_token(pool_->element_bytes()), c.cache->n_past(), c.n);
   meter_.add_memory_traffic(traffic);
   logits_.resize(chunks.size() * size_t(cfg.n_vocab));
 

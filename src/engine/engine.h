@@ -43,6 +43,7 @@ struct EngineOptions {
   int prefill_chunk = 128;       // prompt tokens per step while others decode
   int prefill_chunk_idle = 512;  // when nothing else is decoding
   bool prefix_cache = true;      // adopt cached blocks of equal prefixes
+  TensorType kv_type = TensorType::F16;  // KV elements: F16 (llama.cpp's default), BF16 or F32
 };
 
 struct EngineStats {
@@ -117,7 +118,10 @@ class Engine {
 };
 
 // Salt of a model's KV blocks: equal tokens give equal keys and values only for the
-// same weights and KV layout (kv_cache.h).
-uint64_t kv_salt(const Model& model);
+// same weights and KV layout and element type (kv_cache.h).
+uint64_t kv_salt(const Model& model, TensorType kv_type = TensorType::F32);
+
+// "f32", "f16" or "bf16" -> the type; Error naming the choices otherwise.
+TensorType parse_kv_type(const std::string& name);
 
 }  // namespace jevons::engine

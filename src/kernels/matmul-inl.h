@@ -1941,7 +1941,8 @@ HWY_INLINE void Dot8F32(const float* HWY_RESTRICT q, const float* const* k, size
 // acc[0..dv) = acc * c + sum_{j < n} p[j] * v_j: 8 vectors of acc stay in registers
 // while every value row of the chunk adds to them (no store and reload per key).
 HWY_INLINE void AccumulateValuesF32(float* HWY_RESTRICT acc, float c, const float* HWY_RESTRICT p,
-                                    const float* const* v_rows, int64_t v_offset, int64_t n, size_t dv) {
+                                    const void* const* v_rows_f32, int64_t v_offset, int64_t n, size_t dv) {
+  auto v_rows = [v_rows_f32](int64_t j) { return static_cast<const float*>(v_rows_f32[j]); };
   const DF df;
   const VF vc = hn::Set(df, c);
   size_t d = 0;
@@ -1950,21 +1951,30 @@ HWY_INLINE void AccumulateValuesF32(float* HWY_RESTRICT acc, float c, const floa
     ForEachIndex<8>([&](auto i) HWY_ATTR { a[i] = hn::Mul(vc, hn::LoadU(df, acc + d + i * kLF)); });
     for (int64_t j = 0; j < n; ++j) {
       const VF pj = hn::Set(df, p[j]);
-      const float* v = v_rows[j] + v_offset + d;
+      const float* v = v_rows(j) + v_offset + d;
       ForEachIndex<8>([&](auto i) HWY_ATTR { a[i] = hn::MulAdd(pj, hn::LoadU(df, v + i * kLF), a[i]); });
     }
     ForEachIndex<8>([&](auto i) HWY_ATTR { hn::StoreU(a[i], df, acc + d + i * kLF); });
   }
   for (; d + kLF <= dv; d += kLF) {
     VF a = hn::Mul(vc, hn::LoadU(df, acc + d));
-    for (int64_t j = 0; j < n; ++j) a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v_rows[j] + v_offset + d), a);
+    for (int64_t j = 0; j < n; ++j) a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v_rows(j) + v_offset + d), a);
     hn::StoreU(a, df, acc + d);
   }
   for (; d < dv; ++d) {
     float a = acc[d] * c;
-    for (int64_t j = 0; j < n; ++j) a += p[j] * v_rows[j][v_offset + d];
+    for (int64_t j = 0; j < n; ++j) a += p[j] * v_rows(j)[v_offset + d];
     acc[d] = a;
   }
+}
+
+// n elements of a KV row (F16 or BF16) widened to f32.
+template <class T>
+HWY_INLINE void WidenRow(const T* HWY_RESTRICT src, size_t n, float* HWY_RESTRICT dst) {
+  const DF df;
+  size_t i = 0;
+  for (; i + kLF <= n; i += kLF) hn::StoreU(LoadWeightsF(src + i), df, dst + i);
+  for (; i < n; ++i) dst[i] = WeightToF32(src + i);
 }
 
 // ------------------------------------------------------------------ compute peaks
@@ -2079,18 +2089,28 @@ HWY_NOINLINE int64_t PeakBf16Loop(int64_t iters, double* ops) {
 // packed chunk; the chunk size depends on the group alone, so every (query, head) sums
 // exactly as it would alone (same chunks, same order): a token's output does not depend
 // on the block it is computed in.
-HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
-                                     const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
-                                     int head_dim_v, float scale, float* out, int n_queries, int64_t q_stride,
-                                     int64_t out_stride) {
+HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_type, const void* const* k_rows_any,
+                                     int64_t k_offset, const void* const* v_rows_any, int64_t v_offset, int64_t n_kv,
+                                     int head_dim_k, int head_dim_v, float scale, float* out, int n_queries,
+                                     int64_t q_stride, int64_t out_stride) {
 #if !JEVONS_MM_ENABLED
   return false;
 #else
+  // F32 rows are read in place or packed; F16 / BF16 rows are always packed, widened to
+  // f32 as they are copied (a chunk at a time: the cache is never widened whole).
+  const bool widen = kv_type != TensorType::F32;
+  const size_t elem = widen ? 2 : 4;
+  auto f32 = [](const void* row) { return static_cast<const float*>(row); };  // an F32 row (or a packed one)
+  auto widen_row = [&](const void* row, int64_t offset, int dim, float* dst) {
+    const uint8_t* p = static_cast<const uint8_t*>(row) + size_t(offset) * 2;
+    if (kv_type == TensorType::F16) WidenRow(reinterpret_cast<const hwy::float16_t*>(p), size_t(dim), dst);
+    else WidenRow(reinterpret_cast<const hwy::bfloat16_t*>(p), size_t(dim), dst);
+  };
   // Packing pays for its copy when several queries share the chunk (prefill), or when
   // the rows lie scattered (in place, rows a power of two apart would evict each other
   // from L1). The paged cache keeps a head's rows in runs of 16 (head-major blocks): one
   // query reads them in place.
-  const bool may_pack = n_heads * n_queries > 1;
+  const bool may_pack = n_heads * n_queries > 1 || widen;
   constexpr int64_t kMaxChunk = 64;
   const int64_t chunk_bytes = n_heads > 1 ? 16 << 10 : 8 << 10;  // by the group alone: the chunks fix the sums' order
   const int64_t chunk = std::clamp<int64_t>(chunk_bytes / (int64_t(head_dim_k + head_dim_v) * 4) / 8 * 8, 8, kMaxChunk);
@@ -2109,28 +2129,33 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
   std::fill(acc, acc + size_t(n_rows) * dv, 0.0f);
   std::fill(m, m + n_rows, -INFINITY);
   std::fill(l, l + n_rows, 0.0f);
-  const float* kp[kMaxChunk];
-  const float* vp[kMaxChunk];
+  const void* kp[kMaxChunk];
+  const void* vp[kMaxChunk];
   const int64_t n_kv_last = n_kv + n_queries - 1;
   const VF vscale = hn::Set(df, scale);
   for (int64_t j0 = 0; j0 < n_kv_last; j0 += chunk) {
     const int64_t n_chunk = std::min(chunk, n_kv_last - j0);
-    const float* const* kr = k_rows + j0;
-    const float* const* vr = v_rows + j0;
+    const void* const* kr = k_rows_any + j0;
+    const void* const* vr = v_rows_any + j0;
     int64_t ko = k_offset, vo = v_offset;
-    bool pack = may_pack && n_queries > 1;
+    bool pack = may_pack && (n_queries > 1 || widen);
     if (may_pack && !pack) {
       int64_t breaks = 0;  // rows that do not follow the previous one in memory
       for (int64_t j = 1; j < n_chunk; ++j)
-        breaks += (kr[j] != kr[j - 1] + head_dim_k) + (vr[j] != vr[j - 1] + head_dim_v);
+        breaks += (f32(kr[j]) != f32(kr[j - 1]) + head_dim_k) + (f32(vr[j]) != f32(vr[j - 1]) + head_dim_v);
       pack = breaks * 4 > n_chunk;  // runs shorter than 8 rows on average
     }
     if (pack) {
       for (int64_t j = 0; j < n_chunk; ++j) {
         float* kj = kbuf + size_t(j) * size_t(head_dim_k);
         float* vj = vbuf + size_t(j) * dv;
-        std::copy(k_rows[j0 + j] + k_offset, k_rows[j0 + j] + k_offset + head_dim_k, kj);
-        std::copy(v_rows[j0 + j] + v_offset, v_rows[j0 + j] + v_offset + head_dim_v, vj);
+        if (widen) {
+          widen_row(k_rows_any[j0 + j], k_offset, head_dim_k, kj);
+          widen_row(v_rows_any[j0 + j], v_offset, head_dim_v, vj);
+        } else {
+          std::copy_n(f32(k_rows_any[j0 + j]) + k_offset, head_dim_k, kj);
+          std::copy_n(f32(v_rows_any[j0 + j]) + v_offset, head_dim_v, vj);
+        }
         kp[j] = kj, vp[j] = vj;
       }
       kr = kp, vr = vp, ko = 0, vo = 0;
@@ -2148,8 +2173,10 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
       const int64_t next = j0 + chunk, n_next = std::min(chunk, n_kv_last - next);
       if (n_next <= 0) return;
       for (int64_t j = next + n_next * part / parts, j_end = next + n_next * (part + 1) / parts; j < j_end; ++j) {
-        for (int64_t o = 0; o < head_dim_k; o += 16) PrefetchL2(k_rows[j] + k_offset + o);
-        for (int64_t o = 0; o < head_dim_v; o += 16) PrefetchL2(v_rows[j] + v_offset + o);
+        const uint8_t* kb = static_cast<const uint8_t*>(k_rows_any[j]) + size_t(k_offset) * elem;
+        const uint8_t* vb = static_cast<const uint8_t*>(v_rows_any[j]) + size_t(v_offset) * elem;
+        for (size_t o = 0; o < size_t(head_dim_k) * elem; o += 64) PrefetchL2(kb + o);
+        for (size_t o = 0; o < size_t(head_dim_v) * elem; o += 64) PrefetchL2(vb + o);
       }
     };
     // 1. Scaled scores, padded with -inf to whole vectors (exp -> 0, unused).
@@ -2162,10 +2189,10 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, const float* c
       int64_t j = 0;
       for (; j + 8 <= n; j += 8) {
         const float* k[8];
-        for (int i = 0; i < 8; ++i) k[i] = kr[j + i] + ko;
+        for (int i = 0; i < 8; ++i) k[i] = f32(kr[j + i]) + ko;
         Dot8F32(qh, k, size_t(head_dim_k), p + j);
       }
-      for (; j < n; ++j) p[j] = DotF32(qh, kr[j] + ko, size_t(head_dim_k));
+      for (; j < n; ++j) p[j] = DotF32(qh, f32(kr[j]) + ko, size_t(head_dim_k));
       const int64_t padded = (n + int64_t(kLF) - 1) / int64_t(kLF) * int64_t(kLF);  // <= kMaxChunk
       std::fill(p + n, p + padded, -INFINITY);
       for (j = 0; j < padded; j += int64_t(kLF)) hn::Store(hn::Mul(hn::Load(df, p + j), vscale), df, p + j);

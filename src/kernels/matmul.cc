@@ -34,6 +34,7 @@
 #include <memory>
 #include <string>
 
+#include "core/error.h"
 #include "core/thread_pool.h"
 #include "kernels/ops.h"
 #include "quant/types.h"
@@ -146,24 +147,53 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
   matmul_reference(w, x, n_tokens, y, pool);
 }
 
-void attention_heads(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
-                     const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v,
+void attention_heads(const float* q, int n_heads, TensorType kv_type, const void* const* k_rows, int64_t k_offset,
+                     const void* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v,
                      float scale, float* out) {
-  attention_causal_block(q, 0, 1, n_heads, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v, scale, out,
-                         0);
+  attention_causal_block(q, 0, 1, n_heads, kv_type, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v, scale,
+                         out, 0);
 }
 
-void attention_causal_block(const float* q, int64_t q_stride, int n_queries, int n_heads, const float* const* k_rows,
-                            int64_t k_offset, const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
-                            int head_dim_v, float scale, float* out, int64_t out_stride) {
+// Rows of the reference: F32 rows as they are; F16 / BF16 rows widened exactly (the
+// reference reads the same values the fast kernel does).
+static std::vector<const float*> reference_rows(TensorType type, const void* const* rows, int64_t offset, int64_t n_rows,
+                                                int dim, std::vector<float>& storage) {
+  std::vector<const float*> out(static_cast<size_t>(n_rows));
+  if (type == TensorType::F32) {
+    for (int64_t j = 0; j < n_rows; ++j) out[size_t(j)] = static_cast<const float*>(rows[j]) + offset;
+    return out;
+  }
+  storage.resize(size_t(n_rows) * size_t(dim));
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const uint8_t* src = static_cast<const uint8_t*>(rows[j]) + 2 * offset;
+    float* dst = &storage[size_t(j) * size_t(dim)];
+    for (int d = 0; d < dim; ++d) {
+      uint16_t h;
+      std::memcpy(&h, src + 2 * d, 2);
+      dst[d] = type == TensorType::F16 ? fp16_to_float(h) : bf16_to_float(h);
+    }
+    out[size_t(j)] = dst;
+  }
+  return out;
+}
+
+void attention_causal_block(const float* q, int64_t q_stride, int n_queries, int n_heads, TensorType kv_type,
+                            const void* const* k_rows, int64_t k_offset, const void* const* v_rows, int64_t v_offset,
+                            int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out, int64_t out_stride) {
+  if (kv_type != TensorType::F32 && kv_type != TensorType::F16 && kv_type != TensorType::BF16)
+    fail("attention: keys and values of type {} are not supported", type_name(kv_type));
   if (kernel_mode() == KernelMode::kFast &&
-      HWY_DYNAMIC_DISPATCH(AttentionHeadsFast)(q, n_heads, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k,
+      HWY_DYNAMIC_DISPATCH(AttentionHeadsFast)(q, n_heads, kv_type, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k,
                                                head_dim_v, scale, out, n_queries, q_stride, out_stride))
     return;
+  const int64_t n_rows = n_kv + n_queries - 1;
+  std::vector<float> k_store, v_store;
+  const std::vector<const float*> kr = reference_rows(kv_type, k_rows, k_offset, n_rows, head_dim_k, k_store);
+  const std::vector<const float*> vr = reference_rows(kv_type, v_rows, v_offset, n_rows, head_dim_v, v_store);
   for (int i = 0; i < n_queries; ++i)
     for (int h = 0; h < n_heads; ++h)
-      attention_head_reference(q + i * q_stride + int64_t(h) * head_dim_k, k_rows, k_offset, v_rows, v_offset, n_kv + i,
-                               head_dim_k, head_dim_v, scale, out + i * out_stride + int64_t(h) * head_dim_v);
+      attention_head_reference(q + i * q_stride + int64_t(h) * head_dim_k, kr.data(), 0, vr.data(), 0, n_kv + i, head_dim_k,
+                               head_dim_v, scale, out + i * out_stride + int64_t(h) * head_dim_v);
 }
 
 void silu_mul(float* gate, const float* up, int64_t n) {

@@ -72,8 +72,10 @@ void matmul(const Tensor& w, const float* x, int64_t n_tokens, float* y, ThreadP
 // at q + h * head_dim_k, its output at out + h * head_dim_v. kFast: a SIMD kernel with an
 // online softmax that reads each key and value row once for the whole group (f32 sums);
 // kReference: the reference, head by head.
-void attention_heads(const float* q, int n_heads, const float* const* k_rows, int64_t k_offset,
-                     const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v,
+// The rows hold elements of kv_type (F32, F16 or BF16, as the KV cache stores them);
+// offsets count elements. F16 and BF16 rows are widened chunk by chunk as they are read.
+void attention_heads(const float* q, int n_heads, TensorType kv_type, const void* const* k_rows, int64_t k_offset,
+                     const void* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v,
                      float scale, float* out);
 
 // The same for a causal block of n_queries consecutive tokens of one sequence: query i's
@@ -81,15 +83,9 @@ void attention_heads(const float* q, int n_heads, const float* const* k_rows, in
 // its outputs go to out + i * out_stride. The block shares each chunk of keys and values
 // (prefill reads and packs them once per block, not once per token), and every (query,
 // head) is bit-identical to attention_heads() of that query alone.
-void attention_causal_block(const float* q, int64_t q_stride, int n_queries, int n_heads, const float* const* k_rows,
-                            int64_t k_offset, const float* const* v_rows, int64_t v_offset, int64_t n_kv, int head_dim_k,
-                            int head_dim_v, float scale, float* out, int64_t out_stride);
-
-// One query head (same arguments as attention_head_reference()).
-inline void attention_head(const float* q, const float* const* k_rows, int64_t k_offset, const float* const* v_rows,
-                           int64_t v_offset, int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out) {
-  attention_heads(q, 1, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k, head_dim_v, scale, out);
-}
+void attention_causal_block(const float* q, int64_t q_stride, int n_queries, int n_heads, TensorType kv_type,
+                            const void* const* k_rows, int64_t k_offset, const void* const* v_rows, int64_t v_offset,
+                            int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out, int64_t out_stride);
 
 // gate[i] = silu(gate[i]) * up[i] (SwiGLU). kFast: SIMD (Highway's Exp, within a few
 // ulp); kReference: silu_mul_reference() of ops.h.

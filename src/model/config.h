@@ -85,7 +85,11 @@ struct ModelConfig {
   int v_dim() const { return n_head_kv * head_dim_v; }
   bool is_mla() const { return mla.kv_lora_rank > 0; }
   // KV cache bytes per token (f32 cache).
-  size_t kv_bytes_per_token() const { return size_t(n_layer) * size_t(cache_k_dim + cache_v_dim) * sizeof(float); }
+  // Bytes of keys and values one token adds to the cache, at element_bytes per element
+  // (4: f32, 2: f16 / bf16).
+  size_t kv_bytes_per_token(size_t element_bytes = sizeof(float)) const {
+    return size_t(n_layer) * size_t(cache_k_dim + cache_v_dim) * element_bytes;
+  }
 };
 
 // Llama 3's RoPE frequency factors (one per rotated pair; GGUF stores them as the

@@ -230,12 +230,13 @@ class DeepSeek : public Model {
     }
     matmul(L.kv_a, xn, n, kv.data(), pool_);
 
+    std::vector<float> cached(static_cast<size_t>(latent));  // [c_kv | k_pe], stored in the cache's type
     for (int64_t t = 0; t < n; ++t) {
       const int pos = b.pos[size_t(t)];
-      float* cached = b.cache_of(t)->k(l, pos);  // [c_kv | k_pe]
-      rms_norm(&kv[size_t(t) * latent], L.kv_a_norm, lora, cfg_.rms_eps, cached);
-      std::copy_n(&kv[size_t(t) * latent + lora], rope_dims, cached + lora);
-      rope(cached + lora, 1, rope_dims, pos, rope_, nullptr);
+      rms_norm(&kv[size_t(t) * latent], L.kv_a_norm, lora, cfg_.rms_eps, cached.data());
+      std::copy_n(&kv[size_t(t) * latent + lora], rope_dims, cached.data() + lora);
+      rope(cached.data() + lora, 1, rope_dims, pos, rope_, nullptr);
+      b.cache_of(t)->store(l, pos, cached.data(), nullptr);
       rope(&q[size_t(t) * H * qk] + nope, H, qk, pos, rope_, nullptr);  // each head's q_pe
     }
 
@@ -278,8 +279,9 @@ class DeepSeek : public Model {
         const int64_t bi = ends_inward(item / parts, n_blocks);
         const int part = int(item % parts), h0 = H * part / parts, h1 = H * (part + 1) / parts;
         const auto [t0, n_queries] = blocks[size_t(bi)];
-        const std::vector<const float*>& kv = rows.k[b.chunk_of[size_t(t0)]];
-        attention_causal_block(&q_lat[size_t((t0 * H + h0) * latent)], int64_t(H) * latent, n_queries, h1 - h0, kv.data(), 0,
+        const size_t s = b.chunk_of[size_t(t0)];
+        const std::vector<const void*>& kv = rows.k[s];
+        attention_causal_block(&q_lat[size_t((t0 * H + h0) * latent)], int64_t(H) * latent, n_queries, h1 - h0, rows.type[s], kv.data(), 0,
                                kv.data(), 0, b.pos[size_t(t0)] + 1, latent, lora, kq_scale_,
                                &o_lat[size_t((t0 * H + h0) * lora)], int64_t(H) * lora);
       }

@@ -55,16 +55,10 @@ class Model {
   virtual double matmul_flops_per_token() const = 0;
   virtual double attention_flops(int64_t n_past) const = 0;
 
-  KvCache new_cache(int n_ctx) const {
+  // A standalone cache of n_ctx positions with elements of kv_type (f32, f16, bf16).
+  KvCache new_cache(int n_ctx, TensorType kv_type = TensorType::F32) const {
     const ModelConfig& c = config();
-    return KvCache(c.n_layer, n_ctx, c.cache_k_dim, c.cache_v_dim, c.cache_heads);
-  }
-  // A pool of KV blocks for many sequences, within a memory budget in bytes.
-  std::shared_ptr<KvBlockPool> new_block_pool(size_t budget_bytes) const {
-    const ModelConfig& c = config();
-    return std::make_shared<KvBlockPool>(c.n_layer, c.cache_k_dim, c.cache_v_dim,
-                                         budget_bytes / KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim),
-                                         c.cache_heads);
+    return KvCache(c.n_layer, n_ctx, c.cache_k_dim, c.cache_v_dim, c.cache_heads, kv_type);
   }
   void set_thread_pool(ThreadPool* pool) { pool_ = pool; }
 

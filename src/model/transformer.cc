@@ -170,7 +170,7 @@ class Transformer : public Model {
           const int kvh = int(item % c.n_head_kv), h = kvh * group;
           const auto [t0, n_queries] = blocks[size_t(bi)];
           const size_t s = b.chunk_of[size_t(t0)];
-          attention_causal_block(&q[size_t(t0 * c.q_dim() + h * c.head_dim_k)], c.q_dim(), n_queries, group,
+          attention_causal_block(&q[size_t(t0 * c.q_dim() + h * c.head_dim_k)], c.q_dim(), n_queries, group, rows.type[s],
                                  rows.k[s].data(), kvh * rows.k_head_stride[s], rows.v[s].data(),
                                  kvh * rows.v_head_stride[s], b.pos[size_t(t0)] + 1, c.head_dim_k, c.head_dim_v, kq_scale,
                                  &attn[size_t((t0 * c.n_head + h) * c.head_dim_v)], int64_t(c.n_head) * c.head_dim_v);

@@ -33,13 +33,14 @@ KvRows Batch::kv_rows(int layer) const {
   KvRows r;
   for (const Model::Chunk& ch : *chunks) {
     const int end = ch.cache->n_past() + int(ch.n);
-    std::vector<const float*> k(static_cast<size_t>(end)), v(static_cast<size_t>(end));
+    std::vector<const void*> k(static_cast<size_t>(end)), v(static_cast<size_t>(end));
     for (int p = 0; p < end; ++p) {
       k[size_t(p)] = ch.cache->k(layer, p);
       v[size_t(p)] = ch.cache->v_dim() > 0 ? ch.cache->v(layer, p) : nullptr;
     }
     r.k.push_back(std::move(k));
     r.v.push_back(std::move(v));
+    r.type.push_back(ch.cache->type());
     r.k_head_stride.push_back(ch.cache->k_head_stride());
     r.v_head_stride.push_back(ch.cache->v_head_stride());
   }

@@ -11,10 +11,12 @@
 namespace jevons {
 
 // Per sequence, pointers to its cached K and V rows of one layer, positions 0..end.
-// Per chunk (sequence): each position's key and value row (head 0), and how far on
-// head h's lies (h * stride floats; the cache's blocks are head-major).
+// Per chunk (sequence): each position's key and value row (head 0), the element type
+// they are stored in, and how far on head h's lies (h * stride elements; the cache's
+// blocks are head-major).
 struct KvRows {
-  std::vector<std::vector<const float*>> k, v;
+  std::vector<std::vector<const void*>> k, v;
+  std::vector<TensorType> type;
   std::vector<int64_t> k_head_stride, v_head_stride;
 };
 

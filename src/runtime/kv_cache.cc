@@ -4,14 +4,23 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/float16.h"
 
 namespace jevons {
 
-KvBlockPool::KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads, uint64_t salt)
-    : n_layer_(n_layer), k_dim_(k_dim), v_dim_(v_dim), n_heads_(n_heads), n_blocks_(n_blocks),
-      block_floats_(block_bytes(n_layer, k_dim, v_dim) / sizeof(float)), salt_(salt),
-      buffer_(n_blocks * block_floats_ * sizeof(float), "KV cache"),
-      storage_(reinterpret_cast<float*>(buffer_.data())), info_(n_blocks) {
+size_t KvBlockPool::kv_element_bytes(TensorType type) {
+  switch (type) {
+    case TensorType::F32: return 4;
+    case TensorType::F16:
+    case TensorType::BF16: return 2;
+    default: fail("the KV cache holds f32, f16 or bf16 elements, not {}", type_name(type));
+  }
+}
+
+KvBlockPool::KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads, uint64_t salt, TensorType type)
+    : n_layer_(n_layer), k_dim_(k_dim), v_dim_(v_dim), n_heads_(n_heads), type_(type), elem_(kv_element_bytes(type)),
+      n_blocks_(n_blocks), block_bytes_(block_bytes(n_layer, k_dim, v_dim, type)), salt_(salt),
+      buffer_(n_blocks * block_bytes_, "KV cache"), storage_(buffer_.data()), info_(n_blocks) {
   if (n_heads <= 0 || k_dim % n_heads != 0 || v_dim % n_heads != 0)
     fail("KV cache: {} heads do not divide the key width {} and value width {}", n_heads, k_dim, v_dim);
   free_.reserve(n_blocks);
@@ -169,8 +178,8 @@ static size_t blocks_for(int n_positions) {
   return size_t((n_positions + KvBlockPool::kBlockTokens - 1) / KvBlockPool::kBlockTokens);
 }
 
-KvCache::KvCache(int n_layer, int n_ctx, int k_dim, int v_dim, int n_heads)
-    : pool_(std::make_shared<KvBlockPool>(n_layer, k_dim, v_dim, blocks_for(n_ctx), n_heads)), n_ctx_(n_ctx),
+KvCache::KvCache(int n_layer, int n_ctx, int k_dim, int v_dim, int n_heads, TensorType type)
+    : pool_(std::make_shared<KvBlockPool>(n_layer, k_dim, v_dim, blocks_for(n_ctx), n_heads, 0, type)), n_ctx_(n_ctx),
       standalone_(true) {
   if (n_ctx <= 0) fail("context length must be positive, got {}", n_ctx);
   if (!reserve(n_ctx)) fail("internal: a standalone KV cache could not reserve its own blocks");
@@ -245,14 +254,33 @@ void KvCache::replace_block(size_t index, int block) {
   table_[index] = block;
 }
 
+// n floats into n elements of type at dst.
+static void put_row(TensorType type, const float* src, int64_t n, uint8_t* dst) {
+  switch (type) {
+    case TensorType::F32: std::memcpy(dst, src, size_t(n) * sizeof(float)); return;
+    case TensorType::F16:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = float_to_fp16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+    default:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = float_to_bf16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+  }
+}
+
 void KvCache::store(int layer, int pos, const float* keys, const float* values) {
   const int h_k = k_dim() / n_heads(), h_v = v_dim() / n_heads();
-  float* k0 = k(layer, pos);
-  float* v0 = v(layer, pos);
-  for (int h = 0; h < n_heads(); ++h) {
-    std::copy_n(keys + h * h_k, h_k, k0 + h * k_head_stride());
-    std::copy_n(values + h * h_v, h_v, v0 + h * v_head_stride());
-  }
+  const size_t e = pool_->element_bytes();
+  uint8_t* k0 = k(layer, pos);
+  for (int h = 0; h < n_heads(); ++h) put_row(type(), keys + h * h_k, h_k, k0 + e * size_t(h * k_head_stride()));
+  if (h_v == 0) return;
+  uint8_t* v0 = v(layer, pos);
+  for (int h = 0; h < n_heads(); ++h) put_row(type(), values + h * h_v, h_v, v0 + e * size_t(h * v_head_stride()));
 }
 
 }  // namespace jevons

@@ -14,6 +14,10 @@
 // sequence's keys and values. A block is never written while it is shared or
 // published (prepare_batch checks it): full blocks are not written again, and
 // truncate() copies a shared tail block before it can be.
+//
+// Element types (kv_type): F32 (what the golden tests match llama.cpp with), F16 (the
+// default, as llama.cpp's) and BF16. Keys and values are rounded once, when stored;
+// attention reads the stored type directly, chunk by chunk (kernels/matmul.h).
 #pragma once
 #include <cstdint>
 #include <list>
@@ -23,6 +27,7 @@
 #include <vector>
 
 #include "core/large_buffer.h"
+#include "quant/types.h"
 
 namespace jevons {
 
@@ -39,13 +44,16 @@ class KvBlockPool {
  public:
   static constexpr int kBlockTokens = 16;
 
-  // n_heads: the KV heads a position's k_dim (and v_dim) floats split into.
+  // n_heads: the KV heads a position's k_dim (and v_dim) elements split into.
   // salt: what makes equal tokens give different keys and values (the model, the KV
-  // type); part of every block's hash.
-  KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads = 1, uint64_t salt = 0);
-  static size_t block_bytes(int n_layer, int k_dim, int v_dim) {
-    return size_t(kBlockTokens) * size_t(n_layer) * size_t(k_dim + v_dim) * sizeof(float);
+  // type); part of every block's hash. type: F32, F16 or BF16 elements.
+  KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads = 1, uint64_t salt = 0,
+              TensorType type = TensorType::F32);
+  static size_t block_bytes(int n_layer, int k_dim, int v_dim, TensorType type = TensorType::F32) {
+    return size_t(kBlockTokens) * size_t(n_layer) * size_t(k_dim + v_dim) * kv_element_bytes(type);
   }
+  // Bytes of one element of a KV type; Error for a type the cache cannot hold.
+  static size_t kv_element_bytes(TensorType type);
 
   // A block held once by the caller (count 1): a free one, else the least recently
   // used cached one (evicted: unpublished). -1 when every block is held. Thread-safe.
@@ -77,22 +85,25 @@ class KvBlockPool {
   size_t free_blocks() const { return available_blocks(); }
   size_t used_blocks() const { return n_blocks_ - available_blocks(); }
   KvPoolStats stats() const;
-  size_t bytes() const { return n_blocks_ * block_floats_ * sizeof(float); }
-  size_t bytes_per_block() const { return block_floats_ * sizeof(float); }
+  size_t bytes() const { return n_blocks_ * block_bytes_; }
+  size_t bytes_per_block() const { return block_bytes_; }
+  TensorType type() const { return type_; }
+  size_t element_bytes() const { return elem_; }
 
   // Layout of a block: K for [layer][head][slot][k_dim / n_heads], then V the same way.
   // Head-major: attention reads one head's rows of a block, and they lie next to each
-  // other (4-8 KiB streamed, not 256-512 bytes out of every k_dim floats). k() and v()
-  // point at head 0 of a slot; head h is k_head_stride() (v_head_stride()) floats on.
-  float* k(int block, int layer, int slot) {
-    return storage_ + size_t(block) * block_floats_ + size_t(layer) * kBlockTokens * size_t(k_dim_) +
-           size_t(slot) * size_t(k_dim_ / n_heads_);
+  // other (4-8 KiB streamed, not 256-512 bytes out of every k_dim elements). k() and v()
+  // point at head 0 of a slot; head h is k_head_stride() (v_head_stride()) elements on.
+  uint8_t* k(int block, int layer, int slot) {
+    return storage_ + size_t(block) * block_bytes_ +
+           elem_ * (size_t(layer) * kBlockTokens * size_t(k_dim_) + size_t(slot) * size_t(k_dim_ / n_heads_));
   }
-  float* v(int block, int layer, int slot) {
-    return storage_ + size_t(block) * block_floats_ + size_t(n_layer_) * kBlockTokens * size_t(k_dim_) +
-           size_t(layer) * kBlockTokens * size_t(v_dim_) + size_t(slot) * size_t(v_dim_ / n_heads_);
+  uint8_t* v(int block, int layer, int slot) {
+    return storage_ + size_t(block) * block_bytes_ +
+           elem_ * (size_t(n_layer_) * kBlockTokens * size_t(k_dim_) + size_t(layer) * kBlockTokens * size_t(v_dim_) +
+                    size_t(slot) * size_t(v_dim_ / n_heads_));
   }
-  float* block_data(int block) { return storage_ + size_t(block) * block_floats_; }
+  uint8_t* block_data(int block) { return storage_ + size_t(block) * block_bytes_; }
   int64_t k_head_stride() const { return int64_t(kBlockTokens) * (k_dim_ / n_heads_); }
   int64_t v_head_stride() const { return int64_t(kBlockTokens) * (v_dim_ / n_heads_); }
   int n_layer() const { return n_layer_; }
@@ -116,13 +127,15 @@ class KvBlockPool {
   bool matches_locked(int block, uint64_t hash, int parent_block, const int32_t* tokens) const;
 
   int n_layer_, k_dim_, v_dim_, n_heads_;
-  size_t n_blocks_, block_floats_;
+  TensorType type_;
+  size_t elem_;
+  size_t n_blocks_, block_bytes_;
   uint64_t salt_;
   uint64_t hash_mask_ = ~uint64_t(0);
   // Untouched until written: memory grows with the positions used, not the pool's size
   // (a cache is always written before it is read). Huge pages, as attention streams it.
   LargeBuffer buffer_;
-  float* storage_;
+  uint8_t* storage_;
   mutable std::mutex mu_;
   std::vector<int> free_;
   std::vector<BlockInfo> info_;
@@ -134,7 +147,7 @@ class KvBlockPool {
 class KvCache {
  public:
   // A standalone cache for up to n_ctx positions (its own pool, fully reserved).
-  KvCache(int n_layer, int n_ctx, int k_dim, int v_dim, int n_heads = 1);
+  KvCache(int n_layer, int n_ctx, int k_dim, int v_dim, int n_heads = 1, TensorType type = TensorType::F32);
   // A sequence drawing blocks from a shared pool as it grows, up to n_ctx positions.
   KvCache(std::shared_ptr<KvBlockPool> pool, int n_ctx);
   ~KvCache();
@@ -171,16 +184,19 @@ class KvCache {
   KvBlockPool& pool() { return *pool_; }
   const std::shared_ptr<KvBlockPool>& shared_pool() const { return pool_; }
 
-  // Head 0 of a position's keys (values); head h is k_head_stride() (v_head_stride()) on.
-  float* k(int layer, int pos) { return pool_->k(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
-  float* v(int layer, int pos) { return pool_->v(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
+  // Head 0 of a position's keys (values), elements of type(); head h is k_head_stride()
+  // (v_head_stride()) elements on.
+  uint8_t* k(int layer, int pos) { return pool_->k(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
+  uint8_t* v(int layer, int pos) { return pool_->v(table_[size_t(pos / KvBlockPool::kBlockTokens)], layer, pos % KvBlockPool::kBlockTokens); }
+  TensorType type() const { return pool_->type(); }
   int n_heads() const { return pool_->n_heads(); }
   int64_t k_head_stride() const { return pool_->k_head_stride(); }
   int64_t v_head_stride() const { return pool_->v_head_stride(); }
   // Writes a position's keys and values, each [n_heads][dim / n_heads] as the model
-  // computes them, into the head-major block.
+  // computes them, into the head-major block, rounded to type(). values may be null
+  // when v_dim() is 0 (MLA's latent rows serve as both).
   void store(int layer, int pos, const float* keys, const float* values);
-  size_t bytes() const { return table_.size() * KvBlockPool::block_bytes(pool_->n_layer(), k_dim(), v_dim()); }
+  size_t bytes() const { return table_.size() * pool_->bytes_per_block(); }
 
  private:
   void release_all();
