@@ -1,9 +1,12 @@
 // The engine layer: shared, hashed KV blocks (runtime/kv_cache.h), the prefix cache,
 // preemption, and the one generation loop (engine/engine.h).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <set>
@@ -13,6 +16,7 @@
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
+#include "engine/kv_disk.h"
 #include "formats/hf_model.h"
 #include "kernels/matmul.h"
 #include "meter/meter.h"
@@ -489,6 +493,157 @@ TEST_F(EngineTest, CancelledSequencesFreeTheirBlocks) {
   EXPECT_TRUE(eng.idle());
   EXPECT_EQ(res.finish_reason, "cancelled");
   EXPECT_EQ(eng.pool().used_blocks(), 0u);
+}
+
+}  // namespace
+}  // namespace jevons
+
+namespace jevons {
+namespace {
+
+// ---- the disk tier ----
+
+std::string temp_dir(const std::string& name) {
+  const std::string d = (std::filesystem::temp_directory_path() / ("jevons_kvdisk_" + name + "_" + std::to_string(::getpid()))).string();
+  std::filesystem::remove_all(d);
+  return d;
+}
+
+std::vector<std::string> block_files(const std::string& dir) {
+  std::vector<std::string> v;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) v.push_back(e.path().string());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+struct DiskBlock {  // one block's file contents
+  std::vector<int32_t> tokens = block_tokens(500);
+  std::vector<uint8_t> payload;
+  uint64_t hash = 0x1234, check = engine::KvDiskCache::check_hash(0, block_tokens(500).data());
+  explicit DiskBlock(size_t bytes) : payload(bytes) {
+    for (size_t i = 0; i < bytes; ++i) payload[i] = uint8_t(i * 7 + 3);
+  }
+};
+
+TEST(KvDisk, RoundTripAndEveryBadFileSkippedWithAWarning) {
+  using engine::KvDiskCache;
+  const std::string dir = temp_dir("bad");
+  const size_t bytes = 4096;
+  std::vector<std::string> warnings;
+  auto open = [&](uint64_t salt, size_t block_bytes) {
+    auto c = std::make_unique<KvDiskCache>(dir, 0, salt, block_bytes);
+    c->set_warn([&warnings](const std::string& m) { warnings.push_back(m); });
+    return c;
+  };
+  DiskBlock b(bytes);
+  {
+    auto c = open(77, bytes);
+    ASSERT_TRUE(c->save(b.hash, b.check, 0, b.tokens.data(), b.payload.data()));
+  }
+  std::vector<uint8_t> out(bytes);
+  auto c = open(77, bytes);  // a new process's view: found by scanning the directory
+  ASSERT_TRUE(c->contains(b.hash));
+  ASSERT_TRUE(c->load(b.hash, b.check, 0, b.tokens.data(), out.data()));
+  EXPECT_EQ(out, b.payload);
+  EXPECT_TRUE(warnings.empty());
+
+  const std::string file = block_files(dir).at(0);
+  const std::string pristine = test::read_file(file);
+  auto rewrite = [&](const std::string& content) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc).write(content.data(), std::streamsize(content.size()));
+  };
+  struct Case {
+    const char* what;
+    std::function<bool()> load;
+    const char* expect;
+  };
+  std::string flipped = pristine;
+  flipped[flipped.size() - 100] ^= 0x10;
+  const std::vector<std::pair<std::string, std::string>> corruptions = {
+      {pristine.substr(0, pristine.size() / 2), "truncated"}, {pristine.substr(0, 20), "truncated"}, {flipped, "checksum"}};
+  for (const auto& [content, expect] : corruptions) {
+    rewrite(content);
+    warnings.clear();
+    auto fresh = open(77, bytes);
+    EXPECT_FALSE(fresh->load(b.hash, b.check, 0, b.tokens.data(), out.data())) << expect;
+    ASSERT_EQ(warnings.size(), 1u) << expect;
+    EXPECT_NE(warnings[0].find(expect), std::string::npos) << warnings[0];
+  }
+  rewrite(pristine);
+  warnings.clear();
+  EXPECT_FALSE(open(78, bytes)->load(b.hash, b.check, 0, b.tokens.data(), out.data())) << "another model's file";
+  EXPECT_FALSE(open(77, bytes / 2)->load(b.hash, b.check, 0, b.tokens.data(), out.data())) << "another KV type's layout";
+  const std::vector<int32_t> other = block_tokens(9);
+  EXPECT_FALSE(open(77, bytes)->load(b.hash, b.check, 0, other.data(), out.data())) << "other tokens under the same name";
+  ASSERT_EQ(warnings.size(), 3u);
+  EXPECT_NE(warnings[0].find("another model"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[1].find("another KV layout"), std::string::npos) << warnings[1];
+  EXPECT_NE(warnings[2].find("another prefix"), std::string::npos) << warnings[2];
+  std::filesystem::remove_all(dir);
+}
+
+TEST(KvDisk, SizeCapHolds) {
+  using engine::KvDiskCache;
+  const std::string dir = temp_dir("cap");
+  const size_t bytes = 4096, file_bytes = 64 + 4 * KvBlockPool::kBlockTokens + bytes;
+  KvDiskCache c(dir, 3 * file_bytes + 10, 5, bytes);
+  DiskBlock b(bytes);
+  for (uint64_t h = 1; h <= 7; ++h) ASSERT_TRUE(c.save(h, b.check, 0, b.tokens.data(), b.payload.data()));
+  uint64_t total = 0;
+  for (const std::string& f : block_files(dir)) total += std::filesystem::file_size(f);
+  EXPECT_LE(total, 3 * file_bytes + 10);
+  EXPECT_EQ(block_files(dir).size(), 3u);
+  EXPECT_EQ(c.stats().evicted, 4);
+  EXPECT_TRUE(c.contains(7)) << "the newest stays";
+  EXPECT_FALSE(c.contains(1)) << "the oldest goes first";
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(EngineTest, DiskTierHitAfterRestartAndCorruptFilesSkipped) {
+  const std::string dir = temp_dir("restart");
+  const std::vector<int32_t> prompt = prompt_of(70, 4, model_->config().n_vocab);
+  auto run = [&](const std::vector<int32_t>& p, engine::EngineStats* stats) {
+    engine::EngineOptions eo;
+    eo.kv_type = TensorType::F32;
+    eo.n_ctx = 128;
+    eo.kv_cache_dir = dir;
+    eo.model_identity = 42;
+    engine::Engine eng(*model_, *tok_, *meter_, eo);  // a new process: nothing in RAM
+    engine::SequenceResult res;
+    engine::GenParams gp;
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 6;
+    engine::SequenceSink sink;
+    sink.on_finish = [&res](engine::SequenceResult&& r) { res = std::move(r); };
+    eng.add(std::make_unique<engine::Sequence>(p, gp, *tok_, std::move(sink)));
+    eng.run_until_idle();
+    *stats = eng.stats();
+    return res;
+  };
+  engine::EngineStats st;
+  const engine::SequenceResult cold = run(prompt, &st);
+  EXPECT_EQ(cold.cached_tokens, 0);
+  EXPECT_EQ(st.disk.saved, 4) << "the 70-token prompt and 5 computed outputs fill 4 blocks";
+  std::vector<int32_t> longer = prompt;
+  for (int32_t t : prompt_of(9, 5, model_->config().n_vocab)) longer.push_back(t);
+  const engine::SequenceResult warm = run(longer, &st);
+  EXPECT_EQ(warm.cached_tokens, 64);
+  EXPECT_EQ(st.disk.hits, 4);
+  EXPECT_EQ(warm.tokens, greedy_cold(longer, 6));
+
+  // A bit flipped in the second block's file: the chain stops before it, the answer stays right.
+  std::vector<std::string> files = block_files(dir);
+  ASSERT_GE(files.size(), 4u);
+  for (const std::string& f : files) {
+    std::string content = test::read_file(f);
+    content[content.size() - 7] ^= 0x01;
+    std::ofstream(f, std::ios::binary | std::ios::trunc).write(content.data(), std::streamsize(content.size()));
+  }
+  const engine::SequenceResult corrupt = run(longer, &st);
+  EXPECT_EQ(corrupt.cached_tokens, 0);
+  EXPECT_EQ(st.disk.skipped, 1) << "the first block's file is checked, skipped, and the chain stops there";
+  EXPECT_EQ(corrupt.tokens, greedy_cold(longer, 6));
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

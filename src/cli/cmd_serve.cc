@@ -22,6 +22,7 @@ namespace {
 struct ServeOptions {
   ModelArgs model;
   std::string alias, chat_template, kv_budget = "1G", api_key, cors;
+  std::string kv_cache_dir, kv_cache_disk_max = "8G";
   std::string host = "127.0.0.1";
   int port = 8080;
   int parallel = 8;
@@ -94,11 +95,18 @@ void serve(const ServeOptions& o) {
   sched.engine.prefill_chunk = o.prefill_chunk;
   sched.engine.prefix_cache = !o.no_prefix_cache;
   sched.engine.kv_type = o.model.kv();
+  sched.engine.kv_cache_dir = o.kv_cache_dir;
+  sched.engine.kv_cache_disk_max = parse_size(o.kv_cache_disk_max);
+  sched.engine.model_identity = engine::model_identity(*m.file);
+  if (!o.kv_cache_dir.empty() && o.no_prefix_cache) fail("--kv-cache-dir needs the prefix cache (drop --no-prefix-cache)");
   sched.max_queue = o.max_queue;
   engine::Scheduler scheduler(*m.model, *m.tokenizer, meter, sched);
   http.attach(server::Backend{&scheduler, tmpl.get(), &meter});
   const engine::SchedulerStats s = scheduler.stats();
   const int full = scheduler.engine().full_contexts();
+  if (s.disk_tier)
+    std::fprintf(stderr, "[jevons] serve: KV disk tier %s: %lld blocks (%.1f MB) found, cap %s\n", o.kv_cache_dir.c_str(),
+                 (long long)s.disk.files, double(s.disk.bytes) / 1e6, o.kv_cache_disk_max.c_str());
   std::fprintf(stderr,
                "[jevons] serve: ready: model '%s', ctx %d per sequence, %d parallel, KV pool %zu blocks of %d tokens (%s): "
                "%d full-context sequences fit at once, %d asked for by --parallel (blocks are taken as tokens are computed; "
@@ -128,6 +136,13 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--chat-template", o->chat_template,
                 "Chat template: a Jinja file, or a built-in name (chatml, llama3, deepseek-r1, deepseek-v3); default: the model's")
       ->type_name("FILE|NAME");
+  c->add_option("--kv-cache-dir", o->kv_cache_dir,
+                "Keep the prefix cache's full KV blocks in this directory too, so that a restarted server finds them "
+                "(files bound to the model's weights and --kv-type, checksummed, written atomically)")
+      ->type_name("DIR");
+  c->add_option("--kv-cache-disk-max", o->kv_cache_disk_max,
+                "Size cap of --kv-cache-dir; least recently used blocks are deleted beyond it, e.g. 512M, 20G (0: no cap)")
+      ->capture_default_str();
   c->add_flag("--no-prefix-cache", o->no_prefix_cache,
               "Compute every prompt in full (by default, KV blocks of prompt prefixes seen before are reused: same output, less work)");
   c->add_option("--alias", o->alias, "Model id served in /v1/models (default: the file name)");

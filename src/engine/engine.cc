@@ -51,7 +51,7 @@ TensorType parse_kv_type(const std::string& name) {
   fail("unknown KV cache type '{}' (f32, f16 or bf16)", name);
 }
 
-uint64_t kv_salt(const Model& model, TensorType kv_type) {
+uint64_t kv_salt(const Model& model, TensorType kv_type, uint64_t model_identity) {
   const ModelConfig& c = model.config();
   uint64_t h = 1469598103934665603ull;
   auto mix = [&h](uint64_t v) {
@@ -65,6 +65,7 @@ uint64_t kv_salt(const Model& model, TensorType kv_type) {
     mix(uint64_t(uint32_t(v)));
   mix(model.weight_bytes_per_token());
   mix(uint64_t(kv_type));
+  mix(model_identity);
   return h;
 }
 
@@ -102,7 +103,9 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, meter::Meter& meter, En
          double(opt_.kv_budget_bytes) / 1048576.0, n_blocks * size_t(kBlock), opt_.n_ctx,
          double(one_context * block_bytes) / 1048576.0);
   pool_ = std::make_shared<KvBlockPool>(c.n_layer, c.cache_k_dim, c.cache_v_dim, n_blocks, c.cache_heads,
-                                        kv_salt(model_, opt_.kv_type), opt_.kv_type);
+                                        kv_salt(model_, opt_.kv_type, opt_.model_identity), opt_.kv_type);
+  if (!opt_.kv_cache_dir.empty())
+    disk_ = std::make_unique<KvDiskCache>(opt_.kv_cache_dir, opt_.kv_cache_disk_max, pool_->salt(), pool_->bytes_per_block());
   think_close_ids_ = tok_.encode("\n</think>\n\n", false, true);
 }
 
@@ -134,6 +137,8 @@ EngineStats Engine::stats() const {
   s.decode_tokens_per_s = decode_tps_.load();
   s.batch_tokens_last = batch_tokens_last_.load();
   s.kv_block_bytes = pool_->bytes_per_block();
+  s.disk_tier = disk_ != nullptr;
+  if (disk_) s.disk = disk_->stats();
   return s;
 }
 
@@ -150,18 +155,32 @@ void Engine::adopt_cached_prefix(Sequence& s) {
   KvCache& cache = *s.cache_;
   if (cache.n_past() != int(cache.blocks_held()) * kBlock || s.n_published_ != int(cache.blocks_held())) return;
   const int before = cache.n_past();
-  uint64_t parent_hash = 0;
-  for (size_t i = 0; i < cache.blocks_held(); ++i)
+  uint64_t parent_hash = 0, parent_check = 0;
+  for (size_t i = 0; i < cache.blocks_held(); ++i) {
     parent_hash = pool_->block_hash(parent_hash, s.tokens_.data() + i * kBlock);
+    if (disk_) parent_check = KvDiskCache::check_hash(parent_check, s.tokens_.data() + i * kBlock);
+  }
   while (cache.n_past() + kBlock <= s.n_known() - 1) {
     const int32_t* toks = s.tokens_.data() + cache.n_past();
     const uint64_t h = pool_->block_hash(parent_hash, toks);
+    const uint64_t check = disk_ ? KvDiskCache::check_hash(parent_check, toks) : 0;
     const int parent = cache.blocks_held() > 0 ? cache.block_table().back() : -1;
-    const int b = pool_->lookup(h, parent, toks);
+    int b = pool_->lookup(h, parent, toks);
+    if (b < 0 && disk_ && disk_->contains(h)) {
+      // The disk tier: into a fresh block, published as if computed here.
+      b = pool_->allocate();
+      if (b < 0) break;
+      if (!disk_->load(h, check, parent_hash, toks, pool_->block_data(b))) {
+        pool_->release(b);
+        break;
+      }
+      pool_->publish(b, h, parent, toks);
+    }
     if (b < 0) break;
     cache.adopt(b);
     ++s.n_published_;
     parent_hash = h;
+    parent_check = check;
   }
   const int got = cache.n_past() - before;
   if (got > 0) {
@@ -195,6 +214,21 @@ void Engine::publish_full_blocks(Sequence& s) {
   s.n_published_ = full;
 }
 
+// Writes the sequence's full blocks that the disk tier lacks (its prompt and output,
+// for a later request or process to find).
+void Engine::save_to_disk(Sequence& s) {
+  if (!disk_ || !opt_.prefix_cache) return;
+  const std::vector<int>& table = s.cache_->block_table();
+  uint64_t parent_hash = 0, parent_check = 0;
+  for (int i = 0; i < s.n_published_; ++i) {
+    const int32_t* toks = s.tokens_.data() + size_t(i) * kBlock;
+    const uint64_t h = pool_->block_hash(parent_hash, toks), check = KvDiskCache::check_hash(parent_check, toks);
+    if (!disk_->contains(h) && !disk_->save(h, check, parent_hash, toks, pool_->block_data(table[size_t(i)]))) return;
+    parent_hash = h;
+    parent_check = check;
+  }
+}
+
 void Engine::preempt(Sequence& s) {
   s.cache_.reset();  // its blocks go back; the published ones stay cached while they last
   s.n_published_ = 0;
@@ -220,6 +254,7 @@ void Engine::finish(Sequence& s, const char* reason, const char* detail) {
   s.result_.detail = detail;
   if (s.cache_) {
     publish_full_blocks(s);
+    save_to_disk(s);
     s.cache_.reset();  // blocks back to the pool now (full ones stay cached)
   }
   if (s.sink_.on_finish) s.sink_.on_finish(std::move(s.result_));

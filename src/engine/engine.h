@@ -28,6 +28,7 @@
 #include <memory>
 #include <vector>
 
+#include "engine/kv_disk.h"
 #include "engine/sequence.h"
 #include "meter/meter.h"
 #include "model/model.h"
@@ -44,6 +45,9 @@ struct EngineOptions {
   int prefill_chunk_idle = 512;  // when nothing else is decoding
   bool prefix_cache = true;      // adopt cached blocks of equal prefixes
   TensorType kv_type = TensorType::F16;  // KV elements: F16 (llama.cpp's default), BF16 or F32
+  std::string kv_cache_dir;      // non-empty: the prefix cache's disk tier (kv_disk.h)
+  uint64_t kv_cache_disk_max = 0;  // its size cap in bytes (0: none)
+  uint64_t model_identity = 0;   // model_identity() of the weights: binds cached blocks to them
 };
 
 struct EngineStats {
@@ -59,6 +63,8 @@ struct EngineStats {
   double decode_tokens_per_s = 0;  // recent (exponential average over steps)
   int64_t batch_tokens_last = 0;
   size_t kv_block_bytes = 0;
+  bool disk_tier = false;
+  KvDiskStats disk;
   // Joules one prompt token costs to compute, as measured so far (0 before any).
   double prefill_j_per_token() const { return prompt_tokens > 0 ? prefill_joules / double(prompt_tokens) : 0; }
 };
@@ -95,6 +101,7 @@ class Engine {
   void admit(Sequence& s);
   void adopt_cached_prefix(Sequence& s);
   void publish_full_blocks(Sequence& s);
+  void save_to_disk(Sequence& s);
   void preempt(Sequence& s);
   // Samples, detokenizes and delivers one token; false when the sequence is done.
   bool on_logits(Sequence& s, const float* logits);
@@ -106,6 +113,7 @@ class Engine {
   meter::Meter& meter_;
   EngineOptions opt_;
   std::shared_ptr<KvBlockPool> pool_;
+  std::unique_ptr<KvDiskCache> disk_;
   std::vector<int32_t> think_close_ids_;
   std::vector<std::unique_ptr<Sequence>> running_;  // in order of arrival
   std::deque<std::unique_ptr<Sequence>> waiting_;
@@ -119,7 +127,7 @@ class Engine {
 
 // Salt of a model's KV blocks: equal tokens give equal keys and values only for the
 // same weights and KV layout and element type (kv_cache.h).
-uint64_t kv_salt(const Model& model, TensorType kv_type = TensorType::F32);
+uint64_t kv_salt(const Model& model, TensorType kv_type = TensorType::F32, uint64_t model_identity = 0);
 
 // "f32", "f16" or "bf16" -> the type; Error naming the choices otherwise.
 TensorType parse_kv_type(const std::string& name);

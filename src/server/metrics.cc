@@ -64,6 +64,14 @@ std::string Metrics::render(const engine::SchedulerStats* s, const std::string& 
     metric(o, "jevons_kv_evictions_total", "counter", "Cached KV blocks evicted for new ones", fmt::format("{}", s->kv.evictions));
     metric(o, "jevons_preemptions_total", "counter", "Sequences whose blocks were taken back when the pool ran dry",
            fmt::format("{}", s->preemptions));
+    if (s->disk_tier) {
+      metric(o, "jevons_kv_disk_bytes", "gauge", "Bytes of KV block files in --kv-cache-dir", fmt::format("{}", s->disk.bytes));
+      metric(o, "jevons_kv_disk_hits_total", "counter", "KV blocks read back from disk", fmt::format("{}", s->disk.hits));
+      metric(o, "jevons_kv_disk_saved_total", "counter", "KV blocks written to disk", fmt::format("{}", s->disk.saved));
+      metric(o, "jevons_kv_disk_skipped_total", "counter", "KV block files skipped (corrupt, truncated, another model's)",
+             fmt::format("{}", s->disk.skipped));
+      metric(o, "jevons_kv_disk_evicted_total", "counter", "KV block files deleted to hold the size cap", fmt::format("{}", s->disk.evicted));
+    }
     metric(o, "jevons_engine_steps_total", "counter", "Batched forward passes", fmt::format("{}", s->steps));
     metric(o, "jevons_engine_prompt_tokens_total", "counter", "Prompt tokens prefilled", fmt::format("{}", s->prompt_tokens));
     metric(o, "jevons_engine_generated_tokens_total", "counter", "Tokens generated (all requests, incl. cancelled)", fmt::format("{}", s->generated_tokens));
