@@ -539,6 +539,30 @@ TEST_F(ServerTest, UnlimitedRequestsOnASmallPoolAllComplete) {
   EXPECT_EQ(sched_->stats().kv.used_blocks, 0u);
 }
 
+// One generation loop: `jevons run`, `jevons chat` and the server give the same greedy
+// tokens for the same prompt.
+TEST_F(ServerTest, RunChatAndServeGiveTheSameGreedyText) {
+  start(chatml());
+  const std::string cli = std::string(JEVONS_CLI_PATH) + " ";
+  const std::string prompt = "The quick brown fox";
+  const test::ShellResult run = test::run_shell(cli + "run -m " + qwen_path() + " -p '" + prompt +
+                                                "' -n 12 --temp 0 -t 2 --kv-type f32 -c 256");
+  ASSERT_EQ(run.code, 0) << run.err;
+  auto [st, j] = post_json("/v1/completions", json{{"prompt", prompt}, {"max_tokens", 12}, {"temperature", 0}});
+  ASSERT_EQ(st, 200) << j.dump();
+  EXPECT_EQ(j["usage"]["completion_tokens"], 12);
+  EXPECT_EQ(run.out, prompt + j["choices"][0]["text"].get<std::string>() + "\n");
+
+  const test::ShellResult chat = test::run_shell("printf 'Hello there\\n' | " + cli + "chat -m " + qwen_path() +
+                                                 " --chat-template chatml -n 12 --temp 0 -t 2 --kv-type f32 -c 256");
+  ASSERT_EQ(chat.code, 0) << chat.err;
+  auto [st2, j2] = post_json("/v1/chat/completions",
+                             json{{"messages", {{{"role", "user"}, {"content", "Hello there"}}}}, {"max_tokens", 12}, {"temperature", 0}});
+  ASSERT_EQ(st2, 200) << j2.dump();
+  EXPECT_GT(j2["usage"]["completion_tokens"].get<int>(), 0);
+  EXPECT_EQ(chat.out, j2["choices"][0]["message"]["content"].get<std::string>() + "\n");
+}
+
 TEST_F(ServerTest, CompletionsStopStringAcrossTokens) {
   start(chatml());
   Env& e = Env::get();

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/large_buffer.h"
 #include "core/thread_pool.h"
+#include "engine/engine.h"
 #include "kernels/bandwidth.h"
 #include "kernels/peak.h"
 #include "meter/cli_options.h"
@@ -139,17 +140,17 @@ void run_bench(const BenchOptions& o) {
     fail("-p {} or -d {} + -n {} exceeds the model's trained context of {}", o.n_prompt, o.depth, o.n_gen, cfg.n_ctx_train);
   ThreadPool pool(threads);
   model.set_thread_pool(&pool);
-  KvCache cache = model.new_cache(std::max(1, std::max(o.n_prompt, o.depth + o.n_gen)), o.model.kv());
-  const size_t kv_element_bytes = KvBlockPool::kv_element_bytes(cache.type());
+  const int n_ctx = std::max(1, std::max(o.n_prompt, o.depth + o.n_gen + 1));
+  const size_t kv_element_bytes = KvBlockPool::kv_element_bytes(o.model.kv());
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> any_token(0, cfg.n_vocab - 1);
-  std::vector<float> logits(size_t(cfg.n_vocab));
 
   if (!o.json) std::fprintf(stderr, "[bench] warming up (pages the weights in)...\n");
   {
+    KvCache cache = model.new_cache(1, o.model.kv());
+    std::vector<float> logits(size_t(cfg.n_vocab));
     const int32_t tok = any_token(rng);
     model.forward(cache, &tok, 1, logits.data(), false);
-    cache.clear();
   }
 
   // Energy over all repetitions: prefill and decode phases, nothing in between.
@@ -157,9 +158,25 @@ void run_bench(const BenchOptions& o) {
   if (!o.energy_log.empty()) meter.start_log(o.energy_log);
   meter::Span span = meter.span();
   const uint64_t weight_bytes = model.weight_bytes_per_token();
-  auto forward = [&](const int32_t* ids, int64_t n) {
-    meter.add_memory_traffic(meter::forward_traffic_bytes(weight_bytes, cfg.kv_bytes_per_token(kv_element_bytes), cache.n_past(), n));
-    model.forward(cache, ids, n, logits.data(), false);
+  // The engine's one generation loop, one sequence at a time: a prompt in one pass
+  // (pp), then one token per step (tg). Greedy, and end-of-text does not stop it.
+  engine::EngineOptions eo;
+  eo.parallel = 1;
+  eo.n_ctx = n_ctx;
+  eo.kv_type = o.model.kv();
+  eo.prefill_chunk_idle = std::max(512, o.n_prompt);
+  eo.prefix_cache = false;  // every repetition computes its prompt
+  engine::Engine eng(model, *m.tokenizer, meter, eo);
+  int64_t generated = 0;
+  auto add_sequence = [&](std::vector<int32_t> prompt, int max_tokens) {
+    engine::GenParams gp;
+    gp.sampling.temperature = 0;
+    gp.split_reasoning = false;
+    gp.ignore_eos = true;
+    gp.max_tokens = max_tokens;
+    engine::SequenceSink sink;
+    sink.on_token = [&generated](int32_t) { ++generated; };
+    eng.add(std::make_unique<engine::Sequence>(std::move(prompt), gp, *m.tokenizer, std::move(sink)));
   };
 
   // --live-bandwidth: on a shared or throttled machine the bandwidth drifts by tens of
@@ -178,27 +195,25 @@ void run_bench(const BenchOptions& o) {
     if (o.n_prompt > 0) {
       std::vector<int32_t> prompt(static_cast<size_t>(o.n_prompt));
       for (int32_t& t : prompt) t = any_token(rng);
-      cache.clear();
+      add_sequence(std::move(prompt), 0);  // computes the prompt, samples nothing
       span.mark(meter::Phase::Prefill);
       const auto t0 = clock::now();
-      forward(prompt.data(), int64_t(prompt.size()));
+      eng.run_until_idle();
       prefill_tps.push_back(o.n_prompt / std::chrono::duration<double>(clock::now() - t0).count());
       span.mark(meter::Phase::Idle);
     }
     if (o.n_gen > 0) {
-      cache.clear();
-      if (o.depth > 0) {  // untimed and outside the decode phase: only the context it leaves counts
-        std::vector<int32_t> context(static_cast<size_t>(o.depth));
-        for (int32_t& t : context) t = any_token(rng);
-        model.forward(cache, context.data(), int64_t(context.size()), logits.data(), false);
-      }
-      int32_t tok = any_token(rng);
+      // The depth's context and one more token, computed untimed and outside the decode
+      // phase (only the context it leaves counts); then n_gen steps of one token each.
+      std::vector<int32_t> context(static_cast<size_t>(o.depth + 1));
+      for (int32_t& t : context) t = any_token(rng);
+      generated = 0;
+      add_sequence(std::move(context), o.n_gen + 1);
+      while (generated == 0 && !eng.idle()) eng.step();
       span.mark(meter::Phase::Decode);
       const auto t0 = clock::now();
-      for (int k = 0; k < o.n_gen; ++k) {
-        forward(&tok, 1);
-        tok = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      }
+      eng.run_until_idle();
+      if (generated != o.n_gen + 1) fail("bench: the decode ended after {} of {} tokens", generated - 1, o.n_gen);
       decode_tps.push_back(o.n_gen / std::chrono::duration<double>(clock::now() - t0).count());
       span.mark(meter::Phase::Idle);
       if (live_probe) {

@@ -303,12 +303,13 @@ bool Engine::on_logits(Sequence& s, const float* logits_in) {
     id = s.sampler_.sample(logits.data(), n_vocab);
     if (p.top_logprobs >= 0) lp = logprob_of(tok_, logits_in, n_vocab, id, p.top_logprobs);
   }
-  if (!forced && tok_.is_eog(id)) {
+  if (!forced && !p.ignore_eos && tok_.is_eog(id)) {
     finish(s, "stop", "end of text");
     return false;
   }
   s.sampler_.accept(id);
   s.tokens_.push_back(id);
+  if (s.sink_.on_token) s.sink_.on_token(id);
   s.result_.tokens.push_back(id);
   ++s.result_.completion_tokens;
   generated_tokens_.fetch_add(1);

@@ -35,6 +35,7 @@ struct GenParams {
   int max_reasoning_tokens = -1;    // -1: no budget
   double max_reasoning_joules = -1;
   std::string think_close = "\n</think>\n\n";  // inserted when the budget is reached
+  bool ignore_eos = false;  // end-of-generation tokens do not stop it (benchmarks: a fixed length)
 };
 
 struct TokenLogprob {
@@ -66,6 +67,7 @@ struct SequenceResult {
 struct SequenceSink {
   std::function<void(Delta&&)> on_delta;
   std::function<void(SequenceResult&&)> on_finish;
+  std::function<void(int32_t)> on_token;  // every generated token id, before its text (may be empty)
   std::function<bool()> cancelled;  // may be empty: never cancelled
 };
 

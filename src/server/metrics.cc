@@ -71,12 +71,18 @@ std::string Metrics::render(const engine::SchedulerStats* s, const std::string& 
       metric(o, "jevons_kv_disk_skipped_total", "counter", "KV block files skipped (corrupt, truncated, another model's)",
              fmt::format("{}", s->disk.skipped));
       metric(o, "jevons_kv_disk_evicted_total", "counter", "KV block files deleted to hold the size cap", fmt::format("{}", s->disk.evicted));
+      metric(o, "jevons_kv_disk_read_bytes_total", "counter", "Bytes of KV block files read back", fmt::format("{}", s->disk.load_bytes));
+      metric(o, "jevons_kv_disk_read_seconds_total", "counter", "Seconds reading KV block files", fmt::format("{:.6f}", s->disk.load_s));
+      metric(o, "jevons_kv_disk_written_bytes_total", "counter", "Bytes of KV block files written", fmt::format("{}", s->disk.save_bytes));
+      metric(o, "jevons_kv_disk_write_seconds_total", "counter", "Seconds writing KV block files", fmt::format("{:.6f}", s->disk.save_s));
     }
     metric(o, "jevons_engine_steps_total", "counter", "Batched forward passes", fmt::format("{}", s->steps));
     metric(o, "jevons_engine_prompt_tokens_total", "counter", "Prompt tokens prefilled", fmt::format("{}", s->prompt_tokens));
     metric(o, "jevons_engine_generated_tokens_total", "counter", "Tokens generated (all requests, incl. cancelled)", fmt::format("{}", s->generated_tokens));
     metric(o, "jevons_engine_joules_total", "counter", "Joules measured or estimated over forward passes", fmt::format("{:.6f}", s->joules));
     metric(o, "jevons_engine_busy_seconds_total", "counter", "Seconds spent in forward passes", fmt::format("{:.6f}", s->busy_s));
+    metric(o, "jevons_engine_prefill_joules_total", "counter", "Joules of the prompt tokens computed (their share of each step)",
+           fmt::format("{:.6f}", s->prefill_joules));
     metric(o, "jevons_decode_tokens_per_second", "gauge", "Recent aggregate decode throughput", fmt::format("{:.3f}", s->decode_tokens_per_s));
     metric(o, "jevons_batch_tokens", "gauge", "Tokens in the last batched forward pass", fmt::format("{}", s->batch_tokens_last));
   }
