@@ -1901,31 +1901,34 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
 
 // ------------------------------------------------------------------ attention
 
-HWY_INLINE float DotF32(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, size_t n) {
+// Keys and values are rows of T (float, or the KV cache's F16 / BF16, widened as loaded).
+template <class T>
+HWY_INLINE float DotF32(const float* HWY_RESTRICT a, const T* HWY_RESTRICT b, size_t n) {
   const DF df;
   VF s0 = hn::Zero(df), s1 = hn::Zero(df);
   size_t i = 0;
   for (; i + 2 * kLF <= n; i += 2 * kLF) {
-    s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
-    s1 = hn::MulAdd(hn::LoadU(df, a + i + kLF), hn::LoadU(df, b + i + kLF), s1);
+    s0 = hn::MulAdd(hn::LoadU(df, a + i), LoadWeightsF(b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(df, a + i + kLF), LoadWeightsF(b + i + kLF), s1);
   }
-  for (; i + kLF <= n; i += kLF) s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+  for (; i + kLF <= n; i += kLF) s0 = hn::MulAdd(hn::LoadU(df, a + i), LoadWeightsF(b + i), s0);
   float s = ReduceSum(hn::Add(s0, s1));
-  for (; i < n; ++i) s += a[i] * b[i];
+  for (; i < n; ++i) s += a[i] * WeightToF32(b + i);
   return s;
 }
 
 // The scores of 8 keys: 8 independent FMA chains share each load of q, and on x86 one
 // transposing reduction (hadd, then the two 128-bit halves added) turns the 8
 // accumulators into the 8 sums, instead of a horizontal sum per key.
-HWY_INLINE void Dot8F32(const float* HWY_RESTRICT q, const float* const* k, size_t n, float* HWY_RESTRICT out) {
+template <class T>
+HWY_INLINE void Dot8F32(const float* HWY_RESTRICT q, const T* const* k, size_t n, float* HWY_RESTRICT out) {
   const DF df;
   VF a[8];
   ForEachIndex<8>([&](auto i) HWY_ATTR { a[i] = hn::Zero(df); });
   size_t d = 0;
   for (; d + kLF <= n; d += kLF) {
     const VF qv = hn::LoadU(df, q + d);
-    ForEachIndex<8>([&](auto i) HWY_ATTR { a[i] = hn::MulAdd(qv, hn::LoadU(df, k[i] + d), a[i]); });
+    ForEachIndex<8>([&](auto i) HWY_ATTR { a[i] = hn::MulAdd(qv, LoadWeightsF(k[i] + d), a[i]); });
   }
 #if JEVONS_MM_X86
   const __m256 h01 = _mm256_hadd_ps(_mm256_hadd_ps(a[0].raw, a[1].raw), _mm256_hadd_ps(a[2].raw, a[3].raw));
@@ -1935,14 +1938,15 @@ HWY_INLINE void Dot8F32(const float* HWY_RESTRICT q, const float* const* k, size
   ForEachIndex<8>([&](auto i) HWY_ATTR { out[i] = ReduceSum(a[i]); });
 #endif
   for (; d < n; ++d)
-    for (size_t i = 0; i < 8; ++i) out[i] += q[d] * k[i][d];
+    for (size_t i = 0; i < 8; ++i) out[i] += q[d] * WeightToF32(k[i] + d);
 }
 
 // acc[0..dv) = acc * c + sum_{j < n} p[j] * v_j: 8 vectors of acc stay in registers
 // while every value row of the chunk adds to them (no store and reload per key).
+template <class T>
 HWY_INLINE void AccumulateValuesF32(float* HWY_RESTRICT acc, float c, const float* HWY_RESTRICT p,
-                                    const void* const* v_rows_f32, int64_t v_offset, int64_t n, size_t dv) {
-  auto v_rows = [v_rows_f32](int64_t j) { return static_cast<const float*>(v_rows_f32[j]); };
+                                    const void* const* v_rows_any, int64_t v_offset, int64_t n, size_t dv) {
+  auto v_rows = [v_rows_any](int64_t j) { return static_cast<const T*>(v_rows_any[j]); };
   const DF df;
   const VF vc = hn::Set(df, c);
   size_t d = 0;
@@ -1951,19 +1955,19 @@ HWY_INLINE void AccumulateValuesF32(float* HWY_RESTRICT acc, float c, const floa
     ForEachIndex<8>([&](auto i) HWY_ATTR { a[i] = hn::Mul(vc, hn::LoadU(df, acc + d + i * kLF)); });
     for (int64_t j = 0; j < n; ++j) {
       const VF pj = hn::Set(df, p[j]);
-      const float* v = v_rows(j) + v_offset + d;
-      ForEachIndex<8>([&](auto i) HWY_ATTR { a[i] = hn::MulAdd(pj, hn::LoadU(df, v + i * kLF), a[i]); });
+      const T* v = v_rows(j) + v_offset + d;
+      ForEachIndex<8>([&](auto i) HWY_ATTR { a[i] = hn::MulAdd(pj, LoadWeightsF(v + i * kLF), a[i]); });
     }
     ForEachIndex<8>([&](auto i) HWY_ATTR { hn::StoreU(a[i], df, acc + d + i * kLF); });
   }
   for (; d + kLF <= dv; d += kLF) {
     VF a = hn::Mul(vc, hn::LoadU(df, acc + d));
-    for (int64_t j = 0; j < n; ++j) a = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v_rows(j) + v_offset + d), a);
+    for (int64_t j = 0; j < n; ++j) a = hn::MulAdd(hn::Set(df, p[j]), LoadWeightsF(v_rows(j) + v_offset + d), a);
     hn::StoreU(a, df, acc + d);
   }
   for (; d < dv; ++d) {
     float a = acc[d] * c;
-    for (int64_t j = 0; j < n; ++j) a += p[j] * v_rows(j)[v_offset + d];
+    for (int64_t j = 0; j < n; ++j) a += p[j] * WeightToF32(v_rows(j) + v_offset + d);
     acc[d] = a;
   }
 }
@@ -2096,11 +2100,17 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
 #if !JEVONS_MM_ENABLED
   return false;
 #else
-  // F32 rows are read in place or packed; F16 / BF16 rows are always packed, widened to
-  // f32 as they are copied (a chunk at a time: the cache is never widened whole).
+  // Rows are read in place in their stored type (F16 / BF16 widened as they are loaded),
+  // or packed: copied as f32 next to each other, widened once per chunk for all queries.
   const bool widen = kv_type != TensorType::F32;
   const size_t elem = widen ? 2 : 4;
   auto f32 = [](const void* row) { return static_cast<const float*>(row); };  // an F32 row (or a packed one)
+  // Calls fn with a null pointer of the rows' element type.
+  auto with_type = [](TensorType t, const auto& fn) HWY_ATTR {
+    if (t == TensorType::F32) fn(static_cast<const float*>(nullptr));
+    else if (t == TensorType::F16) fn(static_cast<const hwy::float16_t*>(nullptr));
+    else fn(static_cast<const hwy::bfloat16_t*>(nullptr));
+  };
   auto widen_row = [&](const void* row, int64_t offset, int dim, float* dst) {
     const uint8_t* p = static_cast<const uint8_t*>(row) + size_t(offset) * 2;
     if (kv_type == TensorType::F16) WidenRow(reinterpret_cast<const hwy::float16_t*>(p), size_t(dim), dst);
@@ -2110,7 +2120,11 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
   // the rows lie scattered (in place, rows a power of two apart would evict each other
   // from L1). The paged cache keeps a head's rows in runs of 16 (head-major blocks): one
   // query reads them in place.
-  const bool may_pack = n_heads * n_queries > 1 || widen;
+  // Widened rows whose dims leave scalar tails are always packed: the compiler may
+  // contract the typed and the f32 tails differently, and a causal block must sum
+  // exactly as its queries do alone (real head dims are whole vectors: 64, 128, 576).
+  const bool pack_tails = widen && (size_t(head_dim_k) % kLF != 0 || size_t(head_dim_v) % kLF != 0);
+  const bool may_pack = n_heads * n_queries > 1 || pack_tails;
   constexpr int64_t kMaxChunk = 64;
   const int64_t chunk_bytes = n_heads > 1 ? 16 << 10 : 8 << 10;  // by the group alone: the chunks fix the sums' order
   const int64_t chunk = std::clamp<int64_t>(chunk_bytes / (int64_t(head_dim_k + head_dim_v) * 4) / 8 * 8, 8, kMaxChunk);
@@ -2138,11 +2152,12 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
     const void* const* kr = k_rows_any + j0;
     const void* const* vr = v_rows_any + j0;
     int64_t ko = k_offset, vo = v_offset;
-    bool pack = may_pack && (n_queries > 1 || widen);
+    bool pack = (may_pack && n_queries > 1) || pack_tails;
     if (may_pack && !pack) {
       int64_t breaks = 0;  // rows that do not follow the previous one in memory
+      auto at = [](const void* row) { return static_cast<const uint8_t*>(row); };
       for (int64_t j = 1; j < n_chunk; ++j)
-        breaks += (f32(kr[j]) != f32(kr[j - 1]) + head_dim_k) + (f32(vr[j]) != f32(vr[j - 1]) + head_dim_v);
+        breaks += (at(kr[j]) != at(kr[j - 1]) + size_t(head_dim_k) * elem) + (at(vr[j]) != at(vr[j - 1]) + size_t(head_dim_v) * elem);
       pack = breaks * 4 > n_chunk;  // runs shorter than 8 rows on average
     }
     if (pack) {
@@ -2160,6 +2175,7 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
       }
       kr = kp, vr = vp, ko = 0, vo = 0;
     }
+    const TensorType row_type = pack ? TensorType::F32 : kv_type;
     // Every row goes through a step before the next step starts (scores, softmax, values):
     // two passes over the rows to spread the next chunk's prefetches over.
     auto keys_of = [&](int r) { return std::min(chunk, n_kv + r / n_heads - j0); };  // <= 0: past its last key
@@ -2186,16 +2202,19 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
       if (n <= 0) continue;
       float* p = probs + size_t(r) * size_t(kMaxChunk + 16);
       const float* qh = q + (r / n_heads) * q_stride + (r % n_heads) * head_dim_k;
-      int64_t j = 0;
-      for (; j + 8 <= n; j += 8) {
-        const float* k[8];
-        for (int i = 0; i < 8; ++i) k[i] = f32(kr[j + i]) + ko;
-        Dot8F32(qh, k, size_t(head_dim_k), p + j);
-      }
-      for (; j < n; ++j) p[j] = DotF32(qh, f32(kr[j]) + ko, size_t(head_dim_k));
+      with_type(row_type, [&](auto tag) HWY_ATTR {
+        using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+        int64_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+          const T* k[8];
+          for (int i = 0; i < 8; ++i) k[i] = static_cast<const T*>(kr[j + i]) + ko;
+          Dot8F32(qh, k, size_t(head_dim_k), p + j);
+        }
+        for (; j < n; ++j) p[j] = DotF32(qh, static_cast<const T*>(kr[j]) + ko, size_t(head_dim_k));
+      });
       const int64_t padded = (n + int64_t(kLF) - 1) / int64_t(kLF) * int64_t(kLF);  // <= kMaxChunk
       std::fill(p + n, p + padded, -INFINITY);
-      for (j = 0; j < padded; j += int64_t(kLF)) hn::Store(hn::Mul(hn::Load(df, p + j), vscale), df, p + j);
+      for (int64_t j = 0; j < padded; j += int64_t(kLF)) hn::Store(hn::Mul(hn::Load(df, p + j), vscale), df, p + j);
     }
     // 2. The online softmax: the running maximum (rescaling what was summed under the
     // previous one by c, kept after the row's scores), the exponentials and their sum.
@@ -2229,7 +2248,10 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
       const int64_t n = keys_of(r);
       if (n <= 0) continue;
       const float* p = probs + size_t(r) * size_t(kMaxChunk + 16);
-      AccumulateValuesF32(acc + size_t(r) * dv, p[kMaxChunk], p, vr, vo, n, dv);
+      with_type(row_type, [&](auto tag) HWY_ATTR {
+        using T = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
+        AccumulateValuesF32<T>(acc + size_t(r) * dv, p[kMaxChunk], p, vr, vo, n, dv);
+      });
     }
   }
   for (int r = 0; r < n_rows; ++r) {
