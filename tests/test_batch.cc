@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "runtime/batch.h"
+#include "model/batch.h"
 #include "runtime/kv_cache.h"
 
 namespace jevons {

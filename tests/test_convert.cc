@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "formats/convert.h"
+#include "model/convert.h"
 #include "formats/gguf.h"
 #include "kernels/matmul.h"
 #include "model/model.h"

@@ -14,6 +14,7 @@
 #include "core/float16.h"
 #include "formats/hf_model.h"
 #include "formats/safetensors.h"
+#include "quant/quants.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/model.h"

@@ -4,7 +4,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
-#include "formats/convert.h"
+#include "model/convert.h"
 
 namespace jevons::cli {
 

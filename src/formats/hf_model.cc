@@ -11,7 +11,7 @@
 #include "core/mapped_file.h"
 #include "core/thread_pool.h"
 #include "kernels/ops.h"
-#include "model/config.h"
+#include "kernels/rope.h"
 
 namespace jevons {
 namespace fs = std::filesystem;

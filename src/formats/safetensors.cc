@@ -28,15 +28,6 @@ constexpr uint64_t kMaxHeader = uint64_t(100) << 20;  // the format caps headers
 
 }  // namespace
 
-float fp8_e4m3_to_float(uint8_t v) {
-  const int sign = v >> 7, exp = (v >> 3) & 0xf, mant = v & 0x7;
-  float x;
-  if (exp == 0xf && mant == 0x7) return NAN;
-  if (exp == 0) x = std::ldexp(float(mant), -9);  // subnormal: mant/8 * 2^-6
-  else x = std::ldexp(1.0f + float(mant) / 8.0f, exp - 7);
-  return sign ? -x : x;
-}
-
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->map_ = std::make_unique<MappedFile>(path);

@@ -52,7 +52,4 @@ class SafetensorsCheckpoint {
   std::map<std::string, const SafetensorsTensor*> index_;
 };
 
-// E4M3 (FP8, 1-4-3, bias 7, no infinities; 0x7f/0xff are NaN) to float.
-float fp8_e4m3_to_float(uint8_t v);
-
 }  // namespace jevons

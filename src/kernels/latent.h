@@ -1,6 +1,6 @@
 // Ops that MLA's absorbed attention needs beyond ops.h.
 #pragma once
-#include "core/tensor.h"
+#include "quant/tensor.h"
 
 namespace jevons {
 

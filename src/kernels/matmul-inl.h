@@ -34,7 +34,7 @@
 #include <hwy/contrib/math/math-inl.h>
 
 #include "core/float16.h"
-#include "core/tensor.h"
+#include "quant/tensor.h"
 #include "core/thread_pool.h"
 #include "kernels/matmul_internal.h"
 #include "quant/blocks.h"

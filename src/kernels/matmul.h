@@ -33,7 +33,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/tensor.h"
+#include "quant/tensor.h"
 
 namespace jevons {
 

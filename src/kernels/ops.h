@@ -4,9 +4,9 @@
 #pragma once
 #include <cstdint>
 
-#include "core/tensor.h"
+#include "quant/tensor.h"
 #include "kernels/matmul.h"  // matmul(): the fast, dispatching version of matmul_reference
-#include "model/config.h"
+#include "kernels/rope.h"
 
 namespace jevons {
 

@@ -2,7 +2,7 @@
 // is arithmetic-bound, so `jevons bench` reports its rate as a percentage of the peak
 // of the instruction sequence the matching kernel uses.
 #pragma once
-#include "core/tensor.h"
+#include "quant/tensor.h"
 
 namespace jevons {
 

@@ -37,7 +37,7 @@
 #include <vector>
 
 #include "core/large_buffer.h"
-#include "core/tensor.h"
+#include "quant/tensor.h"
 
 namespace jevons {
 

@@ -27,7 +27,7 @@
 #include "kernels/ops.h"
 #include "model/architectures.h"
 #include "model/weights.h"
-#include "runtime/batch.h"
+#include "model/batch.h"
 
 namespace jevons {
 namespace {

@@ -16,7 +16,7 @@
 #include "model/architectures.h"
 #include "model/model.h"
 #include "model/weights.h"
-#include "runtime/batch.h"
+#include "model/batch.h"
 
 namespace jevons {
 namespace {

@@ -6,8 +6,20 @@
 #include <cstdint>
 #include <cstring>
 
-#include "formats/safetensors.h"
 #include "quant/quants.h"
+
+namespace jevons {
+
+float fp8_e4m3_to_float(uint8_t v) {
+  const int sign = v >> 7, exp = (v >> 3) & 0xf, mant = v & 0x7;
+  float x;
+  if (exp == 0xf && mant == 0x7) return NAN;
+  if (exp == 0) x = std::ldexp(float(mant), -9);  // subnormal: mant/8 * 2^-6
+  else x = std::ldexp(1.0f + float(mant) / 8.0f, exp - 7);
+  return sign ? -x : x;
+}
+
+}  // namespace jevons
 
 namespace jevons::quant {
 

@@ -47,3 +47,8 @@ void dequantize_f8_e4m3(const void* src, float* dst, int64_t n);
 void quantize_f8_e4m3(const float* src, void* dst, int64_t n);
 
 }  // namespace jevons::quant
+
+namespace jevons {
+// E4M3 (FP8, 1-4-3, bias 7, no infinities; 0x7f/0xff are NaN) to float.
+float fp8_e4m3_to_float(uint8_t v);
+}  // namespace jevons

@@ -1,4 +1,4 @@
-#include "formats/convert.h"
+#include "model/convert.h"
 
 #include <cstdio>
 #include <map>
