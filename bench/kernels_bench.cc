@@ -285,7 +285,7 @@ void BM_AttentionPaged(benchmark::State& state, int heads, int kv_heads, int dim
     benchmark::DoNotOptimize(out.data());
     layer = (layer + 1) % layers;
   }
-  const double bytes = 2.0 * double(n_kv) * kv_heads * dim * double(KvBlockPool::kv_element_bytes(kv_type));
+  const double bytes = 2.0 * double(n_kv) * kv_heads * double(row_bytes(kv_type, dim));
   state.SetBytesProcessed(int64_t(double(state.iterations()) * bytes));
   state.counters["bw_frac"] =
       benchmark::Counter(bytes / (probed_bandwidth(1) * 1e9), benchmark::Counter::kIsIterationInvariantRate);

@@ -843,6 +843,68 @@ TEST(Kernels, AttentionReadsF16AndBf16RowsAsStored) {
     });
 }
 
+TEST(Kernels, AttentionReadsQ8_0RowsAsStored) {
+  // A Q8_0 KV cache: rows of 34-byte blocks (f16 scale, 32 int8), offsets in whole
+  // blocks. The kernel dequantizes each chunk once; it must match the reference on the
+  // same rows dequantized by the type's reference conversion, and causal blocks must
+  // equal their queries alone, bit for bit.
+  const TypeTraits& q8 = type_traits(TensorType::Q8_0);
+  for_each_target([&] {
+    for (auto [dk, dv] : {std::pair{64, 64}, std::pair{576, 512}, std::pair{128, 32}})
+      for (int64_t n_kv : {1, 9, 130})
+        for (int n_heads : {1, 4})
+          for (int n_queries : {1, 3}) {
+            SCOPED_TRACE(testing::Message() << kernel_target_name() << " dk=" << dk << " n_kv=" << n_kv << " heads=" << n_heads
+                                            << " queries=" << n_queries);
+            const int64_t keys = n_kv + n_queries - 1;
+            const int k_off = 32, v_off = 64;
+            auto make = [&](int dim, int offset, uint32_t seed, std::vector<uint8_t>& store, std::vector<float>& wide) {
+              const int64_t n = dim + offset;
+              const std::vector<float> f = random_floats(size_t(keys * n), seed);
+              const size_t rb = row_bytes(TensorType::Q8_0, n);
+              store.resize(size_t(keys) * rb);
+              wide.resize(f.size());
+              for (int64_t j = 0; j < keys; ++j) {
+                q8.from_float(&f[size_t(j * n)], &store[size_t(j) * rb], n);
+                q8.to_float(&store[size_t(j) * rb], &wide[size_t(j * n)], n);
+              }
+              return rb;
+            };
+            std::vector<uint8_t> ks, vs;
+            std::vector<float> kw, vw;
+            const size_t krb = make(dk, k_off, 21, ks, kw), vrb = make(dv, v_off, 22, vs, vw);
+            std::vector<const void*> k_rows, v_rows;
+            std::vector<const float*> k_ref, v_ref;
+            for (int64_t j = 0; j < keys; ++j) {
+              k_rows.push_back(&ks[size_t(j) * krb]);
+              v_rows.push_back(&vs[size_t(j) * vrb]);
+              k_ref.push_back(&kw[size_t(j * (dk + k_off))]);
+              v_ref.push_back(&vw[size_t(j * (dv + v_off))]);
+            }
+            const int64_t q_stride = int64_t(n_heads) * dk, out_stride = int64_t(n_heads) * dv;
+            const std::vector<float> q = random_floats(size_t(n_queries * q_stride), uint32_t(dk + n_kv));
+            const float scale = 1.0f / std::sqrt(float(dk));
+            std::vector<float> out(static_cast<size_t>(n_queries * out_stride)), alone(static_cast<size_t>(out_stride)),
+                ref(static_cast<size_t>(dv));
+            attention_causal_block(q.data(), q_stride, n_queries, n_heads, TensorType::Q8_0, k_rows.data(), k_off, v_rows.data(),
+                                   v_off, n_kv, dk, dv, scale, out.data(), out_stride);
+            for (int i = 0; i < n_queries; ++i) {
+              attention_heads(&q[size_t(i * q_stride)], n_heads, TensorType::Q8_0, k_rows.data(), k_off, v_rows.data(), v_off,
+                              n_kv + i, dk, dv, scale, alone.data());
+              for (int h = 0; h < n_heads; ++h) {
+                attention_head_reference(&q[size_t(i * q_stride + h * dk)], k_ref.data(), k_off, v_ref.data(), v_off, n_kv + i,
+                                         dk, dv, scale, ref.data());
+                for (int d = 0; d < dv; ++d) {
+                  const float got = out[size_t(i * out_stride + h * dv + d)];
+                  ASSERT_EQ(got, alone[size_t(h * dv + d)]) << "query " << i << " head " << h << " d " << d;
+                  ASSERT_NEAR(got, ref[size_t(d)], 2e-5f * (1.0f + std::fabs(ref[size_t(d)]))) << "head " << h << " d " << d;
+                }
+              }
+            }
+          }
+  });
+}
+
 TEST(Kernels, VnniCodePathsMatchReference) {
   // The AVX-512 VNNI variants of the kernels (real vpdpbusd on AVX-512 machines, an
   // exact emulation on AVX2 ones); skipped where the best target is neither.

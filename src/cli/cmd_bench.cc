@@ -141,7 +141,7 @@ void run_bench(const BenchOptions& o) {
   ThreadPool pool(threads);
   model.set_thread_pool(&pool);
   const int n_ctx = std::max(1, std::max(o.n_prompt, o.depth + o.n_gen + 1));
-  const size_t kv_element_bytes = KvBlockPool::kv_element_bytes(o.model.kv());
+  const TensorType kv_type = o.model.kv();
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int32_t> any_token(0, cfg.n_vocab - 1);
 
@@ -189,7 +189,7 @@ void run_bench(const BenchOptions& o) {
   std::vector<double> prefill_tps, decode_tps, live_gbs, live_pct;
   // Bytes a decoded token reads: every weight once, and the cache's keys and values up
   // to its position (on average depth + (n + 1) / 2 of them).
-  const uint64_t kv_bytes_per_token = uint64_t(double(cfg.kv_bytes_per_token(kv_element_bytes)) * (o.depth + (o.n_gen + 1) / 2.0));
+  const uint64_t kv_bytes_per_token = uint64_t(double(cfg.kv_bytes_per_token(kv_type)) * (o.depth + (o.n_gen + 1) / 2.0));
   const uint64_t decode_bytes_per_token = weight_bytes + kv_bytes_per_token;
   for (int r = 0; r < o.reps; ++r) {
     if (o.n_prompt > 0) {
@@ -272,7 +272,7 @@ void run_bench(const BenchOptions& o) {
     j["decode"] = {{"tokens", o.n_gen}, {"depth", o.depth}, {"tokens_per_s", s.median}, {"tokens_per_s_min", s.min},
                    {"tokens_per_s_max", s.max}, {"bytes_per_token", bytes_per_token},
                    {"weight_bytes_per_token", weight_bytes}, {"kv_bytes_per_token", kv_bytes_per_token},
-                   {"kv_type", o.model.kv_type}, {"kv_bytes_per_position", cfg.kv_bytes_per_token(kv_element_bytes)},
+                   {"kv_type", o.model.kv_type}, {"kv_bytes_per_position", cfg.kv_bytes_per_token(kv_type)},
                    {"achieved_gbs", achieved_gbs}, {"bandwidth_gbs", bandwidth},
                    {"roofline_pct", 100.0 * achieved_gbs / bandwidth}};
     if (!live_gbs.empty()) {
@@ -320,7 +320,7 @@ void run_bench(const BenchOptions& o) {
                 bandwidth, d["roofline_pct"].get<double>());
     std::printf("%-8s %7s %12s %12s %12s (weights %.1f MB + KV cache %.1f MB at depth %d; %s KV, %zu bytes per position)\n",
                 "", "", "", "", "", double(weight_bytes) / 1e6, double(kv_bytes_per_token) / 1e6, o.depth,
-                o.model.kv_type.c_str(), cfg.kv_bytes_per_token(kv_element_bytes));
+                o.model.kv_type.c_str(), cfg.kv_bytes_per_token(kv_type));
     if (d.contains("live_bandwidth")) {
       const auto& l = d["live_bandwidth"];
       std::printf("%-8s %7s %12s %12s %12s probed after each run: %.1f GB/s (%.1f-%.1f); each run against its probe: "

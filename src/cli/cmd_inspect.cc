@@ -58,8 +58,8 @@ void inspect(const std::string& path, bool all_tensors, const F16Args& f16) {
     std::printf("architecture: %s, %d layers, embedding %d, %d heads (%d kv, head dim %d), FFN %d, vocab %d, trained context %d\n",
                 c.arch.c_str(), c.n_layer, c.n_embd, c.n_head, c.n_head_kv, c.head_dim_k, c.n_ff, c.n_vocab, c.n_ctx_train);
     std::printf("KV cache: %zu bytes per token in f16 / bf16 (the default --kv-type f16), %zu in f32; %s (f16) at the default context of %d\n",
-                c.kv_bytes_per_token(2), c.kv_bytes_per_token(4),
-                human_bytes(double(c.kv_bytes_per_token(2)) * default_context(c)).c_str(), default_context(c));
+                c.kv_bytes_per_token(TensorType::F16), c.kv_bytes_per_token(TensorType::F32),
+                human_bytes(double(c.kv_bytes_per_token(TensorType::F16)) * default_context(c)).c_str(), default_context(c));
     if (model->repacked_bytes() > 0)
       std::printf("repacked at load: %s (Q4_0/Q5_0/Q8_0/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/BF16/F16 matrices, 8 rows interleaved for the %s kernels; the file's pages of "
                   "those rows are released; JEVONS_REPACK=0 turns this off)\n",

@@ -112,7 +112,7 @@ void serve(const ServeOptions& o) {
                "%d full-context sequences fit at once, %d asked for by --parallel (blocks are taken as tokens are computed; "
                "when they run out, the youngest sequence waits); KV %s, %zu bytes per token; prefix cache %s; %d threads, energy source %s\n",
                so.model_name.c_str(), sched.engine.n_ctx, sched.engine.parallel, s.kv.total_blocks, KvBlockPool::kBlockTokens,
-               o.kv_budget.c_str(), full, o.parallel, o.model.kv_type.c_str(), cfg.kv_bytes_per_token(KvBlockPool::kv_element_bytes(o.model.kv())),
+               o.kv_budget.c_str(), full, o.parallel, o.model.kv_type.c_str(), cfg.kv_bytes_per_token(o.model.kv()),
                o.no_prefix_cache ? "off" : "on", pool.size(), meter.source().c_str());
   // Serve until the process is stopped (Ctrl-C / SIGTERM end it).
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));

@@ -112,10 +112,11 @@ TensorType ModelArgs::kv() const { return engine::parse_kv_type(kv_type); }
 void add_model_options(CLI::App* c, ModelArgs& args) {
   c->add_option("-m,--model", args.path, "Model: a GGUF file or a Hugging Face directory")->required();
   c->add_option("--kv-type", args.kv_type,
-                "Element type of the KV cache: f16 (default, as llama.cpp), bf16, or f32 (twice the memory and the bytes "
-                "read per decoded token; what the golden tests match llama.cpp's logits with)")
+                "Element type of the KV cache: f16 (default, as llama.cpp), bf16, q8_0 (about half of f16's memory; "
+                "head dims must be multiples of 32), or f32 (twice f16's memory and bytes read per decoded token; what "
+                "the golden tests match llama.cpp's logits with)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}));
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0"}));
   c->add_option("--quant", args.quant,
                 "Quantize a Hugging Face checkpoint's matrices at load: q8_0, q4_0, q4_k, ... (k-quants fall back on short rows)");
   add_f16_options(c, args.f16);

@@ -33,7 +33,7 @@ struct ModelArgs {
   std::string path;   // a GGUF file or a Hugging Face directory
   std::string quant;  // "" or a type name like q8_0: an HF checkpoint's matrices converted at load
   F16Args f16;
-  std::string kv_type = "f16";  // the KV cache's elements: f32, f16 or bf16
+  std::string kv_type = "f16";  // the KV cache's elements: f32, f16, bf16 or q8_0
   TensorType kv() const;
 };
 

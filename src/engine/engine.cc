@@ -48,7 +48,8 @@ TensorType parse_kv_type(const std::string& name) {
   if (name == "f32") return TensorType::F32;
   if (name == "f16") return TensorType::F16;
   if (name == "bf16") return TensorType::BF16;
-  fail("unknown KV cache type '{}' (f32, f16 or bf16)", name);
+  if (name == "q8_0") return TensorType::Q8_0;
+  fail("unknown KV cache type '{}' (f32, f16, bf16 or q8_0)", name);
 }
 
 uint64_t kv_salt(const Model& model, TensorType kv_type, uint64_t model_identity) {
@@ -442,7 +443,7 @@ void Engine::step() {
   const ModelConfig& cfg = model_.config();
   uint64_t traffic = model_.weight_bytes_per_token();
   for (const Model::Chunk& c : chunks)
-    traffic += meter::forward_traffic_bytes(0, cfg.kv_bytes_per_token(pool_->element_bytes()), c.cache->n_past(), c.n);
+    traffic += meter::forward_traffic_bytes(0, cfg.kv_bytes_per_token(pool_->type()), c.cache->n_past(), c.n);
   meter_.add_memory_traffic(traffic);
   logits_.resize(chunks.size() * size_t(cfg.n_vocab));
 

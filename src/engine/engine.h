@@ -44,7 +44,7 @@ struct EngineOptions {
   int prefill_chunk = 128;       // prompt tokens per step while others decode
   int prefill_chunk_idle = 512;  // when nothing else is decoding
   bool prefix_cache = true;      // adopt cached blocks of equal prefixes
-  TensorType kv_type = TensorType::F16;  // KV elements: F16 (llama.cpp's default), BF16 or F32
+  TensorType kv_type = TensorType::F16;  // KV elements: F16 (llama.cpp's default), BF16, Q8_0 or F32
   std::string kv_cache_dir;      // non-empty: the prefix cache's disk tier (kv_disk.h)
   uint64_t kv_cache_disk_max = 0;  // its size cap in bytes (0: none)
   uint64_t model_identity = 0;   // model_identity() of the weights: binds cached blocks to them
@@ -129,7 +129,7 @@ class Engine {
 // same weights and KV layout and element type (kv_cache.h).
 uint64_t kv_salt(const Model& model, TensorType kv_type = TensorType::F32, uint64_t model_identity = 0);
 
-// "f32", "f16" or "bf16" -> the type; Error naming the choices otherwise.
+// "f32", "f16", "bf16" or "q8_0" -> the type; Error naming the choices otherwise.
 TensorType parse_kv_type(const std::string& name);
 
 }  // namespace jevons::engine

@@ -1972,6 +1972,23 @@ HWY_INLINE void AccumulateValuesF32(float* HWY_RESTRICT acc, float c, const floa
   }
 }
 
+// n elements of a Q8_0 KV row (blocks of an f16 scale and 32 int8, quant/blocks.h) as
+// f32: d * q, as the reference dequantization computes them.
+HWY_INLINE void WidenQ8_0Row(const uint8_t* HWY_RESTRICT src, size_t n, float* HWY_RESTRICT dst) {
+  const DF df;
+  const hn::Rebind<int32_t, DF> di;
+  const hn::Rebind<int8_t, DF> d8;
+  for (size_t b = 0; b < n / 32; ++b) {
+    const uint8_t* block = src + b * 34;
+    uint16_t h;
+    std::memcpy(&h, block, 2);
+    const VF d = hn::Set(df, fp16_to_float(h));
+    const int8_t* q = reinterpret_cast<const int8_t*>(block + 2);
+    for (size_t i = 0; i < 32; i += kLF)
+      hn::StoreU(hn::Mul(d, hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, q + i)))), df, dst + b * 32 + i);
+  }
+}
+
 // n elements of a KV row (F16 or BF16) widened to f32.
 template <class T>
 HWY_INLINE void WidenRow(const T* HWY_RESTRICT src, size_t n, float* HWY_RESTRICT dst) {
@@ -2103,7 +2120,14 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
   // Rows are read in place in their stored type (F16 / BF16 widened as they are loaded),
   // or packed: copied as f32 next to each other, widened once per chunk for all queries.
   const bool widen = kv_type != TensorType::F32;
-  const size_t elem = widen ? 2 : 4;
+  // Bytes of n elements of the rows' type (Q8_0: whole blocks of 32 in 34 bytes).
+  auto bytes_of = [kv_type](int64_t n) -> size_t {
+    if (kv_type == TensorType::F32) return size_t(n) * 4;
+    if (kv_type == TensorType::Q8_0) return size_t(n / 32) * 34;
+    return size_t(n) * 2;
+  };
+  const size_t k_row_bytes = bytes_of(head_dim_k), v_row_bytes = bytes_of(head_dim_v);
+  const size_t k_offset_bytes = bytes_of(k_offset), v_offset_bytes = bytes_of(v_offset);
   auto f32 = [](const void* row) { return static_cast<const float*>(row); };  // an F32 row (or a packed one)
   // Calls fn with a null pointer of the rows' element type.
   auto with_type = [](TensorType t, const auto& fn) HWY_ATTR {
@@ -2111,10 +2135,11 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
     else if (t == TensorType::F16) fn(static_cast<const hwy::float16_t*>(nullptr));
     else fn(static_cast<const hwy::bfloat16_t*>(nullptr));
   };
-  auto widen_row = [&](const void* row, int64_t offset, int dim, float* dst) {
-    const uint8_t* p = static_cast<const uint8_t*>(row) + size_t(offset) * 2;
+  auto widen_row = [&](const void* row, size_t offset_bytes, int dim, float* dst) {
+    const uint8_t* p = static_cast<const uint8_t*>(row) + offset_bytes;
     if (kv_type == TensorType::F16) WidenRow(reinterpret_cast<const hwy::float16_t*>(p), size_t(dim), dst);
-    else WidenRow(reinterpret_cast<const hwy::bfloat16_t*>(p), size_t(dim), dst);
+    else if (kv_type == TensorType::BF16) WidenRow(reinterpret_cast<const hwy::bfloat16_t*>(p), size_t(dim), dst);
+    else WidenQ8_0Row(p, size_t(dim), dst);
   };
   // Packing pays for its copy when several queries share the chunk (prefill), or when
   // the rows lie scattered (in place, rows a power of two apart would evict each other
@@ -2123,7 +2148,9 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
   // Widened rows whose dims leave scalar tails are always packed: the compiler may
   // contract the typed and the f32 tails differently, and a causal block must sum
   // exactly as its queries do alone (real head dims are whole vectors: 64, 128, 576).
-  const bool pack_tails = widen && (size_t(head_dim_k) % kLF != 0 || size_t(head_dim_v) % kLF != 0);
+  // Q8_0 rows are always packed (dequantized once per chunk).
+  const bool pack_tails = kv_type == TensorType::Q8_0 ||
+                          (widen && (size_t(head_dim_k) % kLF != 0 || size_t(head_dim_v) % kLF != 0));
   const bool may_pack = n_heads * n_queries > 1 || pack_tails;
   constexpr int64_t kMaxChunk = 64;
   const int64_t chunk_bytes = n_heads > 1 ? 16 << 10 : 8 << 10;  // by the group alone: the chunks fix the sums' order
@@ -2157,7 +2184,7 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
       int64_t breaks = 0;  // rows that do not follow the previous one in memory
       auto at = [](const void* row) { return static_cast<const uint8_t*>(row); };
       for (int64_t j = 1; j < n_chunk; ++j)
-        breaks += (at(kr[j]) != at(kr[j - 1]) + size_t(head_dim_k) * elem) + (at(vr[j]) != at(vr[j - 1]) + size_t(head_dim_v) * elem);
+        breaks += (at(kr[j]) != at(kr[j - 1]) + k_row_bytes) + (at(vr[j]) != at(vr[j - 1]) + v_row_bytes);
       pack = breaks * 4 > n_chunk;  // runs shorter than 8 rows on average
     }
     if (pack) {
@@ -2165,8 +2192,8 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
         float* kj = kbuf + size_t(j) * size_t(head_dim_k);
         float* vj = vbuf + size_t(j) * dv;
         if (widen) {
-          widen_row(k_rows_any[j0 + j], k_offset, head_dim_k, kj);
-          widen_row(v_rows_any[j0 + j], v_offset, head_dim_v, vj);
+          widen_row(k_rows_any[j0 + j], k_offset_bytes, head_dim_k, kj);
+          widen_row(v_rows_any[j0 + j], v_offset_bytes, head_dim_v, vj);
         } else {
           std::copy_n(f32(k_rows_any[j0 + j]) + k_offset, head_dim_k, kj);
           std::copy_n(f32(v_rows_any[j0 + j]) + v_offset, head_dim_v, vj);
@@ -2189,10 +2216,10 @@ HWY_NOINLINE bool AttentionHeadsFast(const float* q, int n_heads, TensorType kv_
       const int64_t next = j0 + chunk, n_next = std::min(chunk, n_kv_last - next);
       if (n_next <= 0) return;
       for (int64_t j = next + n_next * part / parts, j_end = next + n_next * (part + 1) / parts; j < j_end; ++j) {
-        const uint8_t* kb = static_cast<const uint8_t*>(k_rows_any[j]) + size_t(k_offset) * elem;
-        const uint8_t* vb = static_cast<const uint8_t*>(v_rows_any[j]) + size_t(v_offset) * elem;
-        for (size_t o = 0; o < size_t(head_dim_k) * elem; o += 64) PrefetchL2(kb + o);
-        for (size_t o = 0; o < size_t(head_dim_v) * elem; o += 64) PrefetchL2(vb + o);
+        const uint8_t* kb = static_cast<const uint8_t*>(k_rows_any[j]) + k_offset_bytes;
+        const uint8_t* vb = static_cast<const uint8_t*>(v_rows_any[j]) + v_offset_bytes;
+        for (size_t o = 0; o < k_row_bytes; o += 64) PrefetchL2(kb + o);
+        for (size_t o = 0; o < v_row_bytes; o += 64) PrefetchL2(vb + o);
       }
     };
     // 1. Scaled scores, padded with -inf to whole vectors (exp -> 0, unused).

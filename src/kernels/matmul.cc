@@ -154,8 +154,8 @@ void attention_heads(const float* q, int n_heads, TensorType kv_type, const void
                          out, 0);
 }
 
-// Rows of the reference: F32 rows as they are; F16 / BF16 rows widened exactly (the
-// reference reads the same values the fast kernel does).
+// Rows of the reference: F32 rows as they are; F16 / BF16 / Q8_0 rows converted by the
+// type's reference conversion (the same values the fast kernel reads).
 static std::vector<const float*> reference_rows(TensorType type, const void* const* rows, int64_t offset, int64_t n_rows,
                                                 int dim, std::vector<float>& storage) {
   std::vector<const float*> out(static_cast<size_t>(n_rows));
@@ -164,14 +164,10 @@ static std::vector<const float*> reference_rows(TensorType type, const void* con
     return out;
   }
   storage.resize(size_t(n_rows) * size_t(dim));
+  const TypeTraits& traits = type_traits(type);
   for (int64_t j = 0; j < n_rows; ++j) {
-    const uint8_t* src = static_cast<const uint8_t*>(rows[j]) + 2 * offset;
     float* dst = &storage[size_t(j) * size_t(dim)];
-    for (int d = 0; d < dim; ++d) {
-      uint16_t h;
-      std::memcpy(&h, src + 2 * d, 2);
-      dst[d] = type == TensorType::F16 ? fp16_to_float(h) : bf16_to_float(h);
-    }
+    traits.to_float(static_cast<const uint8_t*>(rows[j]) + row_bytes(type, offset), dst, dim);
     out[size_t(j)] = dst;
   }
   return out;
@@ -180,7 +176,7 @@ static std::vector<const float*> reference_rows(TensorType type, const void* con
 void attention_causal_block(const float* q, int64_t q_stride, int n_queries, int n_heads, TensorType kv_type,
                             const void* const* k_rows, int64_t k_offset, const void* const* v_rows, int64_t v_offset,
                             int64_t n_kv, int head_dim_k, int head_dim_v, float scale, float* out, int64_t out_stride) {
-  if (kv_type != TensorType::F32 && kv_type != TensorType::F16 && kv_type != TensorType::BF16)
+  if (kv_type != TensorType::F32 && kv_type != TensorType::F16 && kv_type != TensorType::BF16 && kv_type != TensorType::Q8_0)
     fail("attention: keys and values of type {} are not supported", type_name(kv_type));
   if (kernel_mode() == KernelMode::kFast &&
       HWY_DYNAMIC_DISPATCH(AttentionHeadsFast)(q, n_heads, kv_type, k_rows, k_offset, v_rows, v_offset, n_kv, head_dim_k,

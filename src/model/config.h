@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/rope.h"
+#include "quant/types.h"
 
 namespace jevons {
 
@@ -67,10 +68,10 @@ struct ModelConfig {
   int v_dim() const { return n_head_kv * head_dim_v; }
   bool is_mla() const { return mla.kv_lora_rank > 0; }
   // KV cache bytes per token (f32 cache).
-  // Bytes of keys and values one token adds to the cache, at element_bytes per element
-  // (4: f32, 2: f16 / bf16).
-  size_t kv_bytes_per_token(size_t element_bytes = sizeof(float)) const {
-    return size_t(n_layer) * size_t(cache_k_dim + cache_v_dim) * element_bytes;
+  // Bytes of keys and values one token adds to the cache in a KV type (f32, f16, bf16,
+  // q8_0: 34 bytes per 32 elements).
+  size_t kv_bytes_per_token(TensorType kv_type = TensorType::F32) const {
+    return size_t(n_layer) * row_bytes(kv_type, cache_k_dim + cache_v_dim);
   }
 };
 

@@ -8,21 +8,31 @@
 
 namespace jevons {
 
-size_t KvBlockPool::kv_element_bytes(TensorType type) {
+void KvBlockPool::check_type(TensorType type, int head_dim_k, int head_dim_v) {
   switch (type) {
-    case TensorType::F32: return 4;
+    case TensorType::F32:
     case TensorType::F16:
-    case TensorType::BF16: return 2;
-    default: fail("the KV cache holds f32, f16 or bf16 elements, not {}", type_name(type));
+    case TensorType::BF16: return;
+    case TensorType::Q8_0:
+      if (head_dim_k % 32 != 0 || head_dim_v % 32 != 0)
+        fail("--kv-type q8_0 needs key and value rows (per KV head) of a multiple of 32 elements; this model's are {} and {} "
+             "(use f16)", head_dim_k, head_dim_v);
+      return;
+    default: fail("the KV cache holds f32, f16, bf16 or q8_0 elements, not {}", type_name(type));
   }
 }
 
-KvBlockPool::KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads, uint64_t salt, TensorType type)
-    : n_layer_(n_layer), k_dim_(k_dim), v_dim_(v_dim), n_heads_(n_heads), type_(type), elem_(kv_element_bytes(type)),
-      n_blocks_(n_blocks), block_bytes_(block_bytes(n_layer, k_dim, v_dim, type)), salt_(salt),
-      buffer_(n_blocks * block_bytes_, "KV cache"), storage_(buffer_.data()), info_(n_blocks) {
+static int checked_heads(int n_heads, int k_dim, int v_dim, TensorType type) {
   if (n_heads <= 0 || k_dim % n_heads != 0 || v_dim % n_heads != 0)
     fail("KV cache: {} heads do not divide the key width {} and value width {}", n_heads, k_dim, v_dim);
+  KvBlockPool::check_type(type, k_dim / n_heads, v_dim / n_heads);
+  return n_heads;
+}
+
+KvBlockPool::KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads, uint64_t salt, TensorType type)
+    : n_layer_(n_layer), k_dim_(k_dim), v_dim_(v_dim), n_heads_(checked_heads(n_heads, k_dim, v_dim, type)), type_(type),
+      n_blocks_(n_blocks), block_bytes_(block_bytes(n_layer, k_dim, v_dim, type)), salt_(salt),
+      buffer_(n_blocks * block_bytes_, "KV cache"), storage_(buffer_.data()), info_(n_blocks) {
   free_.reserve(n_blocks);
   for (size_t b = n_blocks; b-- > 0;) free_.push_back(int(b));  // hand out low blocks first
 }
@@ -264,23 +274,23 @@ static void put_row(TensorType type, const float* src, int64_t n, uint8_t* dst) 
         std::memcpy(dst + 2 * i, &h, 2);
       }
       return;
-    default:
+    case TensorType::BF16:
       for (int64_t i = 0; i < n; ++i) {
         const uint16_t h = float_to_bf16(src[i]);
         std::memcpy(dst + 2 * i, &h, 2);
       }
       return;
+    default: type_traits(type).from_float(src, dst, n); return;  // Q8_0: ggml's reference rounding
   }
 }
 
 void KvCache::store(int layer, int pos, const float* keys, const float* values) {
   const int h_k = k_dim() / n_heads(), h_v = v_dim() / n_heads();
-  const size_t e = pool_->element_bytes();
   uint8_t* k0 = k(layer, pos);
-  for (int h = 0; h < n_heads(); ++h) put_row(type(), keys + h * h_k, h_k, k0 + e * size_t(h * k_head_stride()));
+  for (int h = 0; h < n_heads(); ++h) put_row(type(), keys + h * h_k, h_k, k0 + pool_->bytes_of(h * k_head_stride()));
   if (h_v == 0) return;
   uint8_t* v0 = v(layer, pos);
-  for (int h = 0; h < n_heads(); ++h) put_row(type(), values + h * h_v, h_v, v0 + e * size_t(h * v_head_stride()));
+  for (int h = 0; h < n_heads(); ++h) put_row(type(), values + h * h_v, h_v, v0 + pool_->bytes_of(h * v_head_stride()));
 }
 
 }  // namespace jevons

@@ -16,8 +16,11 @@
 // truncate() copies a shared tail block before it can be.
 //
 // Element types (kv_type): F32 (what the golden tests match llama.cpp with), F16 (the
-// default, as llama.cpp's) and BF16. Keys and values are rounded once, when stored;
-// attention reads the stored type directly, chunk by chunk (kernels/matmul.h).
+// default, as llama.cpp's), BF16, and Q8_0 (blocks of 32 int8 with an f16 scale, 8.5
+// bits an element; a head's row must be a whole number of blocks). Keys and values are
+// rounded once, when stored; attention reads the stored type directly, chunk by chunk
+// (kernels/matmul.h). Offsets and strides below count elements; bytes come from
+// row_bytes() of the type (quant/types.h).
 #pragma once
 #include <cstdint>
 #include <list>
@@ -50,10 +53,11 @@ class KvBlockPool {
   KvBlockPool(int n_layer, int k_dim, int v_dim, size_t n_blocks, int n_heads = 1, uint64_t salt = 0,
               TensorType type = TensorType::F32);
   static size_t block_bytes(int n_layer, int k_dim, int v_dim, TensorType type = TensorType::F32) {
-    return size_t(kBlockTokens) * size_t(n_layer) * size_t(k_dim + v_dim) * kv_element_bytes(type);
+    return row_bytes(type, int64_t(kBlockTokens) * n_layer * (k_dim + v_dim));
   }
-  // Bytes of one element of a KV type; Error for a type the cache cannot hold.
-  static size_t kv_element_bytes(TensorType type);
+  // Error unless the cache can hold this type with rows of these head dims (the
+  // elements of one head at one position).
+  static void check_type(TensorType type, int head_dim_k, int head_dim_v);
 
   // A block held once by the caller (count 1): a free one, else the least recently
   // used cached one (evicted: unpublished). -1 when every block is held. Thread-safe.
@@ -88,7 +92,6 @@ class KvBlockPool {
   size_t bytes() const { return n_blocks_ * block_bytes_; }
   size_t bytes_per_block() const { return block_bytes_; }
   TensorType type() const { return type_; }
-  size_t element_bytes() const { return elem_; }
 
   // Layout of a block: K for [layer][head][slot][k_dim / n_heads], then V the same way.
   // Head-major: attention reads one head's rows of a block, and they lie next to each
@@ -96,13 +99,15 @@ class KvBlockPool {
   // point at head 0 of a slot; head h is k_head_stride() (v_head_stride()) elements on.
   uint8_t* k(int block, int layer, int slot) {
     return storage_ + size_t(block) * block_bytes_ +
-           elem_ * (size_t(layer) * kBlockTokens * size_t(k_dim_) + size_t(slot) * size_t(k_dim_ / n_heads_));
+           bytes_of(int64_t(layer) * kBlockTokens * k_dim_ + int64_t(slot) * (k_dim_ / n_heads_));
   }
   uint8_t* v(int block, int layer, int slot) {
     return storage_ + size_t(block) * block_bytes_ +
-           elem_ * (size_t(n_layer_) * kBlockTokens * size_t(k_dim_) + size_t(layer) * kBlockTokens * size_t(v_dim_) +
-                    size_t(slot) * size_t(v_dim_ / n_heads_));
+           bytes_of(int64_t(n_layer_) * kBlockTokens * k_dim_ + int64_t(layer) * kBlockTokens * v_dim_ +
+                    int64_t(slot) * (v_dim_ / n_heads_));
   }
+  // Bytes of n elements of the pool's type (n: a whole number of its blocks).
+  size_t bytes_of(int64_t n) const { return type_ == TensorType::F32 ? size_t(n) * 4 : row_bytes(type_, n); }
   uint8_t* block_data(int block) { return storage_ + size_t(block) * block_bytes_; }
   int64_t k_head_stride() const { return int64_t(kBlockTokens) * (k_dim_ / n_heads_); }
   int64_t v_head_stride() const { return int64_t(kBlockTokens) * (v_dim_ / n_heads_); }
@@ -128,7 +133,6 @@ class KvBlockPool {
 
   int n_layer_, k_dim_, v_dim_, n_heads_;
   TensorType type_;
-  size_t elem_;
   size_t n_blocks_, block_bytes_;
   uint64_t salt_;
   uint64_t hash_mask_ = ~uint64_t(0);
