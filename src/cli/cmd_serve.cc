@@ -32,6 +32,7 @@ struct ServeOptions {
   int prefill_chunk = 128;
   int http_threads = 128;
   bool no_prefix_cache = false;
+  bool kv_budget_given = false;
   size_t max_body = size_t(8) << 20;
   meter::Overrides meter;
 };
@@ -92,6 +93,18 @@ void serve(const ServeOptions& o) {
   sched.engine.parallel = o.parallel;
   sched.engine.n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
   sched.engine.kv_budget_bytes = kv_budget;
+  {
+    // The default budget grows to one full context (a large model's 4096 positions can
+    // exceed 1G); a budget the user chose is kept, and too small a one is an error.
+    const ModelConfig& c = m.model->config();
+    const size_t block = KvBlockPool::block_bytes(c.n_layer, c.cache_k_dim, c.cache_v_dim, o.model.kv());
+    const size_t one_context = size_t((sched.engine.n_ctx + KvBlockPool::kBlockTokens - 1) / KvBlockPool::kBlockTokens) * block;
+    if (!o.kv_budget_given && kv_budget < one_context) {
+      sched.engine.kv_budget_bytes = one_context;
+      std::fprintf(stderr, "[jevons] serve: the default --kv-budget of %s holds less than one full context of %d; using %.0f MiB\n",
+                   o.kv_budget.c_str(), sched.engine.n_ctx, double(one_context) / 1048576.0);
+    }
+  }
   sched.engine.prefill_chunk = o.prefill_chunk;
   sched.engine.prefix_cache = !o.no_prefix_cache;
   sched.engine.kv_type = o.model.kv();
@@ -127,7 +140,10 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--host", o->host, "Address to listen on (default loopback only)")->capture_default_str();
   c->add_option("--port", o->port, "Port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   c->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' on every /v1 route (env JEVONS_API_KEY)")->envname("JEVONS_API_KEY");
-  c->add_option("--kv-budget", o->kv_budget, "Memory for the shared paged KV cache, e.g. 512M, 4G")->capture_default_str();
+  c->add_option("--kv-budget", o->kv_budget,
+                "Memory for the shared paged KV cache, e.g. 512M, 4G (at least one full context; the default grows to one)")
+      ->capture_default_str()
+      ->each([o](const std::string&) { o->kv_budget_given = true; });
   c->add_option("--parallel", o->parallel, "Sequences decoded together in one batch at most")->capture_default_str()->check(CLI::Range(1, 1024));
   c->add_option("-c,--ctx-size", o->ctx, "Context per sequence (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
   c->add_option("-t,--threads", o->threads, "Compute threads (default: physical cores)")->check(CLI::Range(1, 1024));
