@@ -534,7 +534,8 @@ TEST_F(ServerTest, UnlimitedRequestsOnASmallPoolAllComplete) {
     EXPECT_EQ(status[size_t(i)], 200) << "request " << i;
     EXPECT_EQ(got[size_t(i)], expect[size_t(i)]) << "request " << i;
   }
-  EXPECT_GT(sched_->stats().preemptions, 0) << "two contexts cannot hold 32 sequences: some waited";
+  // (That some were preempted depends on when the 32 requests arrive; EngineTest's
+  // PreemptionUnderAPoolFarSmallerThanTheWork checks it with all of them there at once.)
   for (int k = 0; k < 100 && sched_->stats().kv.used_blocks > 0; ++k) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(sched_->stats().kv.used_blocks, 0u);
 }
