@@ -564,6 +564,25 @@ TEST_F(ServerTest, RunChatAndServeGiveTheSameGreedyText) {
   EXPECT_EQ(chat.out, j2["choices"][0]["message"]["content"].get<std::string>() + "\n");
 }
 
+// A second server on a port in use fails to bind, saying so, instead of sharing the
+// port (cpp-httplib's default SO_REUSEPORT would let it).
+TEST(HttpServerBind, APortInUseIsRefused) {
+  server::ServerOptions o;
+  o.port = 0;
+  server::HttpServer first(o);
+  const int port = first.bind();
+  first.start();
+  o.port = port;
+  server::HttpServer second(o);
+  try {
+    second.bind();
+    FAIL() << "a second server bound port " << port;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(fmt::format("cannot listen on 127.0.0.1:{} (in use)", port)), std::string::npos) << e.what();
+  }
+  first.stop();
+}
+
 TEST_F(ServerTest, CompletionsStopStringAcrossTokens) {
   start(chatml());
   Env& e = Env::get();

@@ -2,8 +2,12 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <thread>
@@ -89,6 +93,13 @@ struct HttpServer::Impl {
 void HttpServer::Impl::setup() {
   const int threads = std::max(8, opt.http_threads);
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
+  // The port is ours alone: cpp-httplib's default sets SO_REUSEPORT, with which a second
+  // server on the same port binds too and the kernel splits the requests between them.
+  // SO_REUSEADDR only lets a restart bind while old connections linger in TIME_WAIT.
+  svr.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   svr.set_payload_max_length(opt.max_body_bytes);
   svr.set_keep_alive_max_count(1000);
   svr.set_read_timeout(30, 0);
@@ -373,7 +384,9 @@ int HttpServer::bind() {
   } else {
     impl_->port = impl_->svr.bind_to_port(impl_->opt.host, impl_->opt.port) ? impl_->opt.port : -1;
   }
-  if (impl_->port < 0) fail("cannot listen on {}:{} (in use, or not an address of this machine)", impl_->opt.host, impl_->opt.port);
+  if (impl_->port < 0)
+    fail("cannot listen on {}:{} ({})", impl_->opt.host, impl_->opt.port,
+         errno == EADDRINUSE ? "in use" : errno == EADDRNOTAVAIL ? "not an address of this machine" : std::strerror(errno));
   return impl_->port;
 }
 
