@@ -63,6 +63,29 @@ TEST(Cli, StoriesGreedyMatchesLlama2c) {
   EXPECT_NE(r.err.find("tok/s"), std::string::npos);
 }
 
+// Speculative decoding changes nothing in greedy output: prompt lookup, and the model as
+// its own draft (every proposal accepted).
+TEST(Cli, StoriesGreedyWithSpeculationMatchesLlama2c) {
+  const std::string expected = test::read_file(test::shared_dir() + "/models/stories260K/greedy-256-once-upon-a-time.txt");
+  const std::string base = "run -m " + stories() + " -p \"Once upon a time\" -n 252 --temp 0 -t 1 -c 256 ";
+  const Result ngram = jevons(base + "--spec ngram");
+  ASSERT_EQ(ngram.code, 0) << ngram.err;
+  EXPECT_EQ(ngram.out, expected);
+  EXPECT_NE(ngram.err.find("speculative (ngram"), std::string::npos) << ngram.err;
+  const Result self = jevons(base + "--draft " + stories() + " --draft-max 6");
+  ASSERT_EQ(self.code, 0) << self.err;
+  EXPECT_EQ(self.out, expected);
+  EXPECT_NE(self.err.find("(100%)"), std::string::npos) << "a model agrees with itself: " << self.err;
+}
+
+TEST(Cli, SpeculationOptionsAreChecked) {
+  const std::string base = "run -m " + stories() + " -p hi -n 4 ";
+  expect_error(jevons(base + "--spec draft"), "--spec draft needs a draft model");
+  expect_error(jevons(base + "--spec ngram --draft " + stories()), "does not use one");
+  expect_error(jevons(base + "--spec ngram --draft-max 0"), "--draft-max");
+  expect_error(jevons(base + "--draft " + test::shared_dir() + "/golden/qwen2/gguf/model-q8_0.gguf"), "vocabulary");
+}
+
 TEST(Cli, SameSeedSameOutput) {
   const std::string args = "run -m " + stories() + " -p \"Once upon a time\" -n 40 --temp 1.0 --seed 42";
   const Result a = jevons(args), b = jevons(args), c = jevons(args + "1");

@@ -1,6 +1,7 @@
 // Sampler: each filter does what it says, and a seed fixes the sequence.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 
 #include "core/error.h"
@@ -13,8 +14,7 @@ std::map<int32_t, int> histogram(SamplerParams p, const std::vector<float>& logi
   Sampler s(p);
   std::map<int32_t, int> h;
   for (int k = 0; k < draws; ++k) {
-    std::vector<float> l = logits;
-    ++h[s.sample(l.data(), int32_t(l.size()))];
+    ++h[s.sample(logits.data(), int32_t(logits.size()), {})];
   }
   return h;
 }
@@ -31,7 +31,7 @@ SamplerParams plain(float temp) {
 TEST(Sampler, GreedyTakesArgmaxLowestIdOnTies) {
   Sampler s(plain(0.0f));
   std::vector<float> l = {1, 5, 3, 5};
-  EXPECT_EQ(s.sample(l.data(), 4), 1);
+  EXPECT_EQ(s.sample(l.data(), 4, {}), 1);
 }
 
 TEST(Sampler, TopKOneIsGreedy) {
@@ -82,21 +82,21 @@ TEST(Sampler, PenaltiesOnRecentTokens) {
   SamplerParams p = plain(0.0f);
   p.repeat_penalty = 2.0f;
   Sampler s(p);
-  s.accept(0);
-  std::vector<float> l = {3.0f, 2.0f};  // 3 / 2 = 1.5 < 2
-  EXPECT_EQ(s.sample(l.data(), 2), 1);
-  EXPECT_FLOAT_EQ(l[0], 1.5f);
+  const std::vector<float> l = {3.0f, 2.0f};  // 3 / 2 = 1.5 < 2
+  EXPECT_EQ(s.sample(l.data(), 2, std::vector<int32_t>{0}), 1);
+  EXPECT_EQ(s.sample(l.data(), 2, {}), 0);  // the history is the caller's: nothing is remembered
+  EXPECT_FLOAT_EQ(l[0], 3.0f);              // the logits are not modified
 
+  // The penalised logits are what logprobs_of reports on.
   SamplerParams q = plain(0.0f);
   q.presence_penalty = 0.5f;
   q.frequency_penalty = 0.25f;
-  Sampler t(q);
-  t.accept(0);
-  t.accept(0);
-  std::vector<float> m = {3.0f, 2.0f};
-  t.sample(m.data(), 2);
-  EXPECT_FLOAT_EQ(m[0], 3.0f - 0.5f - 2 * 0.25f);
-  EXPECT_FLOAT_EQ(m[1], 2.0f);
+  const std::vector<int32_t> history = {0, 0};
+  const Logprobs lp = logprobs_of(q, l.data(), 2, history, 0, 2);
+  const double l0 = 3.0 - 0.5 - 2 * 0.25, l1 = 2.0;
+  EXPECT_NEAR(lp.logprob, l0 - std::log(std::exp(l0) + std::exp(l1)), 1e-6);
+  ASSERT_EQ(lp.top.size(), 2u);
+  EXPECT_EQ(lp.top[0].first, 0);
 }
 
 TEST(Sampler, RepeatWindowForgetsOldTokens) {
@@ -104,11 +104,81 @@ TEST(Sampler, RepeatWindowForgetsOldTokens) {
   p.repeat_penalty = 10.0f;
   p.repeat_last_n = 2;
   Sampler s(p);
-  s.accept(0);
-  s.accept(5);
-  s.accept(6);  // token 0 has left the window
-  std::vector<float> l = {3.0f, 2.0f};
-  EXPECT_EQ(s.sample(l.data(), 2), 0);
+  const std::vector<float> l = {3.0f, 2.0f};
+  EXPECT_EQ(s.sample(l.data(), 2, std::vector<int32_t>{0, 5, 6}), 0);  // token 0 has left the window
+  EXPECT_EQ(s.sample(l.data(), 2, std::vector<int32_t>{5, 0, 6}), 1);
+}
+
+TEST(Sampler, DistributionIsWhatSampleDrawsFrom) {
+  SamplerParams p = plain(1.0f);
+  p.top_k = 3;
+  Sampler s(p);
+  const std::vector<float> l = {0.0f, 2.0f, 1.0f, -1.0f, 1.5f};
+  TokenDistribution d;
+  s.distribution(l.data(), 5, {}, &d);
+  ASSERT_EQ(d.ids, (std::vector<int32_t>{1, 4, 2}));
+  const double z = std::exp(2.0) + std::exp(1.5) + std::exp(1.0);
+  EXPECT_NEAR(d.prob(1), std::exp(2.0) / z, 1e-12);
+  EXPECT_NEAR(d.prob(2), std::exp(1.0) / z, 1e-12);
+  EXPECT_EQ(d.prob(0), 0.0);
+}
+
+// Pearson's chi-square statistic of observed counts against probabilities, over the
+// tokens with probability > 0; a token drawn with probability 0 makes it infinite.
+double chi_square(const std::map<int32_t, int>& counts, const TokenDistribution& p, int n) {
+  double x2 = 0;
+  for (size_t i = 0; i < p.ids.size(); ++i) {
+    const double e = p.probs[i] * n;
+    const auto it = counts.find(p.ids[i]);
+    const double o = it == counts.end() ? 0 : it->second;
+    x2 += (o - e) * (o - e) / e;
+  }
+  for (auto [id, c] : counts)
+    if (p.prob(id) == 0 && c > 0) return INFINITY;
+  return x2;
+}
+
+// The rejection rule keeps the target's distribution, whatever proposes: tokens drawn
+// from a draft distribution q (accepted with min(1, p/q), else drawn from max(0, p - q))
+// and tokens proposed with certainty. 5 candidates (4 degrees of freedom): the 0.1%
+// critical value is 18.47. A rule that is wrong in either of its halves fails it.
+TEST(Sampler, VerificationKeepsTheTargetDistribution) {
+  SamplerParams sp = plain(1.0f);
+  const std::vector<float> target = {1.0f, 0.2f, -0.5f, 0.8f, 0.0f};
+  const std::vector<float> draft = {0.1f, 1.5f, 0.3f, -1.0f, 0.6f};
+  Sampler s(sp);
+  TokenDistribution p, q;
+  s.distribution(target.data(), 5, {}, &p);
+  s.distribution(draft.data(), 5, {}, &q);
+  constexpr int kN = 40000;
+  constexpr double kCritical = 18.47;
+  sp.seed = 11;
+  Sampler rng(sp);
+  std::map<int32_t, int> with_q, certain, accept_always, resample_from_p;
+  for (int i = 0; i < kN; ++i) {
+    const int32_t x = rng.draw(q);
+    ++with_q[rng.verify(p, x, &q).token];
+    ++certain[rng.verify(p, 3, nullptr).token];
+    ++accept_always[x];  // broken: no verification at all
+    // Broken: the acceptance is right, but a rejection draws from p instead of the residual.
+    const bool accept = rng.uniform() * q.prob(x) < p.prob(x);
+    ++resample_from_p[accept ? x : rng.draw(p)];
+  }
+  EXPECT_LT(chi_square(with_q, p, kN), kCritical);
+  EXPECT_LT(chi_square(certain, p, kN), kCritical);
+  EXPECT_GT(chi_square(accept_always, p, kN), kCritical);
+  EXPECT_GT(chi_square(resample_from_p, p, kN), kCritical);
+}
+
+TEST(Sampler, GreedyVerificationAcceptsOnlyTheArgmax) {
+  Sampler s(plain(0.0f));
+  const std::vector<float> l = {0.5f, 2.0f, 1.0f};
+  TokenDistribution p;
+  s.distribution(l.data(), 3, {}, &p);
+  EXPECT_TRUE(s.verify(p, 1, nullptr).accepted);
+  const Verdict v = s.verify(p, 2, nullptr);
+  EXPECT_FALSE(v.accepted);
+  EXPECT_EQ(v.token, 1);
 }
 
 TEST(Sampler, SameSeedSameSequence) {
@@ -120,10 +190,7 @@ TEST(Sampler, SameSeedSameSequence) {
     p.seed = seed;
     Sampler s(p);
     std::vector<int32_t> out;
-    for (int k = 0; k < 100; ++k) {
-      std::vector<float> l = base;
-      out.push_back(s.sample(l.data(), 50));
-    }
+    for (int k = 0; k < 100; ++k) out.push_back(s.sample(base.data(), 50, {}));
     return out;
   };
   EXPECT_EQ(run(7), run(7));

@@ -500,6 +500,36 @@ TEST_F(ServerTest, PrefixCacheHitReportedInUsage) {
   EXPECT_NE(met->body.find("jevons_kv_cached_bytes"), std::string::npos);
 }
 
+// Speculative decoding through the server: the same greedy answer, proposals reported
+// in usage (OpenAI's prediction-token fields) and /metrics, and off for a request that
+// says "speculative": false.
+TEST_F(ServerTest, SpeculativeDecodingReportedInUsageAndOffPerRequest) {
+  SchedulerOptions so;
+  so.engine.spec.method = engine::SpecMethod::kPromptLookup;
+  start(chatml(), so);
+  // A prompt that repeats itself, so that lookup has something to propose.
+  std::string text;
+  for (int i = 0; i < 6; ++i) text += "one two three four five six seven eight nine ten. ";
+  const json msgs = {{{"role", "user"}, {"content", text}}};
+  auto [s1, j1] = post_json("/v1/chat/completions", json{{"messages", msgs}, {"temperature", 0}, {"max_tokens", 24}});
+  ASSERT_EQ(s1, 200) << j1.dump();
+  const json& d1 = j1["usage"]["completion_tokens_details"];
+  const int accepted = d1["accepted_prediction_tokens"].get<int>(), rejected = d1["rejected_prediction_tokens"].get<int>();
+  EXPECT_GT(accepted + rejected, 0) << j1["usage"].dump();
+  auto [s2, j2] = post_json("/v1/chat/completions",
+                            json{{"messages", msgs}, {"temperature", 0}, {"max_tokens", 24}, {"speculative", false}});
+  ASSERT_EQ(s2, 200) << j2.dump();
+  EXPECT_EQ(j2["usage"]["completion_tokens_details"]["accepted_prediction_tokens"], 0);
+  EXPECT_EQ(j2["usage"]["completion_tokens_details"]["rejected_prediction_tokens"], 0);
+  EXPECT_EQ(j1["choices"][0]["message"]["content"], j2["choices"][0]["message"]["content"]);
+  auto [s3, j3] = post_json("/v1/chat/completions", json{{"messages", msgs}, {"speculative", "yes"}});
+  EXPECT_EQ(s3, 400) << j3.dump();
+  httplib::Client c("127.0.0.1", port_);
+  auto met = c.Get("/metrics");
+  ASSERT_TRUE(met);
+  EXPECT_NE(met->body.find("jevons_spec_drafted_tokens_total " + std::to_string(accepted + rejected)), std::string::npos) << met->body;
+}
+
 // 32 requests with no max_tokens (each runs to the end of the context) on a KV pool of
 // two contexts: nothing is refused for lack of KV, every answer equals its unbatched
 // greedy run, and no block is held afterwards.

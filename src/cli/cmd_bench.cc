@@ -26,6 +26,7 @@ namespace {
 
 struct BenchOptions {
   ModelArgs model;
+  SpecArgs spec;
   int n_prompt = 512, n_gen = 128, depth = 0, threads = 0, reps = 5;
   bool json = false, reprobe = false, live_bandwidth = false;
   std::string energy_log;
@@ -166,18 +167,31 @@ void run_bench(const BenchOptions& o) {
   eo.kv_type = o.model.kv();
   eo.prefill_chunk_idle = std::max(512, o.n_prompt);
   eo.prefix_cache = false;  // every repetition computes its prompt
+  // --spec: each decode run is also made with speculation (the same context, greedy,
+  // so the same tokens), in alternating order, and compared with its plain twin.
+  const Speculation spec = resolve_speculation(o.spec, o.model, m, &pool);
+  const bool spec_on = spec.options.method != engine::SpecMethod::kNone;
+  eo.spec = spec.options;
   engine::Engine eng(model, *m.tokenizer, meter, eo);
   int64_t generated = 0;
-  auto add_sequence = [&](std::vector<int32_t> prompt, int max_tokens) {
+  engine::SequenceResult last;
+  auto add_sequence = [&](std::vector<int32_t> prompt, int max_tokens, bool speculate = false) {
     engine::GenParams gp;
     gp.sampling.temperature = 0;
     gp.split_reasoning = false;
     gp.ignore_eos = true;
     gp.max_tokens = max_tokens;
+    gp.speculate = speculate;
     engine::SequenceSink sink;
     sink.on_token = [&generated](int32_t) { ++generated; };
+    sink.on_finish = [&last](engine::SequenceResult&& r) { last = std::move(r); };
     eng.add(std::make_unique<engine::Sequence>(std::move(prompt), gp, *m.tokenizer, std::move(sink)));
   };
+  struct SpecRun {
+    double tps, plain_j_per_token, j_per_token;
+    engine::SequenceResult result;
+  };
+  std::vector<SpecRun> spec_runs;
 
   // --live-bandwidth: on a shared or throttled machine the bandwidth drifts by tens of
   // percent within minutes, so a probe cached hours ago says little about one run.
@@ -207,15 +221,31 @@ void run_bench(const BenchOptions& o) {
       // phase (only the context it leaves counts); then n_gen steps of one token each.
       std::vector<int32_t> context(static_cast<size_t>(o.depth + 1));
       for (int32_t& t : context) t = any_token(rng);
-      generated = 0;
-      add_sequence(std::move(context), o.n_gen + 1);
-      while (generated == 0 && !eng.idle()) eng.step();
-      span.mark(meter::Phase::Decode);
-      const auto t0 = clock::now();
-      eng.run_until_idle();
-      if (generated != o.n_gen + 1) fail("bench: the decode ended after {} of {} tokens", generated - 1, o.n_gen);
-      decode_tps.push_back(o.n_gen / std::chrono::duration<double>(clock::now() - t0).count());
-      span.mark(meter::Phase::Idle);
+      // Returns tokens per second and joules per token of the n_gen timed tokens.
+      auto decode_run = [&](bool speculate) {
+        generated = 0;
+        add_sequence(context, o.n_gen + 1, speculate);
+        while (generated == 0 && !eng.idle()) eng.step();
+        if (!speculate) span.mark(meter::Phase::Decode);  // the report's decode phase is the plain runs'
+        const double j0 = meter.joules();
+        const int64_t before = generated;
+        const auto t0 = clock::now();
+        eng.run_until_idle();
+        const double tps = double(generated - before) / std::chrono::duration<double>(clock::now() - t0).count();
+        if (generated != o.n_gen + 1) fail("bench: the decode ended after {} of {} tokens", generated - 1, o.n_gen);
+        span.mark(meter::Phase::Idle);
+        return std::pair<double, double>{tps, (meter.joules() - j0) / double(generated - before)};
+      };
+      const bool spec_first = spec_on && r % 2 == 1;
+      SpecRun sr{};
+      if (spec_first) std::tie(sr.tps, sr.j_per_token) = decode_run(true), sr.result = last;
+      const auto [tps, jpt] = decode_run(false);
+      decode_tps.push_back(tps);
+      if (spec_on && !spec_first) std::tie(sr.tps, sr.j_per_token) = decode_run(true), sr.result = last;
+      if (spec_on) {
+        sr.plain_j_per_token = jpt;
+        spec_runs.push_back(std::move(sr));
+      }
       if (live_probe) {
         live_gbs.push_back(live_probe->best_gbs(&pool, 3));
         live_pct.push_back(100.0 * double(decode_bytes_per_token) * decode_tps.back() / 1e9 / live_gbs.back());
@@ -282,6 +312,45 @@ void run_bench(const BenchOptions& o) {
                                        {"roofline_pct_max", p.max}, {"probe_bytes", live_probe->bytes()}};
     }
   }
+  std::string spec_line;
+  if (!spec_runs.empty()) {
+    std::vector<double> tps, speedup, j_ratio;
+    int64_t drafted = 0, accepted = 0, rejections = 0, passes = 0, tokens = 0;
+    double j_spec = 0, j_plain = 0;
+    for (size_t i = 0; i < spec_runs.size(); ++i) {
+      const SpecRun& r = spec_runs[i];
+      tps.push_back(r.tps);
+      speedup.push_back(r.tps / decode_tps[i]);
+      j_ratio.push_back(r.plain_j_per_token / r.j_per_token);
+      drafted += r.result.drafted_tokens, accepted += r.result.accepted_tokens, rejections += r.result.rejections;
+      passes += r.result.sampling_passes, tokens += r.result.completion_tokens;
+      j_spec += r.j_per_token, j_plain += r.plain_j_per_token;
+    }
+    const double n = double(spec_runs.size());
+    // The standard model (Leviathan et al. 2023): acceptance a per proposed token,
+    // k proposals per pass, a proposal costing c target steps.
+    const double alpha = accepted + rejections > 0 ? double(accepted) / double(accepted + rejections) : 0.0;
+    const double k = passes > 0 ? double(drafted) / double(passes) : 0.0;
+    const double c = eng.stats().draft_cost;
+    const double predicted = alpha < 1 ? (1 - std::pow(alpha, k + 1)) / ((1 - alpha) * (k * c + 1)) : k + 1;
+    const Stats t = stats_of(tps), sp = stats_of(speedup), jr = stats_of(j_ratio);
+    j["speculative"] = {{"method", engine::spec_method_name(spec.options.method)}, {"max_draft", spec.options.max_draft},
+                        {"adaptive", spec.options.adaptive}, {"tokens_per_s", t.median}, {"speedup", sp.median},
+                        {"speedup_min", sp.min}, {"speedup_max", sp.max}, {"drafted_tokens", drafted},
+                        {"accepted_tokens", accepted}, {"acceptance_rate", alpha},
+                        {"proposals_per_pass", k}, {"tokens_per_pass", passes > 0 ? double(tokens) / double(passes) : 0.0},
+                        {"mean_accepted_length", passes > 0 ? double(accepted) / double(passes) : 0.0},
+                        {"draft_cost", c}, {"predicted_speedup", predicted},
+                        {"joules_per_token", j_spec / n}, {"plain_joules_per_token", j_plain / n},
+                        {"joules_ratio", jr.median}, {"energy_estimated", meter.estimated()}};
+    spec_line = fmt::format(
+        "speculative ({}): {:.2f} tok/s = {:.2f}x plain ({:.2f}-{:.2f}); acceptance {:.2f} ({} of {} proposed), {:.2f} "
+        "proposals and {:.2f} tokens per pass; proposal cost c = {:.3f} of a step; predicted {:.2f}x; {:.4g} J/token vs {:.4g} "
+        "plain ({:.2f}x fewer{})",
+        spec.describe(), t.median, sp.median, sp.min, sp.max, alpha, accepted, drafted, k,
+        passes > 0 ? double(tokens) / double(passes) : 0.0, c, predicted, j_spec / n, j_plain / n, jr.median,
+        meter.estimated() ? ", estimated" : "");
+  }
   // Weights are memory-mapped: resident memory is what the runs actually touched
   // (for MoE, only the experts that were routed to).
   size_t file_bytes = 0;
@@ -330,6 +399,7 @@ void run_bench(const BenchOptions& o) {
                   l["roofline_pct_max"].get<double>());
     }
   }
+  if (!spec_line.empty()) std::printf("%s\n", spec_line.c_str());
   std::printf("%s\n", meter::summary_line(energy).c_str());
   std::printf("memory: weights %.2f GiB (memory-mapped; %.2f GiB of it repacked and %.2f GiB copied into huge pages at load), "
               "resident %.2f GiB, peak %.2f GiB\n",
@@ -351,6 +421,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
+  add_spec_options(c, o->spec);  // bench: each decode run is repeated with speculation and compared
   c->add_option("-r,--repetitions", o->reps, "Runs of each test; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_flag("--json", o->json, "Print one JSON object instead of the table");
   c->add_option("--energy-log", o->energy_log, "Write a CSV time series of power (t_s,watts,joules,source) to FILE");

@@ -30,6 +30,7 @@ struct ChatOptions {
   int ctx = 0;
   bool seed_given = false;
   SamplerParams sampling;
+  SpecArgs spec;
   meter::Overrides meter;
 };
 
@@ -66,6 +67,8 @@ void chat(ChatOptions o) {
   eo.parallel = 1;
   eo.n_ctx = n_ctx;
   eo.kv_type = o.model.kv();
+  const Speculation spec = resolve_speculation(o.spec, o.model, m, &pool);
+  eo.spec = spec.options;
   engine::Engine eng(*m.model, tok, meter, eo);
   engine::GenParams params;
   params.sampling = o.sampling;
@@ -167,6 +170,7 @@ void add_chat_command(CLI::App& app) {
                 "Chat template: a Jinja file, or a built-in name (chatml, llama3, deepseek-r1, deepseek-v3); default: the model's");
   c->add_option("-n,--n-predict", o->n_predict, "Tokens to generate per reply at most")->capture_default_str()->check(CLI::Range(1, 1 << 30));
   add_sampling_options(c, o->sampling, o->seed_given);
+  add_spec_options(c, o->spec);
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("-c,--ctx-size", o->ctx, "Context length in tokens (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
   meter::add_meter_options(c, o->meter);

@@ -26,6 +26,7 @@ struct RunOptions {
   bool no_bos = false;
   bool seed_given = false;
   SamplerParams sampling;
+  SpecArgs spec;
   meter::Overrides meter;
   std::string energy_log;
 };
@@ -75,6 +76,8 @@ void run(RunOptions o) {
   eo.parallel = 1;
   eo.n_ctx = n_ctx;
   eo.kv_type = o.model.kv();
+  const Speculation spec = resolve_speculation(o.spec, o.model, m, &pool);
+  eo.spec = spec.options;
   engine::Engine eng(*m.model, *m.tokenizer, meter, eo);
   engine::GenParams params;
   params.sampling = o.sampling;
@@ -114,6 +117,11 @@ void run(RunOptions o) {
   std::fprintf(stderr, "\n[jevons] stopped: %s | prompt %zu tokens in %.3f s (%.1f tok/s) | generated %d tokens in %.3f s (%.1f tok/s) | %d threads, ctx %d, seed %llu\n",
                why.c_str(), n_prompt, prompt_s, double(n_prompt) / std::max(prompt_s, 1e-9), n_generated, gen_s,
                double(n_generated) / std::max(gen_s, 1e-9), pool.size(), n_ctx, (unsigned long long)o.sampling.seed);
+  if (result.drafted_tokens > 0 || eo.spec.method != engine::SpecMethod::kNone)
+    std::fprintf(stderr, "[jevons] speculative (%s): %d tokens proposed, %d accepted (%.0f%%), %.2f tokens per target step\n",
+                 spec.describe().c_str(), result.drafted_tokens, result.accepted_tokens,
+                 100.0 * result.accepted_tokens / std::max(1, result.drafted_tokens),
+                 double(n_generated) / std::max(1, result.sampling_passes));
   std::fprintf(stderr, "%s\n", meter::summary_line(energy).c_str());
   if (result.finish_reason == "error") fail("generation failed: {}", result.detail);
 }
@@ -128,6 +136,7 @@ void add_run_command(CLI::App& app) {
   c->add_option("-f,--file", o->prompt_file, "Read the prompt from a file ('-': standard input)")->type_name("FILE");
   c->add_option("-n,--n-predict", o->n_predict, "Tokens to generate at most (stops earlier at end of text)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
   add_sampling_options(c, o->sampling, o->seed_given);
+  add_spec_options(c, o->spec);
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("-c,--ctx-size", o->ctx, "Context length in tokens (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
   c->add_flag("--no-bos", o->no_bos, "Do not add the BOS token even if the model asks for it");

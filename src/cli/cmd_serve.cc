@@ -21,6 +21,7 @@ namespace {
 
 struct ServeOptions {
   ModelArgs model;
+  SpecArgs spec;
   std::string alias, chat_template, kv_budget = "1G", api_key, cors;
   std::string kv_cache_dir, kv_cache_disk_max = "8G";
   std::string host = "127.0.0.1";
@@ -113,6 +114,8 @@ void serve(const ServeOptions& o) {
   sched.engine.model_identity = engine::model_identity(*m.file);
   if (!o.kv_cache_dir.empty() && o.no_prefix_cache) fail("--kv-cache-dir needs the prefix cache (drop --no-prefix-cache)");
   sched.max_queue = o.max_queue;
+  const Speculation spec = resolve_speculation(o.spec, o.model, m, &pool);
+  sched.engine.spec = spec.options;
   engine::Scheduler scheduler(*m.model, *m.tokenizer, meter, sched);
   http.attach(server::Backend{&scheduler, tmpl.get(), &meter});
   const engine::SchedulerStats s = scheduler.stats();
@@ -123,10 +126,11 @@ void serve(const ServeOptions& o) {
   std::fprintf(stderr,
                "[jevons] serve: ready: model '%s', ctx %d per sequence, %d parallel, KV pool %zu blocks of %d tokens (%s): "
                "%d full-context sequences fit at once, %d asked for by --parallel (blocks are taken as tokens are computed; "
-               "when they run out, the youngest sequence waits); KV %s, %zu bytes per token; prefix cache %s; %d threads, energy source %s\n",
+               "when they run out, the youngest sequence waits); KV %s, %zu bytes per token; prefix cache %s; speculative decoding %s; "
+               "%d threads, energy source %s\n",
                so.model_name.c_str(), sched.engine.n_ctx, sched.engine.parallel, s.kv.total_blocks, KvBlockPool::kBlockTokens,
                o.kv_budget.c_str(), full, o.parallel, o.model.kv_type.c_str(), cfg.kv_bytes_per_token(o.model.kv()),
-               o.no_prefix_cache ? "off" : "on", pool.size(), meter.source().c_str());
+               o.no_prefix_cache ? "off" : "on", spec.describe().c_str(), pool.size(), meter.source().c_str());
   // Serve until the process is stopped (Ctrl-C / SIGTERM end it).
   for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
 }
@@ -161,6 +165,7 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   c->add_flag("--no-prefix-cache", o->no_prefix_cache,
               "Compute every prompt in full (by default, KV blocks of prompt prefixes seen before are reused: same output, less work)");
+  add_spec_options(c, o->spec);  // a request may turn it off with "speculative": false
   c->add_option("--alias", o->alias, "Model id served in /v1/models (default: the file name)");
   c->add_option("--cors", o->cors, "Allow browser calls from this origin ('*' for any); off by default");
   c->add_option("--max-body", o->max_body, "Largest request body in bytes")->capture_default_str();

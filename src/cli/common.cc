@@ -122,6 +122,52 @@ void add_model_options(CLI::App* c, ModelArgs& args) {
   add_f16_options(c, args.f16);
 }
 
+void add_spec_options(CLI::App* c, SpecArgs& args) {
+  c->add_option("--spec", args.method,
+                "Speculative decoding: ngram (propose what followed the last few tokens earlier in the context: no extra "
+                "model, pays where text repeats), draft (a smaller model of the same vocabulary, --draft), or none. "
+                "Greedy output is identical to plain decoding; sampled output keeps the model's distribution")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "ngram", "draft"}));
+  c->add_option("--draft", args.draft, "Draft model for --spec draft (implies it): a GGUF file or a Hugging Face directory "
+                                       "with the target's vocabulary")
+      ->type_name("MODEL");
+  c->add_option("--draft-max", args.max_draft, "Tokens proposed per step at most (default: ngram 8, draft 4); the number "
+                                               "adapts to the acceptance rate unless --draft-fixed")
+      ->check(CLI::Range(1, 64));
+  c->add_flag("--draft-fixed", args.fixed, "Always propose --draft-max tokens (no adaptation)");
+}
+
+std::string Speculation::describe() const {
+  using engine::SpecMethod;
+  if (options.method == SpecMethod::kNone) return "off";
+  std::string s = engine::spec_method_name(options.method);
+  if (options.method == SpecMethod::kDraftModel && draft.file) s += " " + draft.file->path();
+  return s + fmt::format(", up to {} tokens{}", options.max_draft, options.adaptive ? " (adaptive)" : "");
+}
+
+Speculation resolve_speculation(const SpecArgs& args, const ModelArgs& target_args, const LoadedModel& target, ThreadPool* pool) {
+  Speculation sp;
+  engine::SpecMethod m = engine::parse_spec_method(args.method);
+  if (!args.draft.empty() && m == engine::SpecMethod::kNone) m = engine::SpecMethod::kDraftModel;
+  if (!args.draft.empty() && m != engine::SpecMethod::kDraftModel)
+    fail("--draft gives a draft model, but --spec {} does not use one (use --spec draft)", args.method);
+  if (m == engine::SpecMethod::kDraftModel && args.draft.empty()) fail("--spec draft needs a draft model: --draft MODEL");
+  sp.options.method = m;
+  sp.options.max_draft = args.max_draft > 0 ? args.max_draft : m == engine::SpecMethod::kDraftModel ? 4 : 8;
+  sp.options.adaptive = !args.fixed;
+  if (m == engine::SpecMethod::kDraftModel) {
+    ModelArgs d = target_args;
+    d.path = args.draft;
+    d.quant.clear();
+    sp.draft = load(d, true);
+    engine::check_same_vocabulary(*target.tokenizer, *sp.draft.tokenizer);
+    sp.draft.model->set_thread_pool(pool);
+    sp.options.draft = sp.draft.model.get();
+  }
+  return sp;
+}
+
 void add_f16_options(CLI::App* c, F16Args& args) {
   CLI::Option* always = c->add_flag(
       "--f16-as-bf16", args.always,

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "engine/speculative.h"
 #include "formats/gguf.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
@@ -36,6 +37,28 @@ struct ModelArgs {
   std::string kv_type = "f16";  // the KV cache's elements: f32, f16, bf16 or q8_0
   TensorType kv() const;
 };
+
+// What the user said about speculative decoding (add_spec_options).
+struct SpecArgs {
+  std::string method = "none";  // none, ngram or draft (--draft MODEL alone implies draft)
+  std::string draft;            // the draft model: a GGUF file or a Hugging Face directory
+  int max_draft = 0;            // 0: the method's default (ngram 8, draft 4)
+  bool fixed = false;           // always propose max_draft (no adaptation)
+};
+
+// A resolved choice: the options for the engine and the draft model they point to.
+struct Speculation {
+  engine::SpeculativeOptions options;
+  LoadedModel draft;
+  std::string describe() const;  // for a start-up line: "ngram, up to 8 tokens", ...
+};
+
+// Loads the draft model (its vocabulary checked against the target's, with the
+// target's KV type and thread pool) and fills the engine's options.
+Speculation resolve_speculation(const SpecArgs& args, const ModelArgs& target_args, const LoadedModel& target, ThreadPool* pool);
+
+// Adds --spec, --draft, --draft-max and --draft-fixed.
+void add_spec_options(CLI::App* c, SpecArgs& args);
 
 // Opens a GGUF file or a Hugging Face directory and builds its tokenizer, and its
 // model when with_model (then also warn_of_reference_matrices).

@@ -18,27 +18,11 @@ size_t blocks_for(int64_t positions) { return size_t((positions + kBlock - 1) / 
 
 void add_to(std::atomic<double>& a, double v) { a.store(a.load() + v); }  // one writer: the engine thread
 
-TokenLogprob logprob_of(const Tokenizer& tok, const float* logits, int n_vocab, int32_t id, int top) {
-  float mx = logits[0];
-  for (int i = 1; i < n_vocab; ++i) mx = std::max(mx, logits[i]);
-  double sum = 0;
-  for (int i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - mx));
-  const double lse = double(mx) + std::log(sum);
+TokenLogprob to_logprob(const Tokenizer& tok, const Logprobs& l) {
+  auto text = [&tok](int32_t id) { return id >= 0 && id < tok.n_vocab() ? tok.piece(id) : std::string(); };
   TokenLogprob lp;
-  lp.token = id < tok.n_vocab() ? tok.piece(id) : std::string();
-  lp.logprob = float(double(logits[id]) - lse);
-  if (top > 0) {
-    std::vector<int32_t> idx(static_cast<size_t>(n_vocab));
-    for (int i = 0; i < n_vocab; ++i) idx[size_t(i)] = i;
-    const int k = std::min(top, n_vocab);
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
-      return logits[a] != logits[b] ? logits[a] > logits[b] : a < b;
-    });
-    for (int i = 0; i < k; ++i) {
-      const int32_t t = idx[size_t(i)];
-      lp.top.emplace_back(t < tok.n_vocab() ? tok.piece(t) : std::string(), float(double(logits[t]) - lse));
-    }
-  }
+  lp.logprob = l.logprob;
+  for (auto [id, v] : l.top) lp.top.emplace_back(text(id), v);
   return lp;
 }
 
@@ -76,7 +60,6 @@ Sequence::Sequence(std::vector<int32_t> prompt, const GenParams& params, const T
     : tokens_(std::move(prompt)), n_prompt_(int(tokens_.size())), choice_(choice), params_(params), sink_(std::move(sink)),
       sampler_(params.sampling), decoder_(tok), stop_(params.stop), splitter_(params.reasoning_at_start) {
   if (tokens_.empty()) fail("the prompt is empty");
-  for (int32_t id : tokens_) sampler_.accept(id);
 }
 
 ReasoningSplitter::Out Sequence::route(const std::string& text) {
@@ -108,6 +91,14 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, meter::Meter& meter, En
   if (!opt_.kv_cache_dir.empty())
     disk_ = std::make_unique<KvDiskCache>(opt_.kv_cache_dir, opt_.kv_cache_disk_max, pool_->salt(), pool_->bytes_per_block());
   think_close_ids_ = tok_.encode("\n</think>\n\n", false, true);
+  const SpeculativeOptions& sp = opt_.spec;
+  if (sp.method != SpecMethod::kNone && (sp.max_draft < 1 || sp.max_draft > 64))
+    fail("--draft-max must be between 1 and 64, got {}", sp.max_draft);
+  if (sp.method == SpecMethod::kPromptLookup) proposer_ = std::make_unique<PromptLookupProposer>(sp.ngram_min, sp.ngram_max);
+  if (sp.method == SpecMethod::kDraftModel) {
+    if (!sp.draft) fail("speculative decoding with a draft model needs one (--draft MODEL)");
+    proposer_ = std::make_unique<DraftModelProposer>(*sp.draft, opt_.parallel, opt_.n_ctx, opt_.kv_type);
+  }
 }
 
 Engine::~Engine() = default;
@@ -132,6 +123,9 @@ EngineStats Engine::stats() const {
   s.cached_tokens = cached_tokens_.load();
   s.generated_tokens = generated_tokens_.load();
   s.preemptions = preemptions_.load();
+  s.drafted_tokens = drafted_.load();
+  s.accepted_tokens = accepted_.load();
+  s.draft_cost = draft_cost_.load();
   s.joules = joules_.load();
   s.busy_s = busy_s_.load();
   s.prefill_joules = prefill_joules_.load();
@@ -231,6 +225,7 @@ void Engine::save_to_disk(Sequence& s) {
 }
 
 void Engine::preempt(Sequence& s) {
+  s.proposer_state_.reset();
   s.cache_.reset();  // its blocks go back; the published ones stay cached while they last
   s.n_published_ = 0;
   ++s.result_.preemptions;
@@ -253,7 +248,9 @@ void Engine::finish(Sequence& s, const char* reason, const char* detail) {
   }
   s.result_.finish_reason = reason;
   s.result_.detail = detail;
+  s.proposer_state_.reset();
   if (s.cache_) {
+    if (s.verified_end_ >= 0) s.cache_->truncate(s.verified_end_);  // finished amid verification
     publish_full_blocks(s);
     save_to_disk(s);
     s.cache_.reset();  // blocks back to the pool now (full ones stay cached)
@@ -276,13 +273,13 @@ void Engine::finish_all(const char* reason) {
   n_waiting_.store(0);
 }
 
-bool Engine::on_logits(Sequence& s, const float* logits_in) {
+Engine::Outcome Engine::on_logits(Sequence& s, const float* logits, const int32_t* draft, const TokenDistribution* q) {
   const int n_vocab = model_.config().n_vocab;
   const GenParams& p = s.params_;
   s.had_logits_ = true;
   if (p.max_tokens == 0) {
     finish(s, "length", "max tokens");
-    return false;
+    return {false, false};
   }
   // The thinking budget: close the thought, then let the model answer.
   if (s.in_reasoning() && !s.closing_thought_ &&
@@ -292,23 +289,36 @@ bool Engine::on_logits(Sequence& s, const float* logits_in) {
     s.result_.budget_hit = true;
     for (int32_t id : think_close_ids_) s.forced_.push_back(id);
   }
-  std::optional<TokenLogprob> lp;
   int32_t id;
+  bool took_draft = false;
   const bool forced = !s.forced_.empty();
   if (forced) {
     id = s.forced_.front();
     s.forced_.pop_front();
-    if (p.top_logprobs >= 0) lp = logprob_of(tok_, logits_in, n_vocab, id, p.top_logprobs);
+    took_draft = draft && *draft == id;
   } else {
-    std::vector<float> logits(logits_in, logits_in + n_vocab);  // the sampler modifies them
-    id = s.sampler_.sample(logits.data(), n_vocab);
-    if (p.top_logprobs >= 0) lp = logprob_of(tok_, logits_in, n_vocab, id, p.top_logprobs);
+    TokenDistribution dist;
+    s.sampler_.distribution(logits, n_vocab, s.tokens_, &dist);
+    if (draft) {
+      const Verdict v = s.sampler_.verify(dist, *draft, q);
+      id = v.token;
+      took_draft = v.accepted;
+    } else {
+      id = s.sampler_.draw(dist);
+    }
   }
+  if (took_draft) {
+    ++s.result_.accepted_tokens;
+    accepted_.fetch_add(1);
+  } else if (draft) {
+    ++s.result_.rejections;
+  }
+  std::optional<TokenLogprob> lp;
+  if (p.top_logprobs >= 0) lp = to_logprob(tok_, logprobs_of(p.sampling, logits, n_vocab, s.tokens_, id, p.top_logprobs));
   if (!forced && !p.ignore_eos && tok_.is_eog(id)) {
     finish(s, "stop", "end of text");
-    return false;
+    return {false, took_draft};
   }
-  s.sampler_.accept(id);
   s.tokens_.push_back(id);
   if (s.sink_.on_token) s.sink_.on_token(id);
   s.result_.tokens.push_back(id);
@@ -319,22 +329,82 @@ bool Engine::on_logits(Sequence& s, const float* logits_in) {
   const std::string text = s.stop_.push(s.decoder_.push(id));
   ReasoningSplitter::Out o = s.route(text);
   Delta d{s.choice_, std::move(o.content), std::move(o.reasoning), {}};
-  if (lp) d.logprobs.push_back(std::move(*lp));
+  if (lp) {
+    lp->token = id < tok_.n_vocab() ? tok_.piece(id) : std::string();
+    d.logprobs.push_back(std::move(*lp));
+  }
   if ((!d.content.empty() || !d.reasoning.empty() || !d.logprobs.empty()) && s.sink_.on_delta) s.sink_.on_delta(std::move(d));
   if (s.stop_.matched()) {
     finish(s, "stop", "stop string");
-    return false;
+    return {false, took_draft};
   }
   const int max_tokens = p.max_tokens < 0 ? opt_.n_ctx : p.max_tokens;
   if (s.result_.completion_tokens >= max_tokens) {
     finish(s, "length", "max tokens");
-    return false;
+    return {false, took_draft};
   }
   if (s.n_known() > opt_.n_ctx) {  // no position left for the token just sampled
     finish(s, "length", "context full");
-    return false;
+    return {false, took_draft};
   }
-  return true;
+  return {true, took_draft};
+}
+
+// The number of tokens to propose: the k that maximises the expected speedup
+// (1 - a^(k+1)) / ((1 - a)(k c + 1)) (Leviathan et al. 2023) for the sequence's
+// acceptance rate a so far (decayed counts, a prior of one verdict each way) and the
+// cost c of a proposed token relative to a target step (measured for a draft model;
+// a floor of 0.05 stands for the verification's own extra work per token).
+int Engine::next_draft_k(const Sequence& s) const {
+  const int k_max = opt_.spec.max_draft;
+  if (!opt_.spec.adaptive) return k_max;
+  const double a = std::clamp((s.spec_accepted_ + 1.0) / (s.spec_accepted_ + s.spec_rejected_ + 2.0), 0.0, 0.999);
+  const double c = std::max(0.05, draft_cost_.load());
+  int best = 1;
+  double best_gain = 0;
+  for (int k = 1; k <= k_max; ++k) {
+    const double gain = (1.0 - std::pow(a, k + 1)) / ((1.0 - a) * (double(k) * c + 1.0));
+    if (gain > best_gain) best_gain = gain, best = k;
+  }
+  return best;
+}
+
+std::vector<Draft> Engine::propose() {
+  std::vector<Draft> drafts(running_.size());
+  if (!proposer_) return drafts;
+  std::vector<Sequence*> who;
+  std::vector<int> ks;
+  std::vector<size_t> at;
+  const int64_t chunk_max = std::max(opt_.prefill_chunk, opt_.prefill_chunk_idle);
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Sequence& s = *running_[i];
+    if (s.finished_ || !s.cache_ || !s.params_.speculate || !s.forced_.empty()) continue;
+    const int64_t todo = s.n_known() - s.n_computed();
+    if (todo < 1 || todo > chunk_max) continue;  // it will not sample after this step
+    const int max_tokens = s.params_.max_tokens < 0 ? opt_.n_ctx : s.params_.max_tokens;
+    // Room for the drafts' positions, and no more than the tokens still wanted.
+    const int k = std::min({next_draft_k(s), opt_.n_ctx - s.n_known(), max_tokens - s.result_.completion_tokens - 1});
+    if (k <= 0) continue;
+    who.push_back(&s);
+    ks.push_back(k);
+    at.push_back(i);
+  }
+  if (who.empty()) return drafts;
+  std::vector<Draft> got;
+  const auto t0 = std::chrono::steady_clock::now();
+  proposer_->propose(who, ks, got);
+  propose_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  propose_k_ = *std::max_element(ks.begin(), ks.end());
+  for (size_t j = 0; j < at.size(); ++j) {
+    Draft& d = got[j];
+    size_t keep = std::min(d.tokens.size(), size_t(ks[j]));
+    for (size_t t = 0; t < keep; ++t)
+      if (d.tokens[t] < 0 || d.tokens[t] >= model_.config().n_vocab) keep = t;  // a larger draft vocabulary's id
+    d.tokens.resize(keep);
+    if (!d.q.empty()) d.q.resize(d.tokens.size());
+    drafts[at[j]] = std::move(d);
+  }
+  return drafts;
 }
 
 void Engine::run_until_idle() {
@@ -372,9 +442,12 @@ void Engine::step() {
   // 2-3. What each sequence computes now, oldest first; blocks taken as needed.
   struct Planned {
     Sequence* seq;
-    int64_t n;
+    int64_t n;    // known tokens computed now
     bool decode;  // its one sampled token (else prompt or recomputation)
+    Draft draft;  // proposed tokens computed after them, for verification
+    std::vector<int32_t> buf;  // the known tokens and the proposed ones, when there are proposals
   };
+  std::vector<Draft> drafts = propose();
   std::vector<Planned> plan;
   bool any_decode = false;
   for (auto& s : running_)
@@ -404,6 +477,13 @@ void Engine::step() {
       }
       if (wait) continue;
     }
+    // Proposals ride along only when the chunk reaches the last known token (its logits
+    // verify the first one) and their blocks are free now.
+    Draft draft = std::move(drafts[i]);
+    if (!draft.tokens.empty() && (s.n_computed() + n != s.n_known() ||
+                                  !s.cache_->reserve(int(s.n_known() + int64_t(draft.tokens.size()))))) {
+      draft = Draft{};
+    }
     // Blocks for the chunk; when the pool is dry, the youngest sequences give theirs back.
     while (!s.cache_->reserve(int(s.n_computed() + n))) {
       Sequence* victim = nullptr;
@@ -423,7 +503,7 @@ void Engine::step() {
       preempt(s);  // younger than the rest: waits for them
       continue;
     }
-    plan.push_back(Planned{&s, n, decode});
+    plan.push_back(Planned{&s, n, decode, std::move(draft), {}});
     if (!decode) budget -= n;
   }
   // Preempted sequences wait again, ahead of the new ones, in order of arrival.
@@ -438,14 +518,25 @@ void Engine::step() {
 
   // 4. One forward pass.
   std::vector<Model::Chunk> chunks;
-  for (const Planned& q : plan)
-    chunks.push_back(Model::Chunk{&*q.seq->cache_, q.seq->tokens_.data() + q.seq->n_computed(), q.n, false});
+  size_t n_rows = 0;
+  for (Planned& q : plan) {
+    const int32_t* known = q.seq->tokens_.data() + q.seq->n_computed();
+    const int64_t k = int64_t(q.draft.tokens.size());
+    if (k == 0) {
+      chunks.push_back(Model::Chunk{&*q.seq->cache_, known, q.n, 1});
+    } else {
+      q.buf.assign(known, known + q.n);
+      q.buf.insert(q.buf.end(), q.draft.tokens.begin(), q.draft.tokens.end());
+      chunks.push_back(Model::Chunk{&*q.seq->cache_, q.buf.data(), q.n + k, 1 + k});
+    }
+    n_rows += size_t(chunks.back().n_logits);
+  }
   const ModelConfig& cfg = model_.config();
   uint64_t traffic = model_.weight_bytes_per_token();
   for (const Model::Chunk& c : chunks)
     traffic += meter::forward_traffic_bytes(0, cfg.kv_bytes_per_token(pool_->type()), c.cache->n_past(), c.n);
   meter_.add_memory_traffic(traffic);
-  logits_.resize(chunks.size() * size_t(cfg.n_vocab));
+  logits_.resize(n_rows * size_t(cfg.n_vocab));
 
   const auto t0 = std::chrono::steady_clock::now();
   const double j0 = meter_.joules();
@@ -461,8 +552,10 @@ void Engine::step() {
   const double dj = std::max(0.0, meter_.joules() - j0);
   int64_t total = 0, n_decode = 0, n_prefill = 0;
   for (const Planned& q : plan) {
-    total += q.n;
-    (q.decode ? n_decode : n_prefill) += q.n;
+    const int64_t k = int64_t(q.draft.tokens.size());
+    total += q.n + k;
+    if (q.decode) n_decode += q.n + k;
+    else n_prefill += q.n, n_decode += k;
   }
   steps_.fetch_add(1);
   add_to(joules_, dj);
@@ -470,22 +563,62 @@ void Engine::step() {
   add_to(prefill_joules_, dj * double(n_prefill) / double(total));
   batch_tokens_last_.store(total);
   prompt_tokens_.fetch_add(n_prefill);
+  if (propose_k_ > 0 && dt > 0) {  // a proposed token's cost relative to this step
+    const double c = propose_s_ / double(propose_k_) / dt;
+    const double old = draft_cost_.load();
+    draft_cost_.store(old == 0 ? c : 0.8 * old + 0.2 * c);
+  }
+  propose_k_ = 0;
   if (n_decode > 0 && dt > 0) {
     const double tps = double(n_decode) / dt;
     const double old = decode_tps_.load();
     decode_tps_.store(old == 0 ? tps : 0.8 * old + 0.2 * tps);
   }
 
-  // 5. Publish, then sample whatever has all its tokens computed.
-  for (size_t i = 0; i < plan.size(); ++i) {
-    Sequence& s = *plan[i].seq;
-    const double share = dj * double(plan[i].n) / double(total);
-    meter::PhaseEnergy& phase = plan[i].decode ? s.result_.decode : s.result_.prefill;
+  // 5. Publish, then sample whatever has all its tokens computed, verifying proposals.
+  size_t row = 0;
+  for (Planned& q : plan) {
+    Sequence& s = *q.seq;
+    const int k = int(q.draft.tokens.size());
+    const double share = dj * double(q.n + k) / double(total);
+    meter::PhaseEnergy& phase = q.decode ? s.result_.decode : s.result_.prefill;
     phase.joules += share;
     phase.seconds += dt;
-    if (plan[i].decode && s.in_reasoning()) s.result_.reasoning_j += share;
-    publish_full_blocks(s);
-    if (s.n_computed() == s.n_known()) on_logits(s, logits_.data() + i * size_t(cfg.n_vocab));
+    if (q.decode && s.in_reasoning()) s.result_.reasoning_j += share;
+    const float* logits = logits_.data() + row * size_t(cfg.n_vocab);
+    row += size_t(1 + k);
+    if (k == 0) {
+      publish_full_blocks(s);
+      if (s.n_computed() == s.n_known()) {
+        ++s.result_.sampling_passes;
+        on_logits(s, logits);
+      }
+      continue;
+    }
+    // The cache holds the known tokens and then the k proposed ones. Row j's logits
+    // (after the known tokens and j proposals) verify proposal j; after k acceptances
+    // the last row gives one more token. The cache keeps only accepted positions.
+    s.verified_end_ = s.n_known();
+    s.result_.drafted_tokens += k;
+    ++s.result_.sampling_passes;
+    drafted_.fetch_add(k);
+    int accepted = 0;
+    for (int j = 0; j <= k; ++j) {
+      const bool proposal = j < k;
+      const Outcome o = on_logits(s, logits + size_t(j) * size_t(cfg.n_vocab), proposal ? &q.draft.tokens[size_t(j)] : nullptr,
+                                  proposal && !q.draft.q.empty() ? &q.draft.q[size_t(j)] : nullptr);
+      if (!o.alive || !proposal || !o.took_draft) break;
+      ++accepted;
+      ++s.verified_end_;
+    }
+    constexpr double kDecay = 0.9;  // the acceptance rate follows the text's recent character
+    s.spec_accepted_ = kDecay * s.spec_accepted_ + accepted;
+    s.spec_rejected_ = kDecay * s.spec_rejected_ + (accepted < k ? 1 : 0);
+    if (!s.finished_) {
+      s.cache_->truncate(s.verified_end_);
+      publish_full_blocks(s);
+    }
+    s.verified_end_ = -1;
   }
   remove_finished();
 }

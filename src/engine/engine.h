@@ -30,6 +30,7 @@
 
 #include "engine/kv_disk.h"
 #include "engine/sequence.h"
+#include "engine/speculative.h"
 #include "meter/meter.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
@@ -48,6 +49,7 @@ struct EngineOptions {
   std::string kv_cache_dir;      // non-empty: the prefix cache's disk tier (kv_disk.h)
   uint64_t kv_cache_disk_max = 0;  // its size cap in bytes (0: none)
   uint64_t model_identity = 0;   // model_identity() of the weights: binds cached blocks to them
+  SpeculativeOptions spec;       // speculative decoding (speculative.h); off by default
 };
 
 struct EngineStats {
@@ -58,6 +60,8 @@ struct EngineStats {
   int64_t cached_tokens = 0;    // prompt tokens found in the prefix cache
   int64_t generated_tokens = 0;
   int64_t preemptions = 0;
+  int64_t drafted_tokens = 0, accepted_tokens = 0;  // speculative decoding
+  double draft_cost = 0;  // a proposed token's time over a target step's (measured; ngram: about 0)
   double joules = 0, busy_s = 0;
   double prefill_joules = 0;    // of the tokens computed without sampling (prompts, recomputation)
   double decode_tokens_per_s = 0;  // recent (exponential average over steps)
@@ -96,6 +100,8 @@ class Engine {
   KvBlockPool& pool() { return *pool_; }
   // Full-context sequences the KV budget holds at once.
   int full_contexts() const;
+  // Replaces the proposer that EngineOptions::spec chose (tests; new proposers).
+  void set_proposer(std::unique_ptr<Proposer> p) { proposer_ = std::move(p); }
 
  private:
   void admit(Sequence& s);
@@ -103,8 +109,17 @@ class Engine {
   void publish_full_blocks(Sequence& s);
   void save_to_disk(Sequence& s);
   void preempt(Sequence& s);
-  // Samples, detokenizes and delivers one token; false when the sequence is done.
-  bool on_logits(Sequence& s, const float* logits);
+  // Chooses the token that follows `logits` (a forced token, the verdict on a proposed
+  // `draft` token drawn from q, or a draw), detokenizes and delivers it.
+  struct Outcome {
+    bool alive;       // false: the sequence has finished
+    bool took_draft;  // the token is the proposed one
+  };
+  Outcome on_logits(Sequence& s, const float* logits, const int32_t* draft = nullptr, const TokenDistribution* q = nullptr);
+  // Proposals for the sequences that may sample after this step (indexed as running_).
+  std::vector<Draft> propose();
+  // How many tokens s proposes next, from its acceptance so far (see step()).
+  int next_draft_k(const Sequence& s) const;
   void finish(Sequence& s, const char* reason, const char* detail);
   void remove_finished();
 
@@ -119,9 +134,13 @@ class Engine {
   std::deque<std::unique_ptr<Sequence>> waiting_;
   uint64_t next_arrival_ = 0;
   std::vector<float> logits_;
+  std::unique_ptr<Proposer> proposer_;
+  std::atomic<double> draft_cost_{0};  // a proposed token's time over the target's step time (exponential average)
+  double propose_s_ = 0;   // this step's proposals: seconds, and the most tokens asked of one sequence
+  int propose_k_ = 0;
 
   std::atomic<int64_t> n_running_{0}, n_waiting_{0}, steps_{0}, prompt_tokens_{0}, cached_tokens_{0}, generated_tokens_{0},
-      preemptions_{0}, batch_tokens_last_{0};
+      preemptions_{0}, batch_tokens_last_{0}, drafted_{0}, accepted_{0};
   std::atomic<double> joules_{0}, busy_s_{0}, prefill_joules_{0}, decode_tps_{0};
 };
 

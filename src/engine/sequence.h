@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/speculative.h"
 #include "engine/text_stream.h"
 #include "meter/accounting.h"
 #include "runtime/kv_cache.h"
@@ -36,6 +37,7 @@ struct GenParams {
   double max_reasoning_joules = -1;
   std::string think_close = "\n</think>\n\n";  // inserted when the budget is reached
   bool ignore_eos = false;  // end-of-generation tokens do not stop it (benchmarks: a fixed length)
+  bool speculate = true;    // use the engine's proposer, if it has one (a request may turn it off)
 };
 
 struct TokenLogprob {
@@ -57,6 +59,10 @@ struct SequenceResult {
   int completion_tokens = 0, reasoning_tokens = 0;
   int cached_tokens = 0;      // prompt tokens found in the prefix cache (not computed)
   int preemptions = 0;        // times its blocks were taken back for others
+  int drafted_tokens = 0;     // speculative decoding: tokens proposed and verified
+  int accepted_tokens = 0;    // of which the target accepted
+  int rejections = 0;         // verification passes that refused a proposal (acceptance rate: accepted / (accepted + rejections))
+  int sampling_passes = 0;    // forward passes that gave it tokens (completion_tokens / this: tokens per pass)
   bool budget_hit = false;
   std::vector<int32_t> tokens;  // generated
   meter::PhaseEnergy prefill, decode;
@@ -90,6 +96,7 @@ class Sequence {
 
  private:
   friend class Engine;
+  friend class DraftModelProposer;
   ReasoningSplitter::Out route(const std::string& text);
   ReasoningSplitter::Out route_finish();
   bool in_reasoning() const { return params_.split_reasoning && splitter_.in_reasoning(); }
@@ -102,6 +109,9 @@ class Sequence {
   std::optional<KvCache> cache_;  // while admitted (holds its blocks)
   int n_published_ = 0;           // leading blocks already offered to the prefix cache
   Sampler sampler_;
+  std::unique_ptr<ProposerState> proposer_state_;  // while admitted, if the proposer keeps any
+  double spec_accepted_ = 0, spec_rejected_ = 0;  // decayed counts of verdicts (the acceptance rate)
+  int verified_end_ = -1;  // during verification: positions of the cache that hold accepted tokens
   StreamDecoder decoder_;
   StopMatcher stop_;
   ReasoningSplitter splitter_;

@@ -11,6 +11,7 @@ Batch prepare_batch(const std::vector<Model::Chunk>& chunks, int n_vocab) {
   for (size_t c = 0; c < chunks.size(); ++c) {
     const Model::Chunk& ch = chunks[c];
     if (ch.n <= 0) fail("forward: no tokens to evaluate");
+    if (ch.n_logits < 1 || ch.n_logits > ch.n) fail("forward: {} rows of logits asked of a chunk of {} tokens", ch.n_logits, ch.n);
     const int64_t end = ch.cache->n_past() + ch.n;
     if (end > ch.cache->n_ctx())
       fail("the sequence needs {} positions but the context holds {} (use a larger -c)", end, ch.cache->n_ctx());
@@ -66,10 +67,7 @@ std::vector<int64_t> Batch::logit_rows() const {
   std::vector<int64_t> rows;
   int64_t first = 0;
   for (const Model::Chunk& ch : *chunks) {
-    if (ch.all_logits)
-      for (int64_t t = 0; t < ch.n; ++t) rows.push_back(first + t);
-    else
-      rows.push_back(first + ch.n - 1);
+    for (int64_t t = ch.n - ch.n_logits; t < ch.n; ++t) rows.push_back(first + t);
     first += ch.n;
   }
   return rows;

@@ -32,19 +32,20 @@ class Model {
   // for the whole batch (continuous batching: decode steps of running sequences and
   // chunks of new prompts together). Each chunk's tokens go at positions
   // cache->n_past() .. +n, and the caches advance. logits receives, in chunk order,
-  // n rows for an all_logits chunk and 1 row (its last token) otherwise.
+  // the rows of each chunk's last n_logits tokens (1: the next token's; n: every one's,
+  // as speculative verification and perplexity need).
   // Throws Error if a chunk does not fit in its cache or an id is out of range.
   struct Chunk {
     KvCache* cache;
     const int32_t* tokens;
     int64_t n;
-    bool all_logits = false;
+    int64_t n_logits = 1;  // 1..n
   };
   virtual void forward_batch(const std::vector<Chunk>& chunks, float* logits) = 0;
 
   // One sequence: logits receives n x n_vocab floats when all_logits, else the last row.
   void forward(KvCache& cache, const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
-    forward_batch({Chunk{&cache, tokens, n, all_logits}}, logits);
+    forward_batch({Chunk{&cache, tokens, n, all_logits ? n : 1}}, logits);
   }
 
   // Weight bytes one decoded token reads (every matrix once, one embedding row):

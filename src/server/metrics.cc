@@ -62,6 +62,10 @@ std::string Metrics::render(const engine::SchedulerStats* s, const std::string& 
     metric(o, "jevons_cached_prompt_tokens_total", "counter", "Prompt tokens found in the prefix cache (not computed)",
            fmt::format("{}", s->cached_tokens));
     metric(o, "jevons_kv_evictions_total", "counter", "Cached KV blocks evicted for new ones", fmt::format("{}", s->kv.evictions));
+    metric(o, "jevons_spec_drafted_tokens_total", "counter", "Tokens proposed by speculative decoding and verified",
+           fmt::format("{}", s->drafted_tokens));
+    metric(o, "jevons_spec_accepted_tokens_total", "counter", "Proposed tokens the model accepted",
+           fmt::format("{}", s->accepted_tokens));
     metric(o, "jevons_preemptions_total", "counter", "Sequences whose blocks were taken back when the pool ran dry",
            fmt::format("{}", s->preemptions));
     if (s->disk_tier) {

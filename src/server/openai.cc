@@ -123,6 +123,8 @@ ParsedRequest parse_request(const json& b, bool chat) {
     r.logprobs = true;
     r.params.top_logprobs = int(get_int(b, "logprobs", 0, 20));
   }
+  // jevons' own: false turns the server's speculative decoding off for this request.
+  if (has(b, "speculative")) r.params.speculate = get_bool(b, "speculative");
   if (has(b, "max_reasoning_tokens")) r.params.max_reasoning_tokens = int(get_int(b, "max_reasoning_tokens", 0, 1 << 24));
   if (has(b, "max_reasoning_joules")) r.params.max_reasoning_joules = get_number(b, "max_reasoning_joules", 0, 1e12);
 
@@ -200,10 +202,12 @@ ApiError api_error(const engine::RequestError& e) {
 
 json usage_json(int prompt_tokens, int cached_tokens, double cached_saved_j, const std::vector<SequenceResult>& choices,
                 const meter::EnergyReport& energy) {
-  int completion = 0, reasoning = 0;
+  int completion = 0, reasoning = 0, drafted = 0, accepted = 0;
   for (const SequenceResult& c : choices) {
     completion += c.completion_tokens;
     reasoning += c.reasoning_tokens;
+    drafted += c.drafted_tokens;
+    accepted += c.accepted_tokens;
   }
   json e = energy_json(energy);
   // What the prefix cache saved: not measured (those tokens were not computed), so an
@@ -214,7 +218,11 @@ json usage_json(int prompt_tokens, int cached_tokens, double cached_saved_j, con
               {"completion_tokens", completion},
               {"total_tokens", prompt_tokens + completion},
               {"prompt_tokens_details", {{"cached_tokens", cached_tokens}}},
-              {"completion_tokens_details", {{"reasoning_tokens", reasoning}}},
+              // Speculative decoding's proposals, in the fields OpenAI's Predicted Outputs use.
+              {"completion_tokens_details",
+               {{"reasoning_tokens", reasoning},
+                {"accepted_prediction_tokens", accepted},
+                {"rejected_prediction_tokens", drafted - accepted}}},
               {"energy", e}};
 }
 
