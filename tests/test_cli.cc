@@ -86,6 +86,16 @@ TEST(Cli, SpeculationOptionsAreChecked) {
   expect_error(jevons(base + "--draft " + test::shared_dir() + "/golden/qwen2/gguf/model-q8_0.gguf"), "vocabulary");
 }
 
+// Multi-token-prediction layers in a file of an architecture that has none are refused,
+// not run as trunk layers or ignored.
+TEST(Cli, NextnTensorsOutsideDeepSeekAreRefused) {
+  const std::string path = edited_stories("nextn.gguf", [](GgufWriter& w, const GgufTensor& t, bool&) {
+    if (t.name == "output_norm.weight") w.add_tensor("blk.5.nextn.enorm.weight", t.type, t.dims, std::vector<uint8_t>(t.data, t.data + t.nbytes));
+  });
+  expect_error(jevons("run -m " + path + " -p hi -n 2"), "multi-token-prediction (nextn) layers");
+  std::filesystem::remove(path);
+}
+
 TEST(Cli, SameSeedSameOutput) {
   const std::string args = "run -m " + stories() + " -p \"Once upon a time\" -n 40 --temp 1.0 --seed 42";
   const Result a = jevons(args), b = jevons(args), c = jevons(args + "1");

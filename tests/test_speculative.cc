@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -16,6 +17,7 @@
 #include "formats/hf_model.h"
 #include "meter/meter.h"
 #include "model/model.h"
+#include "model/synth.h"
 #include "runtime/sampler.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -397,6 +399,122 @@ TEST(Speculative, SampledTokensFollowTheTargetDistribution) {
   const double critical = df * std::pow(1 - 2 / (9 * df) + z * std::sqrt(2 / (9 * df)), 3);
   ASSERT_GE(bins, 5);
   EXPECT_LT(x2, critical) << bins << " bins";
+}
+
+// ---- DeepSeek's multi-token prediction ----
+
+// A DeepSeek-V3-shaped toy (MLA with q_lora, sigmoid-gated MoE after one dense layer).
+const Preset kTinyDs = {.name = "tiny-ds", .description = "test", .arch = "deepseek2", .n_embd = 64, .n_layer = 3,
+                        .n_head = 4, .n_ff = 96, .n_vocab = 512, .n_ctx = 256, .rms_eps = 1e-6f, .q_lora_rank = 32,
+                        .kv_lora_rank = 32, .qk_nope = 16, .qk_rope = 8, .v_head = 16, .n_expert = 8, .n_expert_used = 2,
+                        .n_shared = 1, .n_ff_expert = 32, .first_dense = 1, .n_group = 4, .topk_group = 2,
+                        .sigmoid_gating = true, .norm_topk = true, .routed_scale = 2.5f};
+
+std::string synth_tiny_ds(int mtp_layers) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("jevons_spec_" + std::to_string(::getpid()) + "_ds" + std::to_string(mtp_layers) + ".gguf"))
+                               .string();
+  SynthOptions o;
+  o.preset = &kTinyDs;
+  o.type = TensorType::F32;
+  o.vocab_path = test::shared_dir() + "/models/stories260K/stories260K-f32.gguf";
+  o.out_path = path;
+  o.seed = 7;
+  o.mtp_layers = mtp_layers;
+  synthesize(o);
+  return path;
+}
+
+class Mtp : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    threads_ = new ThreadPool(2);
+    plain_path_ = new std::string(synth_tiny_ds(0));
+    mtp_path_ = new std::string(synth_tiny_ds(1));
+  }
+  static void TearDownTestSuite() {
+    std::filesystem::remove(*plain_path_);
+    std::filesystem::remove(*mtp_path_);
+  }
+  static inline ThreadPool* threads_ = nullptr;
+  static inline std::string* plain_path_ = nullptr;
+  static inline std::string* mtp_path_ = nullptr;
+};
+
+// The nextn layer is the module's, not a fourth trunk layer: the trunk's logits are
+// those of the same file without it, bit for bit.
+TEST_F(Mtp, ModuleLoadsAndLeavesTheTrunkAlone) {
+  Loaded plain = load(*plain_path_, *threads_), mtp = load(*mtp_path_, *threads_);
+  EXPECT_EQ(plain.model->config().n_mtp, 0);
+  EXPECT_EQ(mtp.model->config().n_mtp, 1);
+  EXPECT_EQ(mtp.model->config().n_layer, 3);
+  EXPECT_GT(mtp.model->mtp_weight_bytes_per_token(), 0u);
+  const std::vector<int32_t> ids = prompt_of(12, 1, 512);
+  auto all_logits = [&](Model& m) {
+    KvCache cache = m.new_cache(16);
+    std::vector<float> l(12 * 512);
+    m.forward(cache, ids.data(), 12, l.data(), true);
+    return l;
+  };
+  EXPECT_EQ(all_logits(*plain.model), all_logits(*mtp.model));
+  // Hidden states come with keep_hidden, and the module turns them into finite logits.
+  mtp.model->keep_hidden(true);
+  KvCache cache = mtp.model->new_cache(16);
+  std::vector<float> logits(512);
+  mtp.model->forward(cache, ids.data(), 12, logits.data(), false);
+  const std::vector<float> h = mtp.model->hidden();
+  ASSERT_EQ(h.size(), size_t(12 * 64));
+  KvCache mc = mtp.model->new_mtp_cache(16, TensorType::F32);
+  std::vector<float> m_logits(512);
+  mtp.model->forward_mtp({Model::MtpChunk{&mc, ids.data() + 1, h.data(), 11}}, m_logits.data());
+  for (float x : m_logits) ASSERT_TRUE(std::isfinite(x));
+  // Its cache: the same positions one chunk at a time give the same last row.
+  KvCache mc2 = mtp.model->new_mtp_cache(16, TensorType::F32);
+  std::vector<float> first(512), again(512);
+  mtp.model->forward_mtp({Model::MtpChunk{&mc2, ids.data() + 1, h.data(), 7}}, first.data());
+  mtp.model->forward_mtp({Model::MtpChunk{&mc2, ids.data() + 8, h.data() + 7 * 64, 4}}, again.data());
+  EXPECT_EQ(again, m_logits);
+  EXPECT_THROW(plain.model->forward_mtp({Model::MtpChunk{&mc, ids.data() + 1, h.data(), 1}}, m_logits.data()), Error);
+}
+
+TEST_F(Mtp, GreedyWithTheModuleIsPlainGreedy) {
+  Loaded m = load(*mtp_path_, *threads_);
+  engine::EngineOptions eo;
+  eo.kv_type = TensorType::F32;
+  eo.parallel = 3;
+  eo.n_ctx = 96;
+  eo.kv_budget_bytes = 3 * (96 / kB) * KvBlockPool::block_bytes(3, m.model->config().cache_k_dim, m.model->config().cache_v_dim);
+  eo.prefill_chunk = 8;
+  // The third shares the first's first 32 tokens: its prefix-cache hit leaves the module
+  // no trunk states for them (its context then starts after them).
+  std::vector<int32_t> third = prompt_of(40, 3, 512);
+  const std::vector<int32_t> first = prompt_of(33, 3, 512);
+  std::copy(first.begin(), first.begin() + 32, third.begin());
+  const std::vector<std::vector<int32_t>> prompts = {first, prompt_of(9, 2, 512), third};
+  const std::vector<engine::GenParams> params(3, greedy_params(30));
+  const std::vector<engine::SequenceResult> plain = generate(m, eo, prompts, params);
+  eo.spec.method = engine::SpecMethod::kMtp;
+  eo.spec.max_draft = 1;
+  engine::EngineStats st;
+  const std::vector<engine::SequenceResult> spec = generate(m, eo, prompts, params, nullptr, &st);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_EQ(spec[i].tokens, plain[i].tokens) << "sequence " << i;
+    EXPECT_GE(spec[i].drafted_tokens, 25) << "a proposal every step after the first, sequence " << i;
+  }
+  EXPECT_GT(spec[2].cached_tokens, 0);
+}
+
+TEST_F(Mtp, RefusedWhereThereIsNone) {
+  Loaded m = load(*plain_path_, *threads_);
+  engine::EngineOptions eo;
+  eo.n_ctx = 64;
+  eo.spec.method = engine::SpecMethod::kMtp;
+  try {
+    engine::Engine eng(*m.model, *m.tok, estimate_meter(), eo);
+    ADD_FAILURE() << "accepted --spec mtp without an MTP layer";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no multi-token prediction layer"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -331,8 +331,14 @@ void run_bench(const BenchOptions& o) {
     // k proposals per pass, a proposal costing c target steps.
     const double alpha = accepted + rejections > 0 ? double(accepted) / double(accepted + rejections) : 0.0;
     const double k = passes > 0 ? double(drafted) / double(passes) : 0.0;
-    const double c = eng.stats().draft_cost;
-    const double predicted = alpha < 1 ? (1 - std::pow(alpha, k + 1)) / ((1 - alpha) * (k * c + 1)) : k + 1;
+    // c: a proposed token's time over a plain step's; v: a verification pass's time over a
+    // plain step's (1 in the standard model; more where k + 1 tokens cost more than one).
+    const engine::EngineStats es = eng.stats();
+    const double plain_step = 1.0 / stats_of(decode_tps).median;
+    const double c = drafted > 0 ? es.propose_s / double(drafted) / plain_step : 0.0;
+    const double v = es.verify_steps > 0 ? es.verify_s / double(es.verify_steps) / plain_step : 1.0;
+    const double gain = alpha < 1 ? (1 - std::pow(alpha, k + 1)) / (1 - alpha) : k + 1;
+    const double predicted = gain / (k * c + 1), predicted_v = gain / (k * c + v);
     const Stats t = stats_of(tps), sp = stats_of(speedup), jr = stats_of(j_ratio);
     j["speculative"] = {{"method", engine::spec_method_name(spec.options.method)}, {"max_draft", spec.options.max_draft},
                         {"adaptive", spec.options.adaptive}, {"tokens_per_s", t.median}, {"speedup", sp.median},
@@ -340,15 +346,17 @@ void run_bench(const BenchOptions& o) {
                         {"accepted_tokens", accepted}, {"acceptance_rate", alpha},
                         {"proposals_per_pass", k}, {"tokens_per_pass", passes > 0 ? double(tokens) / double(passes) : 0.0},
                         {"mean_accepted_length", passes > 0 ? double(accepted) / double(passes) : 0.0},
-                        {"draft_cost", c}, {"predicted_speedup", predicted},
+                        {"draft_cost", c}, {"verify_cost", v}, {"predicted_speedup", predicted},
+                        {"predicted_speedup_with_verify_cost", predicted_v},
                         {"joules_per_token", j_spec / n}, {"plain_joules_per_token", j_plain / n},
                         {"joules_ratio", jr.median}, {"energy_estimated", meter.estimated()}};
     spec_line = fmt::format(
         "speculative ({}): {:.2f} tok/s = {:.2f}x plain ({:.2f}-{:.2f}); acceptance {:.2f} ({} of {} proposed), {:.2f} "
-        "proposals and {:.2f} tokens per pass; proposal cost c = {:.3f} of a step; predicted {:.2f}x; {:.4g} J/token vs {:.4g} "
+        "proposals and {:.2f} tokens per pass; a proposed token costs c = {:.3f} of a plain step, a verification pass v = {:.2f}; "
+        "predicted {:.2f}x (standard model, v = 1), {:.2f}x with v; {:.4g} J/token vs {:.4g} "
         "plain ({:.2f}x fewer{})",
         spec.describe(), t.median, sp.median, sp.min, sp.max, alpha, accepted, drafted, k,
-        passes > 0 ? double(tokens) / double(passes) : 0.0, c, predicted, j_spec / n, j_plain / n, jr.median,
+        passes > 0 ? double(tokens) / double(passes) : 0.0, c, v, predicted, predicted_v, j_spec / n, j_plain / n, jr.median,
         meter.estimated() ? ", estimated" : "");
   }
   // Weights are memory-mapped: resident memory is what the runs actually touched

@@ -80,6 +80,11 @@ void inspect(const std::string& path, bool all_tensors, const F16Args& f16) {
     if (c.is_mla())
       std::printf("MLA: the cache holds the %d-dim latent + %d-dim RoPE key per layer = (%d + %d) x 4 bytes x %d layers\n",
                   c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.n_layer);
+    if (c.n_mtp > 0)
+      std::printf("multi-token prediction: %d nextn layer%s after the %d of the trunk (blk.%d.nextn.*), %s read per proposed "
+                  "token; --spec mtp uses %s\n",
+                  c.n_mtp, c.n_mtp > 1 ? "s" : "", c.n_layer, c.n_layer, human_bytes(double(model->mtp_weight_bytes_per_token())).c_str(),
+                  c.n_mtp > 1 ? "the first" : "it");
     if (c.moe.n_expert > 0)
       std::printf("MoE: %d routed experts (top %d) + %d shared; weights read per token: %s of %s\n", c.moe.n_expert,
                   c.moe.n_expert_used, c.moe.n_shared, human_bytes(double(model->weight_bytes_per_token())).c_str(),

@@ -14,7 +14,7 @@ namespace {
 struct SynthCliOptions {
   std::string preset, type = "q4_0", vocab, out;
   uint64_t seed = 1;
-  int threads = 0;
+  int threads = 0, mtp = 0;
   bool list = false, full_precision = false;
 };
 
@@ -44,6 +44,7 @@ void run_synth(const SynthCliOptions& c) {
   o.vocab_path = c.vocab;
   o.out_path = c.out;
   o.seed = c.seed;
+  o.mtp_layers = c.mtp;
   o.bf16_values = !c.full_precision;
   o.threads = c.threads > 0 ? c.threads : physical_core_count();
   const auto t0 = std::chrono::steady_clock::now();
@@ -76,6 +77,9 @@ void add_synth_command(CLI::App& app) {
   c->add_option("--vocab", o->vocab, "GGUF to take the tokenizer from (padded with unused tokens up to the preset's vocabulary size)");
   c->add_option("-o,--out", o->out, "Output GGUF file");
   c->add_option("--seed", o->seed, "Seed of the random weights")->capture_default_str();
+  c->add_option("--mtp", o->mtp, "DeepSeek presets: append this many multi-token prediction (nextn) layers, as DeepSeek-V3/R1 "
+                                 "ship one (for --spec mtp); the other weights stay the same")
+      ->check(CLI::Range(0, 4));
   c->add_option("-t,--threads", o->threads, "Threads for quantization (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_flag("--full-precision", o->full_precision,
               "F32/F16 matrices: random values of the type's full precision (default: BF16 values, as in an F16 file "

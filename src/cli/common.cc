@@ -125,14 +125,16 @@ void add_model_options(CLI::App* c, ModelArgs& args) {
 void add_spec_options(CLI::App* c, SpecArgs& args) {
   c->add_option("--spec", args.method,
                 "Speculative decoding: ngram (propose what followed the last few tokens earlier in the context: no extra "
-                "model, pays where text repeats), draft (a smaller model of the same vocabulary, --draft), or none. "
+                "model, pays where text repeats), draft (a smaller model of the same vocabulary, --draft), mtp (DeepSeek-V3/R1's "
+                "own multi-token prediction layer, when the file has it), or none. "
                 "Greedy output is identical to plain decoding; sampled output keeps the model's distribution")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "ngram", "draft"}));
+      ->check(CLI::IsMember({"none", "ngram", "draft", "mtp"}));
   c->add_option("--draft", args.draft, "Draft model for --spec draft (implies it): a GGUF file or a Hugging Face directory "
                                        "with the target's vocabulary")
       ->type_name("MODEL");
-  c->add_option("--draft-max", args.max_draft, "Tokens proposed per step at most (default: ngram 8, draft 4); the number "
+  c->add_option("--draft-max", args.max_draft, "Tokens proposed per step at most (default: ngram 8, draft 4, mtp 1: "
+                                               "one per MTP layer); the number "
                                                "adapts to the acceptance rate unless --draft-fixed")
       ->check(CLI::Range(1, 64));
   c->add_flag("--draft-fixed", args.fixed, "Always propose --draft-max tokens (no adaptation)");
@@ -154,7 +156,10 @@ Speculation resolve_speculation(const SpecArgs& args, const ModelArgs& target_ar
     fail("--draft gives a draft model, but --spec {} does not use one (use --spec draft)", args.method);
   if (m == engine::SpecMethod::kDraftModel && args.draft.empty()) fail("--spec draft needs a draft model: --draft MODEL");
   sp.options.method = m;
-  sp.options.max_draft = args.max_draft > 0 ? args.max_draft : m == engine::SpecMethod::kDraftModel ? 4 : 8;
+  sp.options.max_draft = args.max_draft > 0                         ? args.max_draft
+                         : m == engine::SpecMethod::kDraftModel ? 4
+                         : m == engine::SpecMethod::kMtp        ? 1
+                                                                : 8;
   sp.options.adaptive = !args.fixed;
   if (m == engine::SpecMethod::kDraftModel) {
     ModelArgs d = target_args;

@@ -40,9 +40,9 @@ struct ModelArgs {
 
 // What the user said about speculative decoding (add_spec_options).
 struct SpecArgs {
-  std::string method = "none";  // none, ngram or draft (--draft MODEL alone implies draft)
+  std::string method = "none";  // none, ngram, draft or mtp (--draft MODEL alone implies draft)
   std::string draft;            // the draft model: a GGUF file or a Hugging Face directory
-  int max_draft = 0;            // 0: the method's default (ngram 8, draft 4)
+  int max_draft = 0;            // 0: the method's default (ngram 8, draft 4, mtp 1)
   bool fixed = false;           // always propose max_draft (no adaptation)
 };
 

@@ -99,9 +99,16 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, meter::Meter& meter, En
     if (!sp.draft) fail("speculative decoding with a draft model needs one (--draft MODEL)");
     proposer_ = std::make_unique<DraftModelProposer>(*sp.draft, opt_.parallel, opt_.n_ctx, opt_.kv_type);
   }
+  if (sp.method == SpecMethod::kMtp) proposer_ = std::make_unique<MtpProposer>(model_, opt_.n_ctx, opt_.kv_type);
+  model_.keep_hidden(proposer_ && proposer_->reads_hidden());
 }
 
-Engine::~Engine() = default;
+void Engine::set_proposer(std::unique_ptr<Proposer> p) {
+  proposer_ = std::move(p);
+  model_.keep_hidden(proposer_ && proposer_->reads_hidden());
+}
+
+Engine::~Engine() { model_.keep_hidden(false); }
 
 int Engine::full_contexts() const { return int(pool_->total_blocks() / blocks_for(opt_.n_ctx)); }
 
@@ -126,6 +133,9 @@ EngineStats Engine::stats() const {
   s.drafted_tokens = drafted_.load();
   s.accepted_tokens = accepted_.load();
   s.draft_cost = draft_cost_.load();
+  s.propose_s = propose_s_total_.load();
+  s.verify_s = verify_s_total_.load();
+  s.verify_steps = verify_steps_.load();
   s.joules = joules_.load();
   s.busy_s = busy_s_.load();
   s.prefill_joules = prefill_joules_.load();
@@ -394,6 +404,7 @@ std::vector<Draft> Engine::propose() {
   const auto t0 = std::chrono::steady_clock::now();
   proposer_->propose(who, ks, got);
   propose_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  meter_.add_memory_traffic(proposer_->traffic_bytes());
   propose_k_ = *std::max_element(ks.begin(), ks.end());
   for (size_t j = 0; j < at.size(); ++j) {
     Draft& d = got[j];
@@ -446,6 +457,7 @@ void Engine::step() {
     bool decode;  // its one sampled token (else prompt or recomputation)
     Draft draft;  // proposed tokens computed after them, for verification
     std::vector<int32_t> buf;  // the known tokens and the proposed ones, when there are proposals
+    int pos = 0;  // the first position computed
   };
   std::vector<Draft> drafts = propose();
   std::vector<Planned> plan;
@@ -503,7 +515,7 @@ void Engine::step() {
       preempt(s);  // younger than the rest: waits for them
       continue;
     }
-    plan.push_back(Planned{&s, n, decode, std::move(draft), {}});
+    plan.push_back(Planned{&s, n, decode, std::move(draft), {}, s.n_computed()});
     if (!decode) budget -= n;
   }
   // Preempted sequences wait again, ahead of the new ones, in order of arrival.
@@ -563,6 +575,13 @@ void Engine::step() {
   add_to(prefill_joules_, dj * double(n_prefill) / double(total));
   batch_tokens_last_.store(total);
   prompt_tokens_.fetch_add(n_prefill);
+  bool verifies = false;
+  for (const Planned& q : plan) verifies |= !q.draft.tokens.empty();
+  if (verifies) {
+    add_to(verify_s_total_, dt);
+    verify_steps_.fetch_add(1);
+  }
+  if (propose_k_ > 0) add_to(propose_s_total_, propose_s_);
   if (propose_k_ > 0 && dt > 0) {  // a proposed token's cost relative to this step
     const double c = propose_s_ / double(propose_k_) / dt;
     const double old = draft_cost_.load();
@@ -575,6 +594,16 @@ void Engine::step() {
     decode_tps_.store(old == 0 ? tps : 0.8 * old + 0.2 * tps);
   }
 
+  if (proposer_ && proposer_->reads_hidden()) {  // the trunk's states, for an MTP module
+    const std::vector<float>& h = model_.hidden();
+    size_t at = 0, rows = 0;
+    for (const Model::Chunk& c : chunks) rows += size_t(c.n);
+    if (h.size() < rows * size_t(cfg.n_embd)) fail("internal: the model kept no hidden states for the proposer");
+    for (size_t i = 0; i < plan.size(); ++i) {
+      proposer_->on_computed(*plan[i].seq, plan[i].pos, chunks[i].n, h.data() + at * size_t(cfg.n_embd));
+      at += size_t(chunks[i].n);
+    }
+  }
   // 5. Publish, then sample whatever has all its tokens computed, verifying proposals.
   size_t row = 0;
   for (Planned& q : plan) {

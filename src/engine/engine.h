@@ -62,6 +62,9 @@ struct EngineStats {
   int64_t preemptions = 0;
   int64_t drafted_tokens = 0, accepted_tokens = 0;  // speculative decoding
   double draft_cost = 0;  // a proposed token's time over a target step's (measured; ngram: about 0)
+  double propose_s = 0;   // seconds spent proposing
+  double verify_s = 0;    // seconds of the forward passes that verified proposals
+  int64_t verify_steps = 0;
   double joules = 0, busy_s = 0;
   double prefill_joules = 0;    // of the tokens computed without sampling (prompts, recomputation)
   double decode_tokens_per_s = 0;  // recent (exponential average over steps)
@@ -101,7 +104,7 @@ class Engine {
   // Full-context sequences the KV budget holds at once.
   int full_contexts() const;
   // Replaces the proposer that EngineOptions::spec chose (tests; new proposers).
-  void set_proposer(std::unique_ptr<Proposer> p) { proposer_ = std::move(p); }
+  void set_proposer(std::unique_ptr<Proposer> p);
 
  private:
   void admit(Sequence& s);
@@ -135,7 +138,8 @@ class Engine {
   uint64_t next_arrival_ = 0;
   std::vector<float> logits_;
   std::unique_ptr<Proposer> proposer_;
-  std::atomic<double> draft_cost_{0};  // a proposed token's time over the target's step time (exponential average)
+  std::atomic<double> draft_cost_{0}, propose_s_total_{0}, verify_s_total_{0};
+  std::atomic<int64_t> verify_steps_{0};  // a proposed token's time over the target's step time (exponential average)
   double propose_s_ = 0;   // this step's proposals: seconds, and the most tokens asked of one sequence
   int propose_k_ = 0;
 

@@ -97,6 +97,7 @@ class Sequence {
  private:
   friend class Engine;
   friend class DraftModelProposer;
+  friend class MtpProposer;
   ReasoningSplitter::Out route(const std::string& text);
   ReasoningSplitter::Out route_finish();
   bool in_reasoning() const { return params_.split_reasoning && splitter_.in_reasoning(); }

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "engine/sequence.h"
+#include "meter/estimate.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -13,13 +14,15 @@ SpecMethod parse_spec_method(const std::string& name) {
   if (name == "none") return SpecMethod::kNone;
   if (name == "ngram") return SpecMethod::kPromptLookup;
   if (name == "draft") return SpecMethod::kDraftModel;
-  fail("unknown speculative method '{}' (none, ngram or draft)", name);
+  if (name == "mtp") return SpecMethod::kMtp;
+  fail("unknown speculative method '{}' (none, ngram, draft or mtp)", name);
 }
 
 const char* spec_method_name(SpecMethod m) {
   switch (m) {
     case SpecMethod::kPromptLookup: return "ngram";
     case SpecMethod::kDraftModel: return "draft";
+    case SpecMethod::kMtp: return "mtp";
     default: return "none";
   }
 }
@@ -95,8 +98,12 @@ void DraftModelProposer::propose(const std::vector<Sequence*>& seqs, const std::
     active.push_back(i);
     chunks.push_back(Model::Chunk{&st.cache, st.tokens.data() + common, int64_t(t.size() - common)});
   }
+  traffic_ = 0;
+  const uint64_t kv_bytes = draft_.config().kv_bytes_per_token(pool_->type());
   for (int step = 0; !active.empty(); ++step) {
     logits_.resize(chunks.size() * size_t(n_vocab));
+    traffic_ += draft_.weight_bytes_per_token();
+    for (const Model::Chunk& c : chunks) traffic_ += meter::forward_traffic_bytes(0, kv_bytes, c.cache->n_past(), c.n);
     draft_.forward_batch(chunks, logits_.data());
     std::vector<size_t> next;
     chunks.clear();
@@ -118,6 +125,87 @@ void DraftModelProposer::propose(const std::vector<Sequence*>& seqs, const std::
       }
     }
     active = std::move(next);
+  }
+}
+
+// ---- multi-token prediction ----
+
+namespace {
+
+struct MtpState : ProposerState {
+  MtpState(int n_ctx, const Model& m, TensorType kv_type, const SamplerParams& sp)
+      : cache(m.new_mtp_cache(n_ctx, kv_type)), sampler(sp) {}
+  KvCache cache;                 // index j holds trunk position base + j
+  int base = 0;
+  int hidden_begin = 0;          // trunk position of the first row of hidden
+  std::vector<float> hidden;     // trunk states not consumed yet
+  Sampler sampler;
+  int processed_end() const { return base + cache.n_past(); }
+  void restart(int pos) {
+    cache.clear();
+    base = hidden_begin = pos;
+    hidden.clear();
+  }
+};
+
+}  // namespace
+
+MtpProposer::MtpProposer(Model& target, int n_ctx, TensorType kv_type) : model_(target), n_ctx_(n_ctx), kv_type_(kv_type) {
+  if (target.config().n_mtp < 1)
+    fail("--spec mtp: the model has no multi-token prediction layer (DeepSeek-V3/R1 GGUFs that keep them have "
+         "blk.N.nextn.* tensors and {}.nextn_predict_layers)", target.config().arch);
+}
+
+void MtpProposer::on_computed(Sequence& s, int pos, int64_t n, const float* h) {
+  const size_t E = size_t(model_.config().n_embd);
+  if (!s.proposer_state_) {
+    SamplerParams sp = s.params().sampling;
+    sp.seed = sp.seed * 0x9E3779B97F4A7C15ull + 2;
+    auto st = std::make_unique<MtpState>(n_ctx_, model_, kv_type_, sp);
+    st->restart(pos);
+    s.proposer_state_ = std::move(st);
+  }
+  auto& st = static_cast<MtpState&>(*s.proposer_state_);
+  const int hidden_end = st.hidden_begin + int(st.hidden.size() / E);
+  if (pos < st.processed_end() || pos > hidden_end) st.restart(pos);  // recomputed, or a gap
+  else st.hidden.resize(size_t(pos - st.hidden_begin) * E);          // rows of rejected proposals go
+  st.hidden.insert(st.hidden.end(), h, h + size_t(n) * E);
+}
+
+void MtpProposer::propose(const std::vector<Sequence*>& seqs, const std::vector<int>& k, std::vector<Draft>& out) {
+  out.assign(seqs.size(), Draft{});
+  const ModelConfig& c = model_.config();
+  const size_t E = size_t(c.n_embd);
+  std::vector<Model::MtpChunk> chunks;
+  std::vector<size_t> who;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Sequence& s = *seqs[i];
+    if (k[i] <= 0 || !s.proposer_state_) continue;
+    auto& st = static_cast<MtpState&>(*s.proposer_state_);
+    // Positions with a verified state and a known next token.
+    const int from = st.processed_end(), last = std::min(s.n_known() - 2, s.n_computed() - 1);
+    const int rows = int(st.hidden.size() / E);
+    if (from > last || st.hidden_begin != from || rows < last - from + 1 || last - st.base + 1 > n_ctx_) continue;
+    chunks.push_back(Model::MtpChunk{&st.cache, s.tokens().data() + from + 1, st.hidden.data(), int64_t(last - from + 1)});
+    who.push_back(i);
+  }
+  traffic_ = 0;
+  if (chunks.empty()) return;
+  traffic_ = model_.mtp_weight_bytes_per_token();
+  for (const Model::MtpChunk& ch : chunks)
+    traffic_ += meter::forward_traffic_bytes(0, c.kv_bytes_per_token(kv_type_) / uint64_t(c.n_layer), ch.cache->n_past(), ch.n);
+  logits_.resize(chunks.size() * size_t(c.n_vocab));
+  model_.forward_mtp(chunks, logits_.data());
+  for (size_t j = 0; j < who.size(); ++j) {
+    Sequence& s = *seqs[who[j]];
+    auto& st = static_cast<MtpState&>(*s.proposer_state_);
+    const size_t used = size_t(chunks[j].n);
+    st.hidden.erase(st.hidden.begin(), st.hidden.begin() + std::ptrdiff_t(used * E));
+    st.hidden_begin += int(used);
+    TokenDistribution q;
+    st.sampler.distribution(logits_.data() + j * size_t(c.n_vocab), c.n_vocab, s.tokens(), &q);
+    out[who[j]].tokens.push_back(st.sampler.draw(q));  // one module: one token a step
+    if (!st.sampler.greedy()) out[who[j]].q.push_back(std::move(q));
   }
 }
 

@@ -9,7 +9,9 @@
 //    the latest earlier occurrence of the sequence's last n tokens in its own context;
 //    no model, no cost, strong where text repeats (code edits, quotes, extraction);
 //  - a draft model: a smaller model with the same vocabulary and its own KV, k greedy
-//    or sampled steps for all speculating sequences at once.
+//    or sampled steps for all speculating sequences at once;
+//  - DeepSeek's multi-token prediction module (Model::forward_mtp): the target's own
+//    next-next-token head, fed with the target's hidden states; one token per step.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -28,7 +30,7 @@ namespace jevons::engine {
 
 class Sequence;
 
-enum class SpecMethod { kNone, kPromptLookup, kDraftModel };
+enum class SpecMethod { kNone, kPromptLookup, kDraftModel, kMtp };
 
 struct SpeculativeOptions {
   SpecMethod method = SpecMethod::kNone;
@@ -38,7 +40,7 @@ struct SpeculativeOptions {
   Model* draft = nullptr;            // kDraftModel: the draft (same vocabulary as the target)
 };
 
-// "none", "ngram" (prompt lookup) or "draft"; an Error naming the choices otherwise.
+// "none", "ngram" (prompt lookup), "draft" or "mtp"; an Error naming the choices otherwise.
 SpecMethod parse_spec_method(const std::string& name);
 const char* spec_method_name(SpecMethod m);
 
@@ -59,6 +61,16 @@ class Proposer {
   virtual ~Proposer() = default;
   // Up to k[i] tokens to follow the known tokens of seqs[i], for all of them at once.
   virtual void propose(const std::vector<Sequence*>& seqs, const std::vector<int>& k, std::vector<Draft>& out) = 0;
+  // Whether it reads the target's final hidden states (the engine then has the model
+  // keep them and calls on_computed after every pass).
+  virtual bool reads_hidden() const { return false; }
+  // s computed positions [pos, pos + n), proposals not yet verified included, with these
+  // hidden states (n x n_embd).
+  virtual void on_computed(Sequence& s, int pos, int64_t n, const float* hidden) {
+    (void)s, (void)pos, (void)n, (void)hidden;
+  }
+  // Bytes the last propose() read from memory (weights, KV): the energy estimate's input.
+  virtual uint64_t traffic_bytes() const { return 0; }
 };
 
 // The longest n-gram (ngram_max down to ngram_min) ending the tokens that occurred
@@ -82,12 +94,37 @@ class DraftModelProposer : public Proposer {
  public:
   DraftModelProposer(Model& draft, int parallel, int n_ctx, TensorType kv_type);
   void propose(const std::vector<Sequence*>& seqs, const std::vector<int>& k, std::vector<Draft>& out) override;
+  uint64_t traffic_bytes() const override { return traffic_; }
 
  private:
   Model& draft_;
   std::shared_ptr<KvBlockPool> pool_;
   int n_ctx_;
   std::vector<float> logits_;
+  uint64_t traffic_ = 0;
+};
+
+// The target's MTP module as the proposer. Per sequence it keeps the module's KV cache
+// and the trunk's hidden states of positions the module has not consumed yet: position
+// i needs h_i and the token t_{i+1}, so each step consumes the positions up to the
+// next-to-last known token, whose row predicts the token after the last. Where the
+// trunk's states are missing (a prefix-cache hit), the module's context starts after
+// the gap (RoPE is relative: a shifted start changes no score); verification keeps the
+// output exact whatever the module sees.
+class MtpProposer : public Proposer {
+ public:
+  MtpProposer(Model& target, int n_ctx, TensorType kv_type);
+  void propose(const std::vector<Sequence*>& seqs, const std::vector<int>& k, std::vector<Draft>& out) override;
+  bool reads_hidden() const override { return true; }
+  void on_computed(Sequence& s, int pos, int64_t n, const float* hidden) override;
+  uint64_t traffic_bytes() const override { return traffic_; }
+
+ private:
+  Model& model_;
+  int n_ctx_;
+  TensorType kv_type_;
+  std::vector<float> logits_;
+  uint64_t traffic_ = 0;
 };
 
 // Throws Error naming the first token whose text differs when the draft's vocabulary is

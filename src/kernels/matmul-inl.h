@@ -1689,8 +1689,18 @@ HWY_INLINE void TileX8Float(const TileArgs<typename Unit::Act>& a) {
 
 // ------------------------------------------------------------------ driver
 
+// Tokens [t, t_end) of rows r.. in tiles of T tokens, then T/2, T/4, ..., 1: a few
+// tokens (speculative verification, a handful of streams) cost one pass per tile size,
+// not one per token. Every tile shape sums in the same order (batch invariance).
+template <size_t R, size_t T, class TileFn, class ArgsFn>
+HWY_INLINE void RunTokenTiles(int64_t r, int64_t& t, int64_t t_end, const TileFn& tile, const ArgsFn& args) {
+  for (; t + int64_t(T) <= t_end; t += int64_t(T)) tile.template operator()<R, T>(args(r, t));
+  if constexpr (T > 1) RunTokenTiles<R, T / 2>(r, t, t_end, tile, args);
+}
+
 // Runs tile<R, T> over rows [r_begin, r_end) x all tokens, in token blocks whose
-// activations stay in cache; remainders go through the 1-row / 1-token instantiations.
+// activations stay in cache; remainders go through smaller instantiations (1 row, and
+// T/2, T/4, ... tokens).
 template <size_t R, size_t T, size_t kBlockBytes, class Act, class TileFn>
 HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_end, int64_t n_tokens,
                         const TileFn& tile) {
@@ -1712,14 +1722,11 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
     int64_t r = r_begin;
     for (; r + int64_t(R) <= r_end; r += R) {
       int64_t t = t_blk;
-      for (; t + int64_t(T) <= t_end; t += T) tile.template operator()<R, T>(args(r, t));
-      for (; t < t_end; ++t) tile.template operator()<R, 1>(args(r, t));
+      RunTokenTiles<R, T>(r, t, t_end, tile, args);
     }
     for (; r < r_end; ++r) {
       int64_t t = t_blk;
-      if constexpr (R > 1)
-        for (; t + int64_t(T) <= t_end; t += T) tile.template operator()<1, T>(args(r, t));
-      for (; t < t_end; ++t) tile.template operator()<1, 1>(args(r, t));
+      RunTokenTiles<1, T>(r, t, t_end, tile, args);
     }
   }
 }

@@ -75,6 +75,17 @@ ModelConfig read_config(const ModelSource& f) {
   };
 
   c.n_layer = req("block_count", 1, 4096);
+  // Multi-token prediction (nextn) layers: DeepSeek's alone; files of other
+  // architectures that carry them are refused rather than run without them silently.
+  c.n_mtp = opt("nextn_predict_layers", 0, 0, 16);
+  bool nextn_tensors = false;
+  for (const GgufTensor* t : f.tensor_list()) nextn_tensors |= t->name.find(".nextn.") != std::string::npos;
+  if ((c.n_mtp > 0 || nextn_tensors) && c.arch != "deepseek2")
+    fail("{}: the file has multi-token-prediction (nextn) layers, which jevons runs for deepseek2 only", f.path());
+  if (nextn_tensors && c.n_mtp == 0)
+    fail("{}: the file has nextn tensors but no {}nextn_predict_layers", f.path(), a);
+  if (c.n_mtp >= c.n_layer) fail("{}: nextn_predict_layers {} leaves no trunk layers of block_count {}", f.path(), c.n_mtp, c.n_layer);
+  c.n_layer -= c.n_mtp;
   c.n_embd = req("embedding_length", 1, 1 << 20);
   c.n_ff = req("feed_forward_length", 1, 1 << 22);
   c.n_head = req("attention.head_count", 1, 1 << 14);

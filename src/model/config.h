@@ -58,6 +58,9 @@ struct ModelConfig {
   bool tied_output = false;   // lm head shares token_embd
   MlaConfig mla;              // deepseek2 only
   MoeConfig moe;              // deepseek2 only
+  // Multi-token prediction modules (DeepSeek-V3's nextn layers) stored after the n_layer
+  // layers of the trunk (GGUF block_count counts both, as llama.cpp writes them).
+  int n_mtp = 0;
   // Floats cached per token per layer (K and V); MLA caches only the latent + RoPE key.
   int cache_k_dim = 0;
   int cache_v_dim = 0;

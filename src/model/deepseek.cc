@@ -57,19 +57,30 @@ struct DeepSeekLayer {
   SwiGlu shared;
 };
 
+// DeepSeek-V3's multi-token prediction module (section 2.2 of the V3 report): the
+// trunk's h_i and the next token's embedding, each RMS-normed, concatenated and
+// projected (M_k), one transformer block, and the shared output head.
+struct MtpModule {
+  DeepSeekLayer block;
+  Tensor eh_proj;  // [2E -> E] over [enorm(emb(t_{i+1})) ; hnorm(h_i)]
+  const float* enorm = nullptr;
+  const float* hnorm = nullptr;
+  const float* head_norm = nullptr;
+  Tensor embed, head;
+};
+
 class DeepSeek : public Model {
  public:
   DeepSeek(const ModelSource& src, const LoadOptions& options) : cfg_(read_config(src)) {
     repacked_.set_f16_as_bf16(options.f16_as_bf16);
     const WeightLoader w(src, &repacked_);
     const MlaConfig& m = cfg_.mla;
-    const MoeConfig& e = cfg_.moe;
     const GgufTensor* emb = src.find_tensor("token_embd.weight");
     if (!emb) fail("{}: tensor token_embd.weight is missing", src.path());
     if (emb->dims.size() != 2 || emb->dims[0] != cfg_.n_embd)
       fail("{}: tensor token_embd.weight: expected {}x<n_vocab>, file has {}", src.path(), cfg_.n_embd, emb->shape_string());
     cfg_.n_vocab = int(emb->dims[1]);
-    const int64_t E = cfg_.n_embd, V = cfg_.n_vocab, H = cfg_.n_head;
+    const int64_t E = cfg_.n_embd, V = cfg_.n_vocab;
     const int64_t qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
     tok_embd_ = w.table("token_embd.weight", E, V);
     output_norm_ = w.vector("output_norm.weight", E, owned_);
@@ -77,59 +88,23 @@ class DeepSeek : public Model {
     cfg_.tied_output = !output_;
     if (cfg_.tied_output) output_ = w.for_matmul(tok_embd_);
 
-    for (int l = 0; l < cfg_.n_layer; ++l) {
-      const std::string p = "blk." + std::to_string(l) + ".";
-      DeepSeekLayer L;
-      L.attn_norm = w.vector(p + "attn_norm.weight", E, owned_);
-      if (m.q_lora_rank > 0) {
-        L.q_a = w.matrix(p + "attn_q_a.weight", E, m.q_lora_rank);
-        L.q_a_norm = w.vector(p + "attn_q_a_norm.weight", m.q_lora_rank, owned_);
-        L.q_b = w.matrix(p + "attn_q_b.weight", m.q_lora_rank, H * qk);
-      } else {
-        L.wq = w.matrix(p + "attn_q.weight", E, H * qk);
-      }
-      L.kv_a = w.matrix(p + "attn_kv_a_mqa.weight", E, m.kv_lora_rank + m.qk_rope_head_dim);
-      L.kv_a_norm = w.vector(p + "attn_kv_a_norm.weight", m.kv_lora_rank, owned_);
-      if (src.find_tensor(p + "attn_k_b.weight")) {
-        L.k_b = w.stacked(p + "attn_k_b.weight", m.qk_nope_head_dim, m.kv_lora_rank, H);
-        L.v_b = w.stacked(p + "attn_v_b.weight", m.kv_lora_rank, m.v_head_dim, H);
-      } else {
-        // kv_b stacks, per head, nope key rows then v_head_dim value rows, each kv_lora wide.
-        const Tensor kv_b = w.matrix(p + "attn_kv_b.weight", m.kv_lora_rank, H * (m.qk_nope_head_dim + m.v_head_dim));
-        for (int64_t h = 0; h < H; ++h) {
-          const int64_t first = h * (m.qk_nope_head_dim + m.v_head_dim);
-          L.k_b_transposed.push_back(kv_b.row_slice(first, m.qk_nope_head_dim));
-          L.v_b.push_back(kv_b.row_slice(first + m.qk_nope_head_dim, m.v_head_dim));
-        }
-      }
-      L.wo = w.matrix(p + "attn_output.weight", H * m.v_head_dim, E);
-      L.ffn_norm = w.vector(p + "ffn_norm.weight", E, owned_);
-      if (e.n_expert == 0 || l < e.first_dense) {
-        L.dense = {w.matrix(p + "ffn_gate.weight", E, cfg_.n_ff), w.matrix(p + "ffn_up.weight", E, cfg_.n_ff),
-                   w.matrix(p + "ffn_down.weight", cfg_.n_ff, E)};
-      } else {
-        L.router = w.matrix(p + "ffn_gate_inp.weight", E, e.n_expert);
-        L.score_bias = w.optional_vector(p + "exp_probs_b.bias", e.n_expert, owned_);
-        // GGUF stacks the experts in one tensor; a safetensors checkpoint has one per expert.
-        auto experts = [&](const std::string& kind, int64_t cols, int64_t rows) {
-          const std::string stacked = p + "ffn_" + kind + "_exps.weight";
-          if (src.find_tensor(stacked)) return w.stacked(stacked, cols, rows, e.n_expert);
-          std::vector<Tensor> each;
-          for (int k = 0; k < e.n_expert; ++k)
-            each.push_back(w.matrix(p + "ffn_" + kind + "_exps." + std::to_string(k) + ".weight", cols, rows));
-          return each;
-        };
-        const auto gate = experts("gate", E, e.n_ff_expert);
-        const auto up = experts("up", E, e.n_ff_expert);
-        const auto down = experts("down", e.n_ff_expert, E);
-        for (int k = 0; k < e.n_expert; ++k) L.experts.push_back({gate[size_t(k)], up[size_t(k)], down[size_t(k)]});
-        if (e.n_shared > 0) {
-          const int64_t ff = int64_t(e.n_ff_expert) * e.n_shared;
-          L.shared = {w.matrix(p + "ffn_gate_shexp.weight", E, ff), w.matrix(p + "ffn_up_shexp.weight", E, ff),
-                      w.matrix(p + "ffn_down_shexp.weight", ff, E)};
-        }
-      }
-      layers_.push_back(std::move(L));
+    for (int l = 0; l < cfg_.n_layer; ++l) layers_.push_back(load_layer(w, l));
+    // Multi-token prediction modules: a layer like the trunk's (dense or MoE by its
+    // index), the projection of [enorm(embedding) ; hnorm(hidden)] into it, and a head
+    // (its own embedding table and output matrix when the file has them, else the trunk's).
+    for (int k = 0; k < cfg_.n_mtp; ++k) {
+      const int l = cfg_.n_layer + k;
+      const std::string p = "blk." + std::to_string(l) + ".nextn.";
+      MtpModule M;
+      M.block = load_layer(w, l);
+      M.eh_proj = w.matrix(p + "eh_proj.weight", 2 * E, E);
+      M.enorm = w.vector(p + "enorm.weight", E, owned_);
+      M.hnorm = w.vector(p + "hnorm.weight", E, owned_);
+      M.head_norm = w.vector(p + "shared_head_norm.weight", E, owned_);
+      M.embed = src.find_tensor(p + "embed_tokens.weight") ? w.table(p + "embed_tokens.weight", E, V) : tok_embd_;
+      M.head = w.optional_matrix(p + "shared_head_head.weight", E, V);
+      if (!M.head) M.head = output_;
+      mtp_.push_back(std::move(M));
     }
 
     // YaRN (as DeepSeek and llama.cpp apply it): RoPE itself is not magnitude-scaled,
@@ -151,39 +126,47 @@ class DeepSeek : public Model {
     const Batch b = prepare_batch(chunks, c.n_vocab);
     const int64_t n = b.n_tokens();
 
-    std::vector<float> x(size_t(n * E)), xn(size_t(n * E)), out(size_t(n * E));
+    std::vector<float> x(size_t(n * E));
     for (int64_t t = 0; t < n; ++t) dequantize_row(tok_embd_, b.token[size_t(t)], &x[size_t(t * E)]);
-    for (int l = 0; l < c.n_layer; ++l) {
-      const DeepSeekLayer& L = layers_[size_t(l)];
-      for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.attn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
-      attention(L, l, xn.data(), b, out.data());
-      for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
-      for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.ffn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
-      if (L.dense) swiglu(L.dense, xn.data(), n, out.data());
-      else moe(L, xn.data(), n, out.data());
-      for (size_t i = 0; i < x.size(); ++i) x[i] += out[i];
-    }
-    const std::vector<int64_t> out_rows = b.logit_rows();
-    std::vector<float> xo(out_rows.size() * size_t(E));
-    for (size_t i = 0; i < out_rows.size(); ++i) rms_norm(&x[size_t(out_rows[i] * E)], output_norm_, E, c.rms_eps, &xo[i * size_t(E)]);
-    matmul(output_, xo.data(), int64_t(out_rows.size()), logits, pool_);
+    for (int l = 0; l < c.n_layer; ++l) block(layers_[size_t(l)], l, x.data(), b);
+    if (keep_hidden_) hidden_ = x;
+    head(output_norm_, output_, x.data(), b, logits);
     b.advance();
+  }
+
+  void forward_mtp(const std::vector<MtpChunk>& chunks, float* logits) override {
+    if (mtp_.empty()) Model::forward_mtp(chunks, logits);
+    const MtpModule& M = mtp_[0];
+    const int64_t E = cfg_.n_embd;
+    std::vector<Chunk> as_chunks;
+    for (const MtpChunk& c : chunks) as_chunks.push_back(Chunk{c.cache, c.next_tokens, c.n, 1});
+    const Batch b = prepare_batch(as_chunks, cfg_.n_vocab);
+    const int64_t n = b.n_tokens();
+    std::vector<float> cat(static_cast<size_t>(n * 2 * E)), emb(static_cast<size_t>(E)), x(static_cast<size_t>(n * E));
+    int64_t t = 0;
+    for (const MtpChunk& c : chunks)
+      for (int64_t i = 0; i < c.n; ++i, ++t) {
+        dequantize_row(M.embed, c.next_tokens[i], emb.data());
+        rms_norm(emb.data(), M.enorm, E, cfg_.rms_eps, &cat[size_t(t * 2 * E)]);
+        rms_norm(c.hidden + i * E, M.hnorm, E, cfg_.rms_eps, &cat[size_t(t * 2 * E + E)]);
+      }
+    matmul(M.eh_proj, cat.data(), n, x.data(), pool_);
+    block(M.block, 0, x.data(), b);  // its cache has this one layer
+    head(M.head_norm, M.head, x.data(), b, logits);
+    b.advance();
+  }
+
+  uint64_t mtp_weight_bytes_per_token() const override {
+    if (mtp_.empty()) return 0;
+    const MtpModule& M = mtp_[0];
+    return layer_bytes_per_token(M.block) + M.eh_proj.nbytes() + M.embed.row_bytes() + M.head.nbytes();
   }
 
   uint64_t weight_bytes_per_token() const override {
     // What one decoded token reads: attention and dense/shared weights, the router,
     // and only n_expert_used of the routed experts per MoE layer.
     uint64_t b = tok_embd_.row_bytes() + output_.nbytes();
-    for (const DeepSeekLayer& L : layers_) {
-      for (const Tensor* t : {&L.wq, &L.q_a, &L.q_b, &L.kv_a, &L.wo, &L.router}) b += t->nbytes();
-      for (const auto* v : {&L.k_b, &L.k_b_transposed, &L.v_b})
-        for (const Tensor& t : *v) b += t.nbytes();
-      for (const SwiGlu* s : {&L.dense, &L.shared}) b += s->gate.nbytes() + s->up.nbytes() + s->down.nbytes();
-      if (!L.experts.empty()) {
-        const SwiGlu& x = L.experts[0];
-        b += uint64_t(cfg_.moe.n_expert_used) * (x.gate.nbytes() + x.up.nbytes() + x.down.nbytes());
-      }
-    }
+    for (const DeepSeekLayer& L : layers_) b += layer_bytes_per_token(L);
     return b;
   }
 
@@ -210,6 +193,106 @@ class DeepSeek : public Model {
   }
 
  private:
+  uint64_t layer_bytes_per_token(const DeepSeekLayer& L) const {
+    uint64_t b = 0;
+    for (const Tensor* t : {&L.wq, &L.q_a, &L.q_b, &L.kv_a, &L.wo, &L.router}) b += t->nbytes();
+    for (const auto* v : {&L.k_b, &L.k_b_transposed, &L.v_b})
+      for (const Tensor& t : *v) b += t.nbytes();
+    for (const SwiGlu* s : {&L.dense, &L.shared}) b += s->gate.nbytes() + s->up.nbytes() + s->down.nbytes();
+    if (!L.experts.empty()) {
+      const SwiGlu& x = L.experts[0];
+      b += uint64_t(cfg_.moe.n_expert_used) * (x.gate.nbytes() + x.up.nbytes() + x.down.nbytes());
+    }
+    return b;
+  }
+
+  // One transformer block over the batch's residual stream x (n x E), in place; its
+  // keys and values go to layer l of the batch's caches.
+  void block(const DeepSeekLayer& L, int l, float* x, const Batch& b) {
+    const ModelConfig& c = cfg_;
+    const int64_t E = c.n_embd, n = b.n_tokens();
+    std::vector<float>& xn = block_xn_;  // reused: a prefill's are megabytes
+    std::vector<float>& out = block_out_;
+    xn.resize(size_t(n * E));
+    out.resize(size_t(n * E));
+    for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.attn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
+    attention(L, l, xn.data(), b, out.data());
+    for (size_t i = 0; i < size_t(n * E); ++i) x[i] += out[i];
+    for (int64_t t = 0; t < n; ++t) rms_norm(&x[size_t(t * E)], L.ffn_norm, E, c.rms_eps, &xn[size_t(t * E)]);
+    if (L.dense) swiglu(L.dense, xn.data(), n, out.data());
+    else moe(L, xn.data(), n, out.data());
+    for (size_t i = 0; i < size_t(n * E); ++i) x[i] += out[i];
+  }
+
+  // Logits of the rows the batch wants them for: the output head over the normed states.
+  void head(const float* norm, const Tensor& output, const float* x, const Batch& b, float* logits) {
+    const int64_t E = cfg_.n_embd;
+    const std::vector<int64_t> out_rows = b.logit_rows();
+    std::vector<float> xo(out_rows.size() * size_t(E));
+    for (size_t i = 0; i < out_rows.size(); ++i) rms_norm(&x[size_t(out_rows[i] * E)], norm, E, cfg_.rms_eps, &xo[i * size_t(E)]);
+    matmul(output, xo.data(), int64_t(out_rows.size()), logits, pool_);
+  }
+
+  DeepSeekLayer load_layer(const WeightLoader& w, int l) {
+    const ModelSource& src = w.source();
+    const MlaConfig& m = cfg_.mla;
+    const MoeConfig& e = cfg_.moe;
+    const int64_t E = cfg_.n_embd, H = cfg_.n_head;
+    const int64_t qk = m.qk_nope_head_dim + m.qk_rope_head_dim;
+    const std::string p = "blk." + std::to_string(l) + ".";
+    DeepSeekLayer L;
+    L.attn_norm = w.vector(p + "attn_norm.weight", E, owned_);
+    if (m.q_lora_rank > 0) {
+      L.q_a = w.matrix(p + "attn_q_a.weight", E, m.q_lora_rank);
+      L.q_a_norm = w.vector(p + "attn_q_a_norm.weight", m.q_lora_rank, owned_);
+      L.q_b = w.matrix(p + "attn_q_b.weight", m.q_lora_rank, H * qk);
+    } else {
+      L.wq = w.matrix(p + "attn_q.weight", E, H * qk);
+    }
+    L.kv_a = w.matrix(p + "attn_kv_a_mqa.weight", E, m.kv_lora_rank + m.qk_rope_head_dim);
+    L.kv_a_norm = w.vector(p + "attn_kv_a_norm.weight", m.kv_lora_rank, owned_);
+    if (src.find_tensor(p + "attn_k_b.weight")) {
+      L.k_b = w.stacked(p + "attn_k_b.weight", m.qk_nope_head_dim, m.kv_lora_rank, H);
+      L.v_b = w.stacked(p + "attn_v_b.weight", m.kv_lora_rank, m.v_head_dim, H);
+    } else {
+      // kv_b stacks, per head, nope key rows then v_head_dim value rows, each kv_lora wide.
+      const Tensor kv_b = w.matrix(p + "attn_kv_b.weight", m.kv_lora_rank, H * (m.qk_nope_head_dim + m.v_head_dim));
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t first = h * (m.qk_nope_head_dim + m.v_head_dim);
+        L.k_b_transposed.push_back(kv_b.row_slice(first, m.qk_nope_head_dim));
+        L.v_b.push_back(kv_b.row_slice(first + m.qk_nope_head_dim, m.v_head_dim));
+      }
+    }
+    L.wo = w.matrix(p + "attn_output.weight", H * m.v_head_dim, E);
+    L.ffn_norm = w.vector(p + "ffn_norm.weight", E, owned_);
+    if (e.n_expert == 0 || l < e.first_dense) {
+      L.dense = {w.matrix(p + "ffn_gate.weight", E, cfg_.n_ff), w.matrix(p + "ffn_up.weight", E, cfg_.n_ff),
+                 w.matrix(p + "ffn_down.weight", cfg_.n_ff, E)};
+    } else {
+      L.router = w.matrix(p + "ffn_gate_inp.weight", E, e.n_expert);
+      L.score_bias = w.optional_vector(p + "exp_probs_b.bias", e.n_expert, owned_);
+      // GGUF stacks the experts in one tensor; a safetensors checkpoint has one per expert.
+      auto experts = [&](const std::string& kind, int64_t cols, int64_t rows) {
+        const std::string stacked = p + "ffn_" + kind + "_exps.weight";
+        if (src.find_tensor(stacked)) return w.stacked(stacked, cols, rows, e.n_expert);
+        std::vector<Tensor> each;
+        for (int k = 0; k < e.n_expert; ++k)
+          each.push_back(w.matrix(p + "ffn_" + kind + "_exps." + std::to_string(k) + ".weight", cols, rows));
+        return each;
+      };
+      const auto gate = experts("gate", E, e.n_ff_expert);
+      const auto up = experts("up", E, e.n_ff_expert);
+      const auto down = experts("down", e.n_ff_expert, E);
+      for (int k = 0; k < e.n_expert; ++k) L.experts.push_back({gate[size_t(k)], up[size_t(k)], down[size_t(k)]});
+      if (e.n_shared > 0) {
+        const int64_t ff = int64_t(e.n_ff_expert) * e.n_shared;
+        L.shared = {w.matrix(p + "ffn_gate_shexp.weight", E, ff), w.matrix(p + "ffn_up_shexp.weight", E, ff),
+                    w.matrix(p + "ffn_down_shexp.weight", ff, E)};
+      }
+    }
+    return L;
+  }
+
   void attention(const DeepSeekLayer& L, int l, const float* xn, const Batch& b, float* out) {
     const int64_t n = b.n_tokens();
     const MlaConfig& m = cfg_.mla;
@@ -397,6 +480,8 @@ class DeepSeek : public Model {
   Tensor tok_embd_, output_;
   const float* output_norm_ = nullptr;
   std::vector<DeepSeekLayer> layers_;
+  std::vector<MtpModule> mtp_;
+  std::vector<float> block_xn_, block_out_;
 };
 
 }  // namespace

@@ -48,6 +48,30 @@ class Model {
     forward_batch({Chunk{&cache, tokens, n, all_logits ? n : 1}}, logits);
   }
 
+  // Multi-token prediction (DeepSeek-V3's nextn module, arXiv 2412.19437 section 2.2):
+  // at position i, the trunk's final hidden state h_i (before the output norm) and the
+  // embedding of the next token t_{i+1} give logits for t_{i+2}, through one more
+  // transformer block with a KV cache of its own (new_mtp_cache). A proposer for
+  // speculative decoding (engine/speculative.h). config().n_mtp: 0 when absent.
+  //
+  // With keep_hidden(true), every forward_batch keeps h of all its tokens (chunk order).
+  void keep_hidden(bool on) { keep_hidden_ = on; }
+  const std::vector<float>& hidden() const { return hidden_; }
+  struct MtpChunk {
+    KvCache* cache;               // the module's cache (new_mtp_cache); positions cache->n_past() ..
+    const int32_t* next_tokens;   // t_{i+1} of each position
+    const float* hidden;          // h_i of each position, n x n_embd
+    int64_t n;
+  };
+  // logits receives one row per chunk (its last position). Throws Error without a module.
+  virtual void forward_mtp(const std::vector<MtpChunk>& chunks, float* logits);
+  KvCache new_mtp_cache(int n_ctx, TensorType kv_type) const {
+    const ModelConfig& c = config();
+    return KvCache(1, n_ctx, c.cache_k_dim, c.cache_v_dim, c.cache_heads, kv_type);
+  }
+  // The module's weight bytes per proposed token.
+  virtual uint64_t mtp_weight_bytes_per_token() const { return 0; }
+
   // Weight bytes one decoded token reads (every matrix once, one embedding row):
   // the numerator of the decode roofline.
   virtual uint64_t weight_bytes_per_token() const = 0;
@@ -76,6 +100,8 @@ class Model {
 
  protected:
   ThreadPool* pool_ = nullptr;
+  bool keep_hidden_ = false;
+  std::vector<float> hidden_;
   RepackArena repacked_;  // declared in the base: outlives the tensors that point into it
 };
 

@@ -123,11 +123,14 @@ SynthResult synthesize(const SynthOptions& o) {
   w.set_u32(a + "vocab_size", uint32_t(p.n_vocab));
   w.set_u32(a + "context_length", uint32_t(p.n_ctx));
   w.set_u32(a + "embedding_length", uint32_t(p.n_embd));
-  w.set_u32(a + "block_count", uint32_t(p.n_layer));
+  const bool deepseek = std::string(p.arch) == "deepseek2";
+  if (o.mtp_layers < 0 || o.mtp_layers > 4) fail("synth: --mtp takes 0 to 4 layers, got {}", o.mtp_layers);
+  if (o.mtp_layers > 0 && !deepseek) fail("synth: multi-token prediction layers are DeepSeek's (preset {} is {})", p.name, p.arch);
+  w.set_u32(a + "block_count", uint32_t(p.n_layer + o.mtp_layers));
+  if (o.mtp_layers > 0) w.set_u32(a + "nextn_predict_layers", uint32_t(o.mtp_layers));
   w.set_u32(a + "feed_forward_length", uint32_t(p.n_ff));
   w.set_u32(a + "attention.head_count", uint32_t(p.n_head));
   w.set_u32(a + "attention.head_count_kv", uint32_t(p.n_head_kv));
-  const bool deepseek = std::string(p.arch) == "deepseek2";
   if (deepseek) {  // llama.cpp's current MLA layout: the cache holds the latent + RoPE key
     w.set_u32(a + "attention.head_count_kv", 1);
     w.set_u32(a + "attention.key_length", uint32_t(p.kv_lora_rank + p.qk_rope));
@@ -227,9 +230,15 @@ SynthResult synthesize(const SynthOptions& o) {
   if (p.llama3_factor > 0)
     add_vector("rope_freqs.weight", llama3_rope_freqs(p.head_dim, p.rope_base, p.llama3_factor, p.llama3_low_freq,
                                                     p.llama3_high_freq, p.llama3_orig_ctx));
-  for (int l = 0; l < p.n_layer && deepseek; ++l) {
+  for (int l = 0; l < p.n_layer + o.mtp_layers && deepseek; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
     const int64_t H = p.n_head, qk = p.qk_nope + p.qk_rope;
+    if (l >= p.n_layer) {  // an MTP module: its projection and norms, then a layer like the others
+      add_matrix(b + "nextn.eh_proj.weight", 2 * E, E, 0.02f);
+      add_vector(b + "nextn.enorm.weight", std::vector<float>(size_t(E), 1.0f));
+      add_vector(b + "nextn.hnorm.weight", std::vector<float>(size_t(E), 1.0f));
+      add_vector(b + "nextn.shared_head_norm.weight", std::vector<float>(size_t(E), 1.0f));
+    }
     add_vector(b + "attn_norm.weight", std::vector<float>(size_t(E), 1.0f));
     if (p.q_lora_rank > 0) {
       add_matrix(b + "attn_q_a.weight", E, p.q_lora_rank, 0.02f);

@@ -27,6 +27,9 @@ struct SynthOptions {
   std::string out_path;
   uint64_t seed = 1;
   int threads = 1;
+  // DeepSeek presets: multi-token prediction layers appended after the trunk (GGUF
+  // blk.N.nextn.*, as DeepSeek-V3/R1 ship one); the trunk's weights do not change.
+  int mtp_layers = 0;
   // Called after each tensor is written: (tensors done, tensors total, bytes written).
   std::function<void(size_t, size_t, uint64_t)> progress;
 };
