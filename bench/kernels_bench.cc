@@ -3,6 +3,8 @@
 //                                               streamed; bw_frac = that / probed read
 //                                               bandwidth with the same thread count
 //   matmul/<type>/<rows>x<cols>/tokens:<t>/threads:<n>   prefill; OP/s counter = 2*rows*cols*t
+//   verify/<type>/5632x2048/tokens:<t>/threads:<n>       a few tokens, weights from DRAM (speculative
+//                                               verification); bytes/s = weight bytes
 //   <matvec|matmul>/<type>-x8/...               the same on weights repacked at load
 //                                               (kernels/repack.h), as models run them
 //   attention/heads:<h>/kv_heads:<k>/dim:<d>/kv:<n>
@@ -183,14 +185,14 @@ struct WeightCopies {
 // stream_bytes: the copies' total (256 MiB streams from DRAM; 0: two copies, which a
 // small matrix keeps in L2 / L3, to show the kernel's own speed apart from DRAM's).
 void BM_Matvec(benchmark::State& state, TensorType type, int64_t rows, int64_t cols, int threads, bool repacked,
-               size_t stream_bytes) {
+               size_t stream_bytes, int64_t tokens) {
   const WeightCopies w(repacked ? repacked_weights(type, rows, cols) : weights(type, rows, cols), stream_bytes);
-  const std::vector<float> x = activations(cols);
-  std::vector<float> y(static_cast<size_t>(rows));
+  const std::vector<float> x = activations(cols * tokens);
+  std::vector<float> y(static_cast<size_t>(rows * tokens));
   ThreadPool& pool = pool_for(threads);
   size_t i = 0;
   for (auto _ : state) {
-    matmul(w.copies[i++ % w.copies.size()], x.data(), 1, y.data(), &pool);
+    matmul(w.copies[i++ % w.copies.size()], x.data(), tokens, y.data(), &pool);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -359,7 +361,21 @@ void register_all() {
         for (int th : thread_counts) {
           const std::string n = std::string("matvec/") + name + (repacked ? "-x8/" : "/") + std::to_string(rows) + "x" +
                                 std::to_string(cols) + "/threads:" + std::to_string(th);
-          with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th, repacked, size_t(256) << 20))
+          with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, rows, cols, th, repacked, size_t(256) << 20, int64_t(1)))
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
+  // A few tokens with the weights from DRAM, as speculative verification (k + 1 tokens)
+  // and a handful of streams run them: time over tokens:1 is the cost of the pass in
+  // decode steps (memory-bound kernels stay near 1).
+  for (auto [name, type] : types)
+    for (bool repacked : variants(type))
+      for (int64_t tokens : {1, 2, 3, 5, 9})
+        for (int th : thread_counts) {
+          const std::string n = std::string("verify/") + name + (repacked ? "-x8/" : "/") + "5632x2048/tokens:" +
+                                std::to_string(tokens) + "/threads:" + std::to_string(th);
+          with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, int64_t(5632), int64_t(2048), th, repacked,
+                                                     size_t(256) << 20, tokens))
               ->UseRealTime()
               ->Unit(benchmark::kMicrosecond);
         }
@@ -369,7 +385,7 @@ void register_all() {
     for (bool repacked : variants(type))
       for (int th : thread_counts) {
         const std::string n = std::string("matvec-cached/") + name + (repacked ? "-x8/" : "/") + "512x2048/threads:" + std::to_string(th);
-        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, int64_t(512), int64_t(2048), th, repacked, size_t(0)))
+        with_extremes(benchmark::RegisterBenchmark(n.c_str(), BM_Matvec, type, int64_t(512), int64_t(2048), th, repacked, size_t(0), int64_t(1)))
             ->UseRealTime()
             ->Unit(benchmark::kMicrosecond);
       }

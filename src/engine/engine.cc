@@ -133,6 +133,7 @@ EngineStats Engine::stats() const {
   s.drafted_tokens = drafted_.load();
   s.accepted_tokens = accepted_.load();
   s.draft_cost = draft_cost_.load();
+  s.verify_extra = verify_extra_.load();
   s.propose_s = propose_s_total_.load();
   s.verify_s = verify_s_total_.load();
   s.verify_steps = verify_steps_.load();
@@ -360,22 +361,25 @@ Engine::Outcome Engine::on_logits(Sequence& s, const float* logits, const int32_
   return {true, took_draft};
 }
 
-// The number of tokens to propose: the k that maximises the expected speedup
-// (1 - a^(k+1)) / ((1 - a)(k c + 1)) (Leviathan et al. 2023) for the sequence's
-// acceptance rate a so far (decayed counts, a prior of one verdict each way) and the
-// cost c of a proposed token relative to a target step (measured for a draft model;
-// a floor of 0.05 stands for the verification's own extra work per token).
-int Engine::next_draft_k(const Sequence& s) const {
+// The number of tokens to propose: the k that maximises the expected tokens per unit of
+// time, (1 - a^(k+1)) / ((1 - a)(1 + k (c + b))) (Leviathan et al. 2023, with the
+// verification's own cost): a, the sequence's acceptance rate so far (decayed counts,
+// a prior of one verdict each way); c, a proposed token's cost and b, each verified
+// token's extra cost in the target's pass, both over a plain decode step and measured
+// as the engine runs (on a CPU b is far from 0: see NOTES.md). 0 when no k gains, but
+// every 16th pass still proposes one token, so that a changing text is noticed.
+int Engine::next_draft_k(Sequence& s) const {
   const int k_max = opt_.spec.max_draft;
   if (!opt_.spec.adaptive) return k_max;
   const double a = std::clamp((s.spec_accepted_ + 1.0) / (s.spec_accepted_ + s.spec_rejected_ + 2.0), 0.0, 0.999);
-  const double c = std::max(0.05, draft_cost_.load());
-  int best = 1;
-  double best_gain = 0;
+  const double cost = draft_cost_.load() + verify_extra_.load();
+  int best = 0;
+  double best_gain = 1.0;
   for (int k = 1; k <= k_max; ++k) {
-    const double gain = (1.0 - std::pow(a, k + 1)) / ((1.0 - a) * (double(k) * c + 1.0));
+    const double gain = (1.0 - std::pow(a, k + 1)) / ((1.0 - a) * (1.0 + double(k) * cost));
     if (gain > best_gain) best_gain = gain, best = k;
   }
+  if (best == 0 && ++s.spec_idle_passes_ % 16 == 0) return 1;
   return best;
 }
 
@@ -582,11 +586,21 @@ void Engine::step() {
     verify_steps_.fetch_add(1);
   }
   if (propose_k_ > 0) add_to(propose_s_total_, propose_s_);
-  if (propose_k_ > 0 && dt > 0) {  // a proposed token's cost relative to this step
-    const double c = propose_s_ / double(propose_k_) / dt;
-    const double old = draft_cost_.load();
-    draft_cost_.store(old == 0 ? c : 0.8 * old + 0.2 * c);
+  // The costs next_draft_k weighs, over a plain decode step (a step of decodes alone).
+  bool decodes_only = true;
+  int64_t n_extra = 0;
+  for (const Planned& q : plan) {
+    decodes_only &= q.decode;
+    n_extra += int64_t(q.draft.tokens.size());
   }
+  auto average = [](std::atomic<double>& v, double x) {
+    const double old = v.load();
+    v.store(old == 0 ? x : 0.8 * old + 0.2 * x);
+  };
+  if (dt > 0 && decodes_only && n_extra == 0) average(plain_step_s_, dt);
+  const double plain = plain_step_s_.load();
+  if (plain > 0 && decodes_only && n_extra > 0) average(verify_extra_, std::max(0.0, dt / plain - 1.0) / double(n_extra));
+  if (plain > 0 && propose_k_ > 0) average(draft_cost_, propose_s_ / double(propose_k_) / plain);
   propose_k_ = 0;
   if (n_decode > 0 && dt > 0) {
     const double tps = double(n_decode) / dt;

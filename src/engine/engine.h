@@ -61,7 +61,8 @@ struct EngineStats {
   int64_t generated_tokens = 0;
   int64_t preemptions = 0;
   int64_t drafted_tokens = 0, accepted_tokens = 0;  // speculative decoding
-  double draft_cost = 0;  // a proposed token's time over a target step's (measured; ngram: about 0)
+  double draft_cost = 0;    // a proposed token's time over a plain decode step's (measured; ngram: about 0)
+  double verify_extra = 0;  // each verified token's extra time in the target's pass, over a plain step
   double propose_s = 0;   // seconds spent proposing
   double verify_s = 0;    // seconds of the forward passes that verified proposals
   int64_t verify_steps = 0;
@@ -122,7 +123,7 @@ class Engine {
   // Proposals for the sequences that may sample after this step (indexed as running_).
   std::vector<Draft> propose();
   // How many tokens s proposes next, from its acceptance so far (see step()).
-  int next_draft_k(const Sequence& s) const;
+  int next_draft_k(Sequence& s) const;
   void finish(Sequence& s, const char* reason, const char* detail);
   void remove_finished();
 
@@ -139,6 +140,7 @@ class Engine {
   std::vector<float> logits_;
   std::unique_ptr<Proposer> proposer_;
   std::atomic<double> draft_cost_{0}, propose_s_total_{0}, verify_s_total_{0};
+  std::atomic<double> plain_step_s_{0}, verify_extra_{0};  // next_draft_k's costs (see there)
   std::atomic<int64_t> verify_steps_{0};  // a proposed token's time over the target's step time (exponential average)
   double propose_s_ = 0;   // this step's proposals: seconds, and the most tokens asked of one sequence
   int propose_k_ = 0;

@@ -112,6 +112,7 @@ class Sequence {
   Sampler sampler_;
   std::unique_ptr<ProposerState> proposer_state_;  // while admitted, if the proposer keeps any
   double spec_accepted_ = 0, spec_rejected_ = 0;  // decayed counts of verdicts (the acceptance rate)
+  int spec_idle_passes_ = 0;                      // passes without proposals since speculation stopped paying
   int verified_end_ = -1;  // during verification: positions of the cache that hold accepted tokens
   StreamDecoder decoder_;
   StopMatcher stop_;

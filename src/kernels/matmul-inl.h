@@ -1689,19 +1689,20 @@ HWY_INLINE void TileX8Float(const TileArgs<typename Unit::Act>& a) {
 
 // ------------------------------------------------------------------ driver
 
-// Tokens [t, t_end) of rows r.. in tiles of T tokens, then T/2, T/4, ..., 1: a few
+// Tokens [t, t_end) of rows r.. in tiles of T tokens, then T/2, ..., 4, 3, 2, 1: a few
 // tokens (speculative verification, a handful of streams) cost one pass per tile size,
 // not one per token. Every tile shape sums in the same order (batch invariance).
 template <size_t R, size_t T, class TileFn, class ArgsFn>
 HWY_INLINE void RunTokenTiles(int64_t r, int64_t& t, int64_t t_end, const TileFn& tile, const ArgsFn& args) {
   for (; t + int64_t(T) <= t_end; t += int64_t(T)) tile.template operator()<R, T>(args(r, t));
-  if constexpr (T > 1) RunTokenTiles<R, T / 2>(r, t, t_end, tile, args);
+  // Down by one from 4 (3 tokens: one pass, not two), by halves above.
+  if constexpr (T > 1) RunTokenTiles<R, (T <= 4 ? T - 1 : T / 2)>(r, t, t_end, tile, args);
 }
 
 // Runs tile<R, T> over rows [r_begin, r_end) x all tokens, in token blocks whose
 // activations stay in cache; remainders go through smaller instantiations (1 row, and
 // T/2, T/4, ... tokens).
-template <size_t R, size_t T, size_t kBlockBytes, class Act, class TileFn>
+template <size_t R, size_t T, size_t kBlockBytes, bool kNarrowFew, class Act, class TileFn>
 HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_end, int64_t n_tokens,
                         const TileFn& tile) {
   auto args = [&](int64_t r, int64_t t) {
@@ -1713,6 +1714,13 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
   };
   if (n_tokens == 1) {
     for (int64_t r = r_begin; r < r_end; ++r) tile.template operator()<1, 1>(args(r, 0));
+    return;
+  }
+  if (kNarrowFew && n_tokens < int64_t(T)) {  // a few tokens: rows one at a time (see ParallelRows)
+    for (int64_t r = r_begin; r < r_end; ++r) {
+      int64_t t = 0;
+      RunTokenTiles<1, T>(r, t, n_tokens, tile, args);
+    }
     return;
   }
   const size_t token_bytes = std::max<size_t>(1, base.act_stride * sizeof(Act));
@@ -1732,7 +1740,9 @@ HWY_INLINE void RunRows(const TileArgs<Act>& base, int64_t r_begin, int64_t r_en
 }
 
 // Splits the rows over the pool (contiguous chunks of whole R-row tiles) and runs them.
-template <size_t R, size_t T, size_t kBlockBytes = kActBlockBytes, class Act, class TileFn>
+// kNarrowFew: fewer than T tokens run 1-row tiles (TileFloat: 2 rows x 2 tokens streamed
+// F32 weights at half the speed of 1 x 2 on Zen 4, bench/ verify/f32).
+template <size_t R, size_t T, size_t kBlockBytes = kActBlockBytes, bool kNarrowFew = false, class Act, class TileFn>
 void ParallelRows(const TileArgs<Act>& base_args, int64_t rows, int64_t n_tokens, ThreadPool* pool, const TileFn& tile) {
   const int64_t groups = (rows + int64_t(R) - 1) / int64_t(R);
   TileArgs<Act> base = base_args;
@@ -1744,7 +1754,7 @@ void ParallelRows(const TileArgs<Act>& base_args, int64_t rows, int64_t n_tokens
   } ctx{&base, rows, n_tokens, &tile};
   const Ctx* c = &ctx;
   auto body = [c](int64_t g0, int64_t g1) {
-    RunRows<R, T, kBlockBytes>(*c->base, g0 * int64_t(R), std::min(c->rows, g1 * int64_t(R)), c->n_tokens, *c->tile);
+    RunRows<R, T, kBlockBytes, kNarrowFew>(*c->base, g0 * int64_t(R), std::min(c->rows, g1 * int64_t(R)), c->n_tokens, *c->tile);
   };
   // Pieces of an eighth of a thread's share: a thread slowed by its neighbours on the
   // host hands the end of its rows to the other threads instead of making them wait.
@@ -1846,7 +1856,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     if (x8_float_rows) x8(TileArgs<float>{w.packed, 8 * w.row_bytes(), act, size_t(cols), size_t(cols), y, size_t(rows), 8});
     if (x8_float_rows == rows) return true;
     const TileArgs<float> base{w.row(x8_float_rows), w.row_bytes(), act, size_t(cols), size_t(cols), y + x8_float_rows, size_t(rows)};
-    ParallelRows<kFloatR, kFloatT>(base, rows - x8_float_rows, n_tokens, pool,
+    ParallelRows<kFloatR, kFloatT, kActBlockBytes, true>(base, rows - x8_float_rows, n_tokens, pool,
                                    []<size_t R, size_t T>(const TileArgs<float>& a) { TileFloat<WT, R, T>(a); });
     return true;
   };
