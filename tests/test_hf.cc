@@ -195,6 +195,64 @@ void write_fp8_copy(const std::string& from, const fs::path& fp8, const fs::path
   write_safetensors(same / "model.safetensors", out_bf16);
 }
 
+// DeepSeek-V3's multi-token prediction layer as its checkpoints hold it
+// (model.layers.<num_hidden_layers>.*, num_nextn_predict_layers): loaded as the MTP
+// module, not as a trunk layer (the trunk's logits stay bit-identical); a config that
+// counts a layer the checkpoint dropped loads without it.
+TEST(HfModel, DeepSeekMtpLayerLoadsAsTheModule) {
+  const std::string from = test::shared_dir() + "/golden/deepseek-v3/hf";
+  if (!fs::exists(from)) GTEST_SKIP() << "missing " << from;
+  const fs::path with = temp_dir("mtp"), dropped = temp_dir("mtp_dropped");
+  nlohmann::json cfg = nlohmann::json::parse(std::ifstream(from + "/config.json"));
+  const int n = cfg["num_hidden_layers"].get<int>();
+  const int64_t E = cfg["hidden_size"].get<int64_t>();
+  cfg["num_nextn_predict_layers"] = 1;
+  for (const fs::path& d : {with, dropped}) {
+    std::ofstream(d / "config.json") << cfg.dump(1);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) fs::copy_file(from + "/" + f, d / f);
+  }
+  fs::copy_file(from + "/model.safetensors", dropped / "model.safetensors");
+  auto st = SafetensorsFile::open(from + "/model.safetensors");
+  std::vector<StTensor> ts;
+  const std::string last = "model.layers." + std::to_string(n - 1) + ".";
+  for (const auto& [name, t] : st->tensors()) {
+    ts.push_back({name, t.dtype_name, t.shape, std::vector<uint8_t>(t.data, t.data + t.nbytes)});
+    if (name.rfind(last, 0) == 0)  // the module's block: a copy of the last layer's
+      ts.push_back({"model.layers." + std::to_string(n) + "." + name.substr(last.size()), t.dtype_name, t.shape,
+                    std::vector<uint8_t>(t.data, t.data + t.nbytes)});
+  }
+  auto bf16_values = [](int64_t count, float scale) {
+    std::vector<uint8_t> b(size_t(count) * 2);
+    for (int64_t i = 0; i < count; ++i) {
+      const uint16_t h = float_to_bf16(scale * float((i * 7919) % 17 - 8) / 8.0f + (scale == 0 ? 1.0f : 0.0f));
+      std::memcpy(&b[size_t(i) * 2], &h, 2);
+    }
+    return b;
+  };
+  const std::string mtp = "model.layers." + std::to_string(n) + ".";
+  ts.push_back({mtp + "eh_proj.weight", "BF16", {E, 2 * E}, bf16_values(E * 2 * E, 0.05f)});
+  for (const char* norm : {"enorm.weight", "hnorm.weight", "shared_head.norm.weight"})
+    ts.push_back({mtp + norm, "BF16", {E}, bf16_values(E, 0.0f)});
+  write_safetensors(with / "model.safetensors", ts);
+
+  auto original = HfModel::open(from), with_mtp = HfModel::open(with.string()), without = HfModel::open(dropped.string());
+  auto m0 = load_model(*original), m1 = load_model(*with_mtp), m2 = load_model(*without);
+  EXPECT_EQ(m1->config().n_mtp, 1);
+  EXPECT_EQ(m1->config().n_layer, n);
+  EXPECT_EQ(m2->config().n_mtp, 0);
+  const std::vector<int32_t> ids = {1, 17, 400, 33, 1024, 5, 77, 300};
+  EXPECT_EQ(all_logits(*m1, ids), all_logits(*m0, ids));
+  m1->keep_hidden(true);
+  all_logits(*m1, ids);
+  const std::vector<float> h = m1->hidden();
+  KvCache cache = m1->new_mtp_cache(16, TensorType::F32);
+  std::vector<float> logits(size_t(m1->config().n_vocab));
+  m1->forward_mtp({Model::MtpChunk{&cache, ids.data() + 1, h.data(), int64_t(ids.size()) - 1}}, logits.data());
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+  fs::remove_all(with);
+  fs::remove_all(dropped);
+}
+
 TEST(HfModel, Fp8BlockScaledMatchesBf16) {
   ScopedKernelMode exact(KernelMode::kReference);
   const std::string from = test::shared_dir() + "/golden/deepseek-v3/hf";

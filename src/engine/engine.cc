@@ -92,8 +92,8 @@ Engine::Engine(Model& model, const Tokenizer& tokenizer, meter::Meter& meter, En
     disk_ = std::make_unique<KvDiskCache>(opt_.kv_cache_dir, opt_.kv_cache_disk_max, pool_->salt(), pool_->bytes_per_block());
   think_close_ids_ = tok_.encode("\n</think>\n\n", false, true);
   const SpeculativeOptions& sp = opt_.spec;
-  if (sp.method != SpecMethod::kNone && (sp.max_draft < 1 || sp.max_draft > 64))
-    fail("--draft-max must be between 1 and 64, got {}", sp.max_draft);
+  if (sp.method != SpecMethod::kNone && (sp.max_draft < 1 || sp.max_draft > kMaxDraft))
+    fail("--draft-max must be between 1 and {}, got {}", kMaxDraft, sp.max_draft);
   if (sp.method == SpecMethod::kPromptLookup) proposer_ = std::make_unique<PromptLookupProposer>(sp.ngram_min, sp.ngram_max);
   if (sp.method == SpecMethod::kDraftModel) {
     if (!sp.draft) fail("speculative decoding with a draft model needs one (--draft MODEL)");
@@ -362,21 +362,35 @@ Engine::Outcome Engine::on_logits(Sequence& s, const float* logits, const int32_
 }
 
 // The number of tokens to propose: the k that maximises the expected tokens per unit of
-// time, (1 - a^(k+1)) / ((1 - a)(1 + k (c + b))) (Leviathan et al. 2023, with the
+// time, (1 - a^(k+1)) / ((1 - a)(v(k) + k c)) (Leviathan et al. 2023, with the
 // verification's own cost): a, the sequence's acceptance rate so far (decayed counts,
-// a prior of one verdict each way); c, a proposed token's cost and b, each verified
-// token's extra cost in the target's pass, both over a plain decode step and measured
-// as the engine runs (on a CPU b is far from 0: see NOTES.md). 0 when no k gains, but
+// a prior of one verdict each way); c, a proposed token's cost and v(k), the cost of a
+// pass verifying k proposals, both over a plain decode step and measured as the engine
+// runs. On a CPU v(k) is far from 1 and not linear (NOTES.md): it is kept per k; an
+// untried k is assumed as cheap as the measured ones allow (interpolated, and no
+// dearer than the next larger measured k), so it gets tried. 0 when no k gains, but
 // every 16th pass still proposes one token, so that a changing text is noticed.
+double Engine::verify_cost(int k) const {
+  if (verify_cost_[size_t(k)] > 0) return verify_cost_[size_t(k)];
+  int lo = 0, hi = 0;  // the nearest measured k below (0: v = 1) and above (0: none)
+  for (int j = k - 1; j >= 1 && lo == 0; --j)
+    if (verify_cost_[size_t(j)] > 0) lo = j;
+  for (int j = k + 1; j <= kMaxDraft && hi == 0; ++j)
+    if (verify_cost_[size_t(j)] > 0) hi = j;
+  const double v_lo = lo > 0 ? verify_cost_[size_t(lo)] : 1.0;
+  if (hi == 0) return v_lo;
+  return v_lo + (verify_cost_[size_t(hi)] - v_lo) * double(k - lo) / double(hi - lo);
+}
+
 int Engine::next_draft_k(Sequence& s) const {
   const int k_max = opt_.spec.max_draft;
   if (!opt_.spec.adaptive) return k_max;
   const double a = std::clamp((s.spec_accepted_ + 1.0) / (s.spec_accepted_ + s.spec_rejected_ + 2.0), 0.0, 0.999);
-  const double cost = draft_cost_.load() + verify_extra_.load();
+  const double c = draft_cost_.load();
   int best = 0;
   double best_gain = 1.0;
   for (int k = 1; k <= k_max; ++k) {
-    const double gain = (1.0 - std::pow(a, k + 1)) / ((1.0 - a) * (1.0 + double(k) * cost));
+    const double gain = (1.0 - std::pow(a, k + 1)) / ((1.0 - a) * (verify_cost(k) + double(k) * c));
     if (gain > best_gain) best_gain = gain, best = k;
   }
   if (best == 0 && ++s.spec_idle_passes_ % 16 == 0) return 1;
@@ -599,7 +613,13 @@ void Engine::step() {
   };
   if (dt > 0 && decodes_only && n_extra == 0) average(plain_step_s_, dt);
   const double plain = plain_step_s_.load();
-  if (plain > 0 && decodes_only && n_extra > 0) average(verify_extra_, std::max(0.0, dt / plain - 1.0) / double(n_extra));
+  int k_pass = 0;  // the most proposals one sequence verified in this pass
+  for (const Planned& q : plan) k_pass = std::max(k_pass, int(q.draft.tokens.size()));
+  if (plain > 0 && decodes_only && k_pass > 0) {
+    double& v = verify_cost_[size_t(k_pass)];
+    v = v == 0 ? dt / plain : 0.8 * v + 0.2 * dt / plain;
+    average(verify_extra_, std::max(0.0, dt / plain - 1.0) / double(n_extra));
+  }
   if (plain > 0 && propose_k_ > 0) average(draft_cost_, propose_s_ / double(propose_k_) / plain);
   propose_k_ = 0;
   if (n_decode > 0 && dt > 0) {

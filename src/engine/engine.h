@@ -22,6 +22,7 @@
 // to the tokens each put into it (prompt and generated apart), so that concurrent
 // sequences' energies add up to the machine's.
 #pragma once
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -79,6 +80,7 @@ struct EngineStats {
 
 class Engine {
  public:
+  static constexpr int kMaxDraft = 64;  // --draft-max at most
   // model, tokenizer and meter must outlive the engine. Throws Error when the budget
   // holds less than one full context.
   Engine(Model& model, const Tokenizer& tokenizer, meter::Meter& meter, EngineOptions options);
@@ -124,6 +126,7 @@ class Engine {
   std::vector<Draft> propose();
   // How many tokens s proposes next, from its acceptance so far (see step()).
   int next_draft_k(Sequence& s) const;
+  double verify_cost(int k) const;
   void finish(Sequence& s, const char* reason, const char* detail);
   void remove_finished();
 
@@ -141,6 +144,7 @@ class Engine {
   std::unique_ptr<Proposer> proposer_;
   std::atomic<double> draft_cost_{0}, propose_s_total_{0}, verify_s_total_{0};
   std::atomic<double> plain_step_s_{0}, verify_extra_{0};  // next_draft_k's costs (see there)
+  std::array<double, kMaxDraft + 1> verify_cost_{};          // v(k), 0: not measured yet
   std::atomic<int64_t> verify_steps_{0};  // a proposed token's time over the target's step time (exponential average)
   double propose_s_ = 0;   // this step's proposals: seconds, and the most tokens asked of one sequence
   int propose_k_ = 0;

@@ -1,6 +1,7 @@
 #include "formats/hf_model.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +63,13 @@ struct Config {
 
 // HF parameter names -> GGUF tensor names (the suffix after "model.layers.N.").
 const std::pair<const char*, const char*> kLayerNames[] = {
+    // DeepSeek-V3's multi-token prediction layer (model.layers.<num_hidden_layers>.*)
+    {"eh_proj.weight", "nextn.eh_proj.weight"},
+    {"enorm.weight", "nextn.enorm.weight"},
+    {"hnorm.weight", "nextn.hnorm.weight"},
+    {"embed_tokens.weight", "nextn.embed_tokens.weight"},
+    {"shared_head.norm.weight", "nextn.shared_head_norm.weight"},
+    {"shared_head.head.weight", "nextn.shared_head_head.weight"},
     {"input_layernorm.weight", "attn_norm.weight"},
     {"post_attention_layernorm.weight", "ffn_norm.weight"},
     {"self_attn.q_proj.weight", "attn_q.weight"},
@@ -378,6 +386,22 @@ void HfModel::map_tensors(std::optional<TensorType> quantize_to, ThreadPool* poo
     tensors_[name] = t;
   }
   if (untied && !tensors_.count("output.weight")) fail("{}: tie_word_embeddings is false but lm_head.weight is missing", dir_);
+  // DeepSeek's MTP layers follow the trunk's num_hidden_layers. Many checkpoints drop
+  // them although the config still counts them: then they are left out, as before.
+  const uint64_t n_trunk = find(arch_ + ".block_count")->u;
+  uint64_t n_mtp = 0;
+  if (arch_ == "deepseek2" && cfg.contains("num_nextn_predict_layers") && cfg["num_nextn_predict_layers"].is_number_unsigned())
+    n_mtp = cfg["num_nextn_predict_layers"].get<uint64_t>();
+  for (uint64_t k = 0; k < n_mtp; ++k)
+    if (!tensors_.count(fmt::format("blk.{}.nextn.eh_proj.weight", n_trunk + k))) n_mtp = k;
+  for (auto it = tensors_.begin(); it != tensors_.end();) {
+    const bool beyond = it->first.rfind("blk.", 0) == 0 && std::strtoull(it->first.c_str() + 4, nullptr, 10) >= n_trunk + n_mtp;
+    it = beyond ? tensors_.erase(it) : std::next(it);
+  }
+  if (n_mtp > 0) {
+    set_u32(arch_ + ".block_count", n_trunk + n_mtp);
+    set_u32(arch_ + ".nextn_predict_layers", n_mtp);
+  }
 
   if (!quantize_to) return;
   // Quantize-on-load: every matrix except the router goes into the arena at the
