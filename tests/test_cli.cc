@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
+#include "core/error.h"
+#include "core/output_file.h"
 #include "formats/gguf.h"
 #include "formats/gguf_writer.h"
 #include "kernels/matmul.h"
@@ -94,6 +96,73 @@ TEST(Cli, NextnTensorsOutsideDeepSeekAreRefused) {
   });
   expect_error(jevons("run -m " + path + " -p hi -n 2"), "multi-token-prediction (nextn) layers");
   std::filesystem::remove(path);
+}
+
+// Files are safe (issue 27): an output that is an input, or lies inside an input
+// directory, is refused before anything is written, whatever path names it; an existing
+// output is replaced only with --force; a finished write leaves no temporary file.
+std::string file_bytes(const std::string& path) { return test::read_file(path); }
+
+TEST(Cli, OutputsNeverDestroyInputs) {
+  namespace fs = std::filesystem;
+  const fs::path dir = tmp("safe");
+  fs::remove_all(dir);
+  fs::create_directories(dir / "hf");
+  for (const auto& e : fs::directory_iterator(test::shared_dir() + "/golden/qwen2/hf")) fs::copy_file(e.path(), dir / "hf" / e.path().filename());
+  const std::string hf = (dir / "hf").string(), model = (dir / "m.gguf").string();
+  fs::copy_file(stories(), model);
+  const std::string st_before = file_bytes(hf + "/model.safetensors"), cfg_before = file_bytes(hf + "/config.json");
+  const std::string model_before = file_bytes(model);
+
+  expect_error(jevons("convert " + hf + " " + hf + "/model.safetensors --force"), "inside the input directory");
+  expect_error(jevons("convert " + hf + " " + hf + "/config.json --force"), "inside the input directory");
+  expect_error(jevons("logits -m " + model + " --tokens 1,2 --out " + model + " --force"), "is the input");
+  expect_error(jevons("logits -m " + model + " --tokens 1,2 --out " + dir.string() + "/./m.gguf --force"), "is the input");
+  fs::create_symlink(model, dir / "link.gguf");
+  expect_error(jevons("logits -m " + (dir / "link.gguf").string() + " --tokens 1,2 --out " + model + " --force"), "is the input");
+  expect_error(jevons("synth --preset smollm2-135m --vocab " + model + " -o " + model + " --force"), "is the input");
+  expect_error(jevons("run -m " + model + " -p hi -n 2 --energy-log " + model), "is the input");
+  EXPECT_EQ(file_bytes(hf + "/model.safetensors"), st_before);
+  EXPECT_EQ(file_bytes(hf + "/config.json"), cfg_before);
+  EXPECT_EQ(file_bytes(model), model_before);
+
+  // An existing output needs --force; then it is replaced whole, and no temporary file stays.
+  const std::string out = (dir / "logits.f32").string();
+  std::ofstream(out) << "keep me";
+  expect_error(jevons("logits -m " + model + " --tokens 1,2 --out " + out), "exists: add --force");
+  EXPECT_EQ(file_bytes(out), "keep me");
+  const Result ok = jevons("logits -m " + model + " --tokens 1,2 --out " + out + " --force");
+  ASSERT_EQ(ok.code, 0) << ok.err;
+  EXPECT_EQ(fs::file_size(out), 2u * 512u * 4u);
+  const Result conv = jevons("convert " + hf + " " + (dir / "q.gguf").string());
+  ASSERT_EQ(conv.code, 0) << conv.err;
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << "left behind: " << e.path();
+  fs::remove_all(dir);
+}
+
+TEST(OutputFile, AnAbandonedWriteLeavesTheOldFileAndNoTemporary) {
+  namespace fs = std::filesystem;
+  const fs::path dir = tmp("atomic");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string p = (dir / "out.txt").string();
+  std::ofstream(p) << "old";
+  {
+    OutputFile f(p);
+    f.write("new, but never finished", 23);
+  }  // an error would unwind here: no commit
+  EXPECT_EQ(test::read_file(p), "old");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+  {
+    OutputFile f(p);
+    f.write("new", 3);
+    f.commit();
+  }
+  EXPECT_EQ(test::read_file(p), "new");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+  EXPECT_THROW(OutputFile((dir / "no" / "such" / "dir.txt").string()), Error);
+  fs::remove_all(dir);
 }
 
 TEST(Cli, SameSeedSameOutput) {

@@ -13,6 +13,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/large_buffer.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
@@ -105,7 +106,13 @@ double cached_probe(const std::string& what, int threads, bool reprobe, const st
   cache[key] = value;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (std::ofstream out(file); out) out << cache.dump(2) << "\n";
+  try {  // whole or not at all; a cache that cannot be written is measured again next time
+    OutputFile out(file);
+    const std::string text = cache.dump(2) + "\n";
+    out.write(text.data(), text.size());
+    out.commit();
+  } catch (const Error&) {
+  }
   return value;
 }
 
@@ -133,6 +140,7 @@ std::string dominant_type(const ModelSource& f) { return type_name(dominant_tens
 void run_bench(const BenchOptions& o) {
   using clock = std::chrono::steady_clock;
   const meter::MeterConfig meter_config = meter::resolve_config(o.meter);  // bad settings fail before the load
+  if (!o.energy_log.empty()) check_output(o.energy_log, {o.model.path, o.spec.draft}, true);  // replaced, never an input
   LoadedModel m = load(o.model, true);
   Model& model = *m.model;
   const ModelConfig& cfg = model.config();

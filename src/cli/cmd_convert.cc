@@ -3,6 +3,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/thread_pool.h"
 #include "model/convert.h"
 
@@ -12,14 +13,17 @@ void add_convert_command(CLI::App& app) {
   struct Options {
     std::string in, out, type;
     int threads = 0;
+    bool force = false;
   };
   auto o = std::make_shared<Options>();
   CLI::App* c = app.add_subcommand("convert", "Convert a Hugging Face safetensors directory (llama, qwen2, qwen3, deepseek) to GGUF");
   c->add_option("hf_dir", o->in, "Directory with config.json, *.safetensors, tokenizer.json")->required();
-  c->add_option("out", o->out, "Output GGUF file")->required();
+  c->add_option("out", o->out, "Output GGUF file (outside the input directory; written whole or not at all)")->required();
   c->add_option("--type", o->type, "Matrix type: f32 f16 bf16 q8_0 q4_0 q4_k ... (default: as stored; FP8 becomes bf16)");
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
+  c->add_flag("--force", o->force, "Replace the output file if it exists (never a file of the input directory)");
   c->callback([o] {
+    check_output(o->out, {o->in}, o->force);
     ConvertOptions co;
     co.hf_dir = o->in;
     co.out_path = o->out;

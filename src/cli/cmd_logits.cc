@@ -4,6 +4,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/thread_pool.h"
 
 namespace jevons::cli {
@@ -13,9 +14,11 @@ struct LogitsOptions {
   ModelArgs model;
   std::string tokens, out;
   int threads = 0;
+  bool force = false;
 };
 
 void run_logits(const LogitsOptions& o) {
+  check_output(o.out, {o.model.path}, o.force);
   LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();
   const std::vector<int32_t> ids = parse_ids(o.tokens);
@@ -28,10 +31,9 @@ void run_logits(const LogitsOptions& o) {
   std::vector<float> logits(ids.size() * size_t(cfg.n_vocab));
   m.model->forward(cache, ids.data(), int64_t(ids.size()), logits.data(), true);
 
-  std::FILE* f = std::fopen(o.out.c_str(), "wb");
-  if (!f) fail("cannot write {}", o.out);
-  const size_t written = std::fwrite(logits.data(), sizeof(float), logits.size(), f);  // x86/ARM are little-endian
-  if (std::fclose(f) != 0 || written != logits.size()) fail("error writing {} (disk full?)", o.out);
+  OutputFile out(o.out);
+  out.write(logits.data(), logits.size() * sizeof(float));  // x86/ARM are little-endian
+  out.commit();
   std::fprintf(stderr, "wrote %zu x %d logits to %s\n", ids.size(), cfg.n_vocab, o.out.c_str());
 }
 
@@ -42,7 +44,8 @@ void add_logits_command(CLI::App& app) {
   CLI::App* c = app.add_subcommand("logits", "Evaluate token ids as one sequence and write float32 logits for every position [n_tokens, n_vocab]");
   add_model_options(c, o->model);
   c->add_option("--tokens", o->tokens, "Token ids, comma-separated, e.g. 1,2,3")->required();
-  c->add_option("--out", o->out, "Output file (raw little-endian float32)")->required();
+  c->add_option("--out", o->out, "Output file (raw little-endian float32; written whole or not at all)")->required();
+  c->add_flag("--force", o->force, "Replace the output file if it exists (never the model)");
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->callback([o] { run_logits(*o); });
 }

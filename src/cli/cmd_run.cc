@@ -9,6 +9,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
 #include "meter/cli_options.h"
@@ -50,6 +51,8 @@ std::string read_prompt(const RunOptions& o) {
 void run(RunOptions o) {
   const meter::MeterConfig meter_config = meter::resolve_config(o.meter);  // bad settings fail before the load
   if (!o.prompt.empty() && !o.prompt_file.empty()) fail("give the prompt with -p or -f, not both");
+  // An energy log is replaced if it exists (it is jevons' own), but never when it is an input.
+  if (!o.energy_log.empty()) check_output(o.energy_log, {o.model.path, o.prompt_file, o.spec.draft}, true);
   const std::string prompt_text = read_prompt(o);
   LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();

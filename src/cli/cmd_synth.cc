@@ -5,6 +5,7 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/thread_pool.h"
 #include "model/synth.h"
 
@@ -15,7 +16,7 @@ struct SynthCliOptions {
   std::string preset, type = "q4_0", vocab, out;
   uint64_t seed = 1;
   int threads = 0, mtp = 0;
-  bool list = false, full_precision = false;
+  bool list = false, full_precision = false, force = false;
 };
 
 void run_synth(const SynthCliOptions& c) {
@@ -37,6 +38,7 @@ void run_synth(const SynthCliOptions& c) {
   if (!t)
     fail("unknown --type '{}' (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, q4_k_m)", c.type);
   if (c.out.empty()) fail("-o FILE.gguf is required");
+  check_output(c.out, {c.vocab}, c.force);
   if (c.vocab.empty())
     fail("--vocab VOCAB.gguf is required: the tokenizer is copied from it (e.g. ../shared/tokenizers/vocab/ggml-vocab-llama-spm.gguf "
          "for Llama-2-style models, ggml-vocab-deepseek-llm.gguf or ggml-vocab-gpt-2.gguf for byte-level BPE ones)");
@@ -75,7 +77,8 @@ void add_synth_command(CLI::App& app) {
                 "llama.cpp's Q4_K_M mix (Q6_K for the output and for attn_v/ffn_down in some layers, Q4_K elsewhere), "
                 "as most published GGUFs are")->capture_default_str();
   c->add_option("--vocab", o->vocab, "GGUF to take the tokenizer from (padded with unused tokens up to the preset's vocabulary size)");
-  c->add_option("-o,--out", o->out, "Output GGUF file");
+  c->add_option("-o,--out", o->out, "Output GGUF file (written whole or not at all)");
+  c->add_flag("--force", o->force, "Replace the output file if it exists (never the --vocab file)");
   c->add_option("--seed", o->seed, "Seed of the random weights")->capture_default_str();
   c->add_option("--mtp", o->mtp, "DeepSeek presets: append this many multi-token prediction (nextn) layers, as DeepSeek-V3/R1 "
                                  "ship one (for --spec mtp); the other weights stay the same")

@@ -1,5 +1,7 @@
 #include "formats/gguf_writer.h"
 
+#include "core/output_file.h"
+
 #include <cstdio>
 #include <cstring>
 
@@ -204,14 +206,9 @@ std::vector<uint8_t> GgufWriter::bytes(uint32_t alignment) const {
 }
 
 void GgufWriter::write(const std::string& path, uint32_t alignment) const {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) fail("cannot create {}", path);
-  bool ok = true;
-  write_to([&](const uint8_t* p, size_t n) { ok = ok && std::fwrite(p, 1, n, f) == n; }, alignment);
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(path.c_str());
-    fail("error writing {} (disk full?); the partial file was removed", path);
-  }
+  OutputFile out(path);  // whole or absent
+  write_to([&](const uint8_t* p, size_t n) { out.write(p, n); }, alignment);
+  out.commit();
 }
 
 }  // namespace jevons

@@ -112,8 +112,14 @@ void Meter::add_memory_traffic(uint64_t bytes) {
 
 void Meter::start_log(const std::string& path) {
   stop_log();
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (!f) fail("cannot write the energy log {}: {}", path, std::strerror(errno));
+  // Beside the destination until stop_log renames it there (never half a log at `path`).
+  std::unique_ptr<OutputFile> file;
+  try {
+    file = std::make_unique<OutputFile>(path);
+  } catch (const Error& e) {
+    fail("cannot write the energy log {}: {}", path, e.what());
+  }
+  std::FILE* f = file->file();
   std::fputs("t_s,watts,joules,source\n", f);
   std::fflush(f);
   double t;
@@ -121,6 +127,7 @@ void Meter::start_log(const std::string& path) {
   {
     std::lock_guard<std::mutex> lock(log_mu_);
     log_ = f;
+    log_file_ = std::move(file);
     log_path_ = path;
     log_t0_ = log_last_t_ = t;
     log_j0_ = log_last_j_ = j;
@@ -136,9 +143,9 @@ void Meter::stop_log() {
   double t;
   const double j = sample(&t);
   write_row_locked(t, j);
-  const bool ok = std::fclose(log_) == 0;
   log_ = nullptr;
-  if (!ok) fail("cannot finish the energy log {}: {}", log_path_, std::strerror(errno));
+  std::unique_ptr<OutputFile> file = std::move(log_file_);
+  file->commit();
 }
 
 void Meter::write_row_locked(double t, double j) {

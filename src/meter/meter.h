@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/output_file.h"
 #include "meter/accounting.h"
 #include "meter/config.h"
 #include "meter/estimate.h"
@@ -98,7 +99,8 @@ class Meter {
 
   std::mutex sample_mu_;
   std::mutex log_mu_;
-  std::FILE* log_ = nullptr;
+  std::FILE* log_ = nullptr;                 // log_file_'s, while a log is being written
+  std::unique_ptr<OutputFile> log_file_;
   std::string log_path_;
   double log_t0_ = 0, log_j0_ = 0, log_last_t_ = 0, log_last_j_ = 0, log_last_w_ = 0;
   int64_t log_rows_ = 0;

@@ -4,6 +4,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/thread_pool.h"
 #include "formats/gguf_writer.h"
 #include "formats/hf_model.h"
@@ -144,17 +145,12 @@ ConvertResult convert_hf_to_gguf(const ConvertOptions& o) {
       if (o.progress) o.progress(++done, outputs.size());
     });
   }
-  std::FILE* f = std::fopen(o.out_path.c_str(), "wb");
-  if (!f) fail("cannot create {}", o.out_path);
-  bool ok = true;
+  OutputFile file(o.out_path);  // renamed into place when whole: the input is never touched
   w.write_to([&](const uint8_t* p, size_t n) {
-    ok = ok && std::fwrite(p, 1, n, f) == n;
+    file.write(p, n);
     result.bytes += n;
   });
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(o.out_path.c_str());
-    fail("error writing {} (disk full?); the partial file was removed", o.out_path);
-  }
+  file.commit();
   result.tensors = outputs.size();
   for (const auto& [what, count] : fallbacks) result.notes += fmt::format("{} tensors {}; ", count, what);
   return result;

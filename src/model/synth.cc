@@ -6,6 +6,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/float16.h"
 #include "core/thread_pool.h"
 #include "formats/gguf.h"
@@ -293,17 +294,12 @@ SynthResult synthesize(const SynthOptions& o) {
 
   for (const auto& [what, count] : fallbacks) result.notes += fmt::format("{} tensors {}; ", count, what);
 
-  std::FILE* f = std::fopen(o.out_path.c_str(), "wb");
-  if (!f) fail("cannot create {}", o.out_path);
-  bool ok = true;
+  OutputFile file(o.out_path);  // renamed into place when whole
   w.write_to([&](const uint8_t* data, size_t n) {
-    ok = ok && std::fwrite(data, 1, n, f) == n;
+    file.write(data, n);
     written += n;
   });
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(o.out_path.c_str());
-    fail("error writing {} (disk full?); the partial file was removed", o.out_path);
-  }
+  file.commit();
   result.file_bytes = written;
   return result;
 }
