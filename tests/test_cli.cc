@@ -165,6 +165,19 @@ TEST(OutputFile, AnAbandonedWriteLeavesTheOldFileAndNoTemporary) {
   fs::remove_all(dir);
 }
 
+// SIGTERM drains and exits 0 (the drain itself: ServerTest.Drain*).
+TEST(Cli, ServeExitsCleanlyOnSigterm) {
+  const std::string log = tmp("serve_sigterm.txt");
+  const Result r = test::run_shell("timeout 60 bash -c '" + std::string(JEVONS_CLI_PATH) + " serve -m " + stories() +
+                                   " --port 0 -t 1 2>" + log + " & pid=$!; for i in $(seq 300); do grep -q \"serve: ready\" " + log +
+                                   " && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo rc=$?'");
+  const std::string err = test::read_file(log);
+  EXPECT_NE(r.out.find("rc=0"), std::string::npos) << r.out << err;
+  EXPECT_NE(err.find("shutting down"), std::string::npos) << err;
+  EXPECT_NE(err.find("serve: stopped"), std::string::npos) << err;
+  std::remove(log.c_str());
+}
+
 TEST(Cli, SameSeedSameOutput) {
   const std::string args = "run -m " + stories() + " -p \"Once upon a time\" -n 40 --temp 1.0 --seed 42";
   const Result a = jevons(args), b = jevons(args), c = jevons(args + "1");

@@ -530,6 +530,54 @@ TEST_F(ServerTest, SpeculativeDecodingReportedInUsageAndOffPerRequest) {
   EXPECT_NE(met->body.find("jevons_spec_drafted_tokens_total " + std::to_string(accepted + rejected)), std::string::npos) << met->body;
 }
 
+// SIGTERM's drain (HttpServer::drain): new requests get 503 at once, a request in flight
+// may finish within the timeout; past it, an open stream ends with an error event and
+// [DONE], and its work is cancelled.
+TEST_F(ServerTest, DrainLetsRunningRequestsFinishThenCutsStreamsCleanly) {
+  start(chatml());
+  const json msgs = {{{"role", "user"}, {"content", "Tell me a long story."}}};
+  // 1. A generous timeout: the running stream finishes normally, a new request is refused.
+  std::string text1;
+  std::thread t1([&] {
+    text1 = post_stream("/v1/chat/completions", json{{"messages", msgs}, {"temperature", 0}, {"stream", true}, {"max_tokens", 200},
+                                                   {"ignore_eos", true}}).second;
+  });
+  while (http_->in_flight() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  int cut = -1;
+  std::thread drainer([&] { cut = http_->drain(std::chrono::seconds(60)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto [s2, j2] = post_json("/v1/chat/completions", json{{"messages", msgs}, {"max_tokens", 4}});
+  EXPECT_TRUE(s2 == 503 || s2 == -1) << s2 << " " << j2.dump();  // refused, or the listener is already gone
+  t1.join();
+  drainer.join();
+  EXPECT_EQ(cut, 0);
+  EXPECT_NE(text1.find("\"finish_reason\":\"length\""), std::string::npos) << text1.substr(0, 300);
+  EXPECT_NE(text1.find("data: [DONE]"), std::string::npos);
+  EXPECT_EQ(text1.find("server_shutdown"), std::string::npos);
+}
+
+TEST_F(ServerTest, DrainTimeoutEndsOpenStreamsWithAnErrorAndDone) {
+  SchedulerOptions so;
+  so.engine.n_ctx = 4096;  // long enough to be cut
+  so.engine.kv_budget_bytes = size_t(256) << 20;
+  start(chatml(), so);
+  const json msgs = {{{"role", "user"}, {"content", "Tell me a long story."}}};
+  std::string text;
+  std::thread t([&] {
+    text = post_stream("/v1/chat/completions", json{{"messages", msgs}, {"temperature", 0}, {"stream", true}, {"ignore_eos", true}}).second;
+  });
+  while (text.empty() && http_->in_flight() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  EXPECT_EQ(http_->drain(std::chrono::milliseconds(0)), 1);
+  t.join();
+  EXPECT_NE(text.find("\"code\":\"server_shutdown\""), std::string::npos) << text.substr(text.size() > 400 ? text.size() - 400 : 0);
+  const size_t done = text.rfind("data: [DONE]");
+  ASSERT_NE(done, std::string::npos);
+  EXPECT_EQ(text.substr(done), "data: [DONE]\n\n");
+  for (int i = 0; i < 200 && sched_->stats().kv.used_blocks > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(sched_->stats().kv.used_blocks, 0u) << "the cut request's blocks are freed";
+}
+
 // 32 requests with no max_tokens (each runs to the end of the context) on a KV pool of
 // two contexts: nothing is refused for lack of KV, every answer equals its unbatched
 // greedy run, and no block is held afterwards.

@@ -1,7 +1,11 @@
 // jevons serve: an OpenAI-compatible HTTP server with continuous batching and
 // per-request energy (src/server/).
 #include <cctype>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <thread>
 #include <cstdio>
 #include <fstream>
@@ -25,6 +29,7 @@ struct ServeOptions {
   std::string alias, chat_template, kv_budget = "1G", api_key, cors;
   std::string kv_cache_dir, kv_cache_disk_max = "8G";
   std::string host = "127.0.0.1";
+  double shutdown_timeout = 5;
   int port = 8080;
   int parallel = 8;
   int threads = 0;
@@ -63,7 +68,18 @@ std::string base_name(const std::string& path) {
   return b;
 }
 
+std::atomic<int> g_signals{0};
+
+extern "C" void on_stop_signal(int) {
+  if (g_signals.fetch_add(1) >= 1) _exit(130);  // the second one: at once
+}
+
 void serve(const ServeOptions& o) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
   const meter::MeterConfig meter_config = meter::resolve_config(o.meter);
   const size_t kv_budget = parse_size(o.kv_budget);
   server::ServerOptions so;
@@ -131,8 +147,14 @@ void serve(const ServeOptions& o) {
                so.model_name.c_str(), sched.engine.n_ctx, sched.engine.parallel, s.kv.total_blocks, KvBlockPool::kBlockTokens,
                o.kv_budget.c_str(), full, o.parallel, o.model.kv_type.c_str(), cfg.kv_bytes_per_token(o.model.kv()),
                o.no_prefix_cache ? "off" : "on", spec.describe().c_str(), pool.size(), meter.source().c_str());
-  // Serve until the process is stopped (Ctrl-C / SIGTERM end it).
-  for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+  // Serve until SIGTERM or SIGINT: then drain (see HttpServer::drain); a second signal
+  // exits at once.
+  while (g_signals.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::fprintf(stderr, "[jevons] serve: shutting down: no new requests; %d in flight get up to %g s to finish (--shutdown-timeout)\n",
+               http.in_flight(), o.shutdown_timeout);
+  const int cut = http.drain(std::chrono::milliseconds(int64_t(o.shutdown_timeout * 1000)));
+  scheduler.stop();
+  std::fprintf(stderr, "[jevons] serve: stopped (%d response%s cut short)\n", cut, cut == 1 ? "" : "s");
 }
 
 }  // namespace
@@ -166,6 +188,11 @@ void add_serve_command(CLI::App& app) {
   c->add_flag("--no-prefix-cache", o->no_prefix_cache,
               "Compute every prompt in full (by default, KV blocks of prompt prefixes seen before are reused: same output, less work)");
   add_spec_options(c, o->spec);  // a request may turn it off with "speculative": false
+  c->add_option("--shutdown-timeout", o->shutdown_timeout,
+                "On SIGTERM/SIGINT: seconds running requests may take to finish before their streams end with an "
+                "error event (a second signal exits at once)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
   c->add_option("--alias", o->alias, "Model id served in /v1/models (default: the file name)");
   c->add_option("--cors", o->cors, "Allow browser calls from this origin ('*' for any); off by default");
   c->add_option("--max-body", o->max_body, "Largest request body in bytes")->capture_default_str();

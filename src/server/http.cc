@@ -68,6 +68,9 @@ struct HttpServer::Impl {
   std::thread thread;
   int port = -1;
   std::atomic<bool> stopped{false};
+  std::atomic<bool> draining{false};  // no new generation requests
+  std::atomic<bool> cut{false};       // drain's time is up: open responses end now
+  std::atomic<int> in_flight{0}, cut_short{0};
 
   explicit Impl(ServerOptions o) : opt(std::move(o)) { setup(); }
 
@@ -149,6 +152,10 @@ void HttpServer::Impl::setup() {
   });
 
   svr.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    if (draining.load()) {
+      send_json(res, 503, json{{"status", "shutting down"}});
+      return;
+    }
     if (!ready.load()) {
       send_json(res, 503, json{{"status", "loading"}});
       return;
@@ -189,6 +196,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
   std::shared_ptr<engine::Request> req;
   ParsedRequest p;
   try {
+    if (draining.load()) throw ApiError(503, "server_error", "the server is shutting down");
     if (!ready.load()) throw ApiError(503, "server_error", "the model is still loading");
     p = parse_request(hreq.body, chat);
     if (!p.model.empty() && p.model != opt.model_name)
@@ -212,6 +220,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
       ids = tok.encode(p.prompt_text, tok.add_bos_default() && tok.bos_id() >= 0, true);
     }
     req = backend.scheduler->submit(ids, p.params, p.n);
+    in_flight.fetch_add(1);  // until the response's provider is released (drain waits on it)
   } catch (const engine::RequestError& e) {
     const ApiError a = api_error(e);
     metrics.count_request(endpoint, a.status);
@@ -255,6 +264,16 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
           }
           std::string out;
           auto sse = [&out](const json& j) { out += "data: " + dump(j) + "\n\n"; };
+          if (cut.load()) {  // shutting down: an error event, then the end of the stream
+            req->cancel();
+            cut_short.fetch_add(1);
+            sse(error_json("the server is shutting down; the response was cut short", "server_error", "", "server_shutdown"));
+            out += "data: [DONE]\n\n";
+            st->finished = true;
+            sink.write(out.data(), out.size());
+            sink.done();
+            return true;
+          }
           if (!st->started && chat) {
             json cs = json::array();
             for (int i = 0; i < n; ++i)
@@ -311,8 +330,9 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
           }
           return true;
         },
-        [req](bool success) {
+        [this, req](bool success) {
           if (!success) req->cancel();
+          in_flight.fetch_sub(1);
         });
     return;
   }
@@ -330,6 +350,15 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
           if (!sink.is_writable()) {
             req->cancel();
             return false;
+          }
+          if (cut.load()) {  // shutting down: the body is an error
+            req->cancel();
+            cut_short.fetch_add(1);
+            const std::string s = dump(error_json("the server is shutting down; the response was cut short", "server_error", "",
+                                                  "server_shutdown"));
+            sink.write(s.data(), s.size());
+            sink.done();
+            return true;
           }
           done = req->wait(ds, std::chrono::milliseconds(100));
           if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(1)) break;  // let httplib check the socket
@@ -369,8 +398,9 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
         sink.done();
         return true;
       },
-      [req](bool success) {
+      [this, req](bool success) {
         if (!success) req->cancel();
+        in_flight.fetch_sub(1);
       });
 }
 
@@ -400,6 +430,23 @@ void HttpServer::run() { impl_->svr.listen_after_bind(); }
 void HttpServer::attach(const Backend& backend) {
   impl_->backend = backend;
   impl_->ready.store(true);
+}
+
+int HttpServer::in_flight() const { return impl_->in_flight.load(); }
+
+int HttpServer::drain(std::chrono::milliseconds timeout) {
+  impl_->draining.store(true);
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  impl_->cut.store(true);
+  // Open responses see `cut` within one wait (50-100 ms) and end; give them a moment.
+  const auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < grace)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const int n = impl_->cut_short.load();
+  stop();
+  return n;
 }
 
 void HttpServer::stop() {

@@ -5,6 +5,7 @@
 // Streaming responses are SSE; a client that goes away cancels its request, and the
 // engine frees its KV blocks at the next step.
 #pragma once
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -47,6 +48,12 @@ class HttpServer {
   void run();
   // Makes the model routes live; /health turns 200.
   void attach(const Backend& backend);
+  // Graceful shutdown (SIGTERM): new generation requests get 503 at once; requests in
+  // flight may finish for up to `timeout`; then each open stream ends with an error event
+  // and [DONE] (a non-streaming response with an error body) and its work is cancelled.
+  // Returns how many requests it had to cut short. stop() follows.
+  int drain(std::chrono::milliseconds timeout);
+  int in_flight() const;
   // Stops accepting, ends open streams, joins the threads. Idempotent.
   void stop();
   int port() const;

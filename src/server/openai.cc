@@ -125,6 +125,7 @@ ParsedRequest parse_request(const json& b, bool chat) {
   }
   // jevons' own: false turns the server's speculative decoding off for this request.
   if (has(b, "speculative")) r.params.speculate = get_bool(b, "speculative");
+  if (has(b, "ignore_eos")) r.params.ignore_eos = get_bool(b, "ignore_eos");  // as llama-server: a fixed length
   if (has(b, "max_reasoning_tokens")) r.params.max_reasoning_tokens = int(get_int(b, "max_reasoning_tokens", 0, 1 << 24));
   if (has(b, "max_reasoning_joules")) r.params.max_reasoning_joules = get_number(b, "max_reasoning_joules", 0, 1e12);
 
