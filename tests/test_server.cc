@@ -373,10 +373,45 @@ TEST_F(ServerTest, HealthModelsMetricsAndPage) {
   auto page = c.Get("/");
   ASSERT_TRUE(page);
   EXPECT_NE(page->body.find("<title>jevons chat</title>"), std::string::npos);
-  auto met = c.Get("/metrics");
+  auto met = c.Get("/metrics", auth());
   ASSERT_TRUE(met);
   EXPECT_NE(met->body.find("jevons_kv_blocks_total"), std::string::npos);
   EXPECT_NE(met->body.find("# TYPE jevons_queue_depth gauge"), std::string::npos);
+  // With a key, /metrics needs it too (only /health and the page do not).
+  auto no_key = c.Get("/metrics");
+  ASSERT_TRUE(no_key);
+  EXPECT_EQ(no_key->status, 401);
+  // A known route with another method: 405 and what it allows.
+  auto wrong = c.Get("/v1/chat/completions", auth());
+  ASSERT_TRUE(wrong);
+  EXPECT_EQ(wrong->status, 405);
+  EXPECT_EQ(wrong->get_header_value("Allow"), "POST");
+  EXPECT_NE(wrong->body.find("\"error\""), std::string::npos);
+  auto unknown = c.Get("/v2/nothing", auth());
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+}
+
+TEST_F(ServerTest, CorsPreflightAllowsTheHeadersItAsksFor) {
+  SchedulerOptions so;
+  start(chatml(), so);
+  http_->stop();
+  server::ServerOptions o;
+  o.port = 0;
+  o.cors_origin = "*";
+  o.model_name = "qwen-test";
+  server::HttpServer cors(o);
+  const int port = cors.bind();
+  cors.start();
+  httplib::Client c("127.0.0.1", port);
+  auto pre = c.Options("/v1/chat/completions", httplib::Headers{{"Origin", "http://x"},
+                                                                {"Access-Control-Request-Method", "POST"},
+                                                                {"Access-Control-Request-Headers", "authorization, content-type, x-stainless-os"}});
+  ASSERT_TRUE(pre);
+  EXPECT_EQ(pre->status, 204);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Headers"), "authorization, content-type, x-stainless-os");
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "*");
+  cors.stop();
 }
 
 TEST_F(ServerTest, HealthIs503WhileLoading) {
@@ -494,7 +529,7 @@ TEST_F(ServerTest, PrefixCacheHitReportedInUsage) {
   EXPECT_EQ(prompt_tokens, int(prompt.size()));
   EXPECT_EQ(j2["choices"][0]["message"]["content"], detok(greedy_reference(prompt, 8)));
   httplib::Client c("127.0.0.1", port_);
-  auto met = c.Get("/metrics");
+  auto met = c.Get("/metrics", auth());
   ASSERT_TRUE(met);
   EXPECT_NE(met->body.find("jevons_prefix_cache_hit_rate"), std::string::npos);
   EXPECT_NE(met->body.find("jevons_kv_cached_bytes"), std::string::npos);
@@ -525,7 +560,7 @@ TEST_F(ServerTest, SpeculativeDecodingReportedInUsageAndOffPerRequest) {
   auto [s3, j3] = post_json("/v1/chat/completions", json{{"messages", msgs}, {"speculative", "yes"}});
   EXPECT_EQ(s3, 400) << j3.dump();
   httplib::Client c("127.0.0.1", port_);
-  auto met = c.Get("/metrics");
+  auto met = c.Get("/metrics", auth());
   ASSERT_TRUE(met);
   EXPECT_NE(met->body.find("jevons_spec_drafted_tokens_total " + std::to_string(accepted + rejected)), std::string::npos) << met->body;
 }
@@ -576,6 +611,33 @@ TEST_F(ServerTest, DrainTimeoutEndsOpenStreamsWithAnErrorAndDone) {
   EXPECT_EQ(text.substr(done), "data: [DONE]\n\n");
   for (int i = 0; i < 200 && sched_->stats().kv.used_blocks > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(sched_->stats().kv.used_blocks, 0u) << "the cut request's blocks are freed";
+}
+
+// --max-queue 0 means "no queue": a request runs when a slot is free, else 429.
+TEST_F(ServerTest, MaxQueueZeroMeansNoQueueNotNoService) {
+  Env& e = Env::get();
+  SchedulerOptions so;
+  so.engine.parallel = 2;
+  so.engine.n_ctx = 512;
+  so.engine.kv_type = TensorType::F32;
+  so.engine.kv_budget_bytes = size_t(128) << 20;
+  so.max_queue = 0;
+  Scheduler sched(*e.model, *e.tok, *e.meter, so);
+  GenParams gp;
+  gp.max_tokens = 400;
+  gp.ignore_eos = true;
+  const std::vector<int32_t> prompt = e.tok->encode("Once upon a time", false);
+  auto r1 = sched.submit(prompt, gp);  // slots free: runs (before: refused, 1 > 0)
+  auto r2 = sched.submit(prompt, gp);
+  try {
+    sched.submit(prompt, gp);
+    ADD_FAILURE() << "a third request with two slots and no queue was accepted";
+  } catch (const engine::RequestError& err) {
+    EXPECT_EQ(err.kind, engine::RequestError::Kind::kBusy);
+  }
+  r1->cancel();
+  r2->cancel();
+  sched.stop();
 }
 
 // 32 requests with no max_tokens (each runs to the end of the context) on a KV pool of

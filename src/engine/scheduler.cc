@@ -120,8 +120,11 @@ std::shared_ptr<Request> Scheduler::submit(const std::vector<int32_t>& prompt, c
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) throw RequestError(K::kUnavailable, "the server is shutting down");
-    const int64_t queued = engine_.stats().waiting + int64_t(inbox_.size());
-    if (queued + n > opt_.max_queue)
+    // max_queue counts the sequences that would wait for a slot (0: no queue, not no service).
+    const EngineStats es = engine_.stats();
+    const int64_t queued = es.waiting + int64_t(inbox_.size());
+    const int64_t free_slots = std::max<int64_t>(0, opt_.engine.parallel - es.running);
+    if (queued + n - free_slots > opt_.max_queue)
       throw RequestError(K::kBusy, fmt::format("the server is busy ({} requests queued); retry later", queued), "", "queue_full");
     for (int c = 0; c < n; ++c) {
       GenParams p = params;

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <thread>
 
 #include "core/error.h"
@@ -76,6 +77,35 @@ struct HttpServer::Impl {
 
   void setup();
   void generate(const httplib::Request& hreq, httplib::Response& res, bool chat);
+  // One line per request on stderr: time, id, route, status, tokens, ms, joules.
+  void log_request(const std::string& id, const std::string& route, const engine::Request& r,
+                   std::chrono::steady_clock::time_point t0, bool delivered) {
+    if (!opt.log_requests) return;
+    int completion = 0;
+    std::string reason;
+    if (r.done())
+      for (const SequenceResult& c : r.results()) {
+        completion += c.completion_tokens;
+        if (reason.empty()) reason = c.finish_reason;
+      }
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const double j = r.done() ? r.energy(*backend.meter).total_j : 0.0;
+    std::fprintf(stderr, "[jevons] %s %s POST %s 200 %s | prompt %d cached %d completion %d | %.0f ms | %.3f J\n",
+                 utc_now().c_str(), id.c_str(), route.c_str(), delivered ? (reason.empty() ? "done" : reason.c_str()) : "client gone",
+                 r.prompt_tokens(), r.cached_tokens(), completion, ms, j);
+  }
+  void log_error(const std::string& id, const std::string& route, int status, const std::string& what) {
+    if (!opt.log_requests) return;
+    std::fprintf(stderr, "[jevons] %s %s POST %s %d error: %s\n", utc_now().c_str(), id.c_str(), route.c_str(), status, what.c_str());
+  }
+  static std::string utc_now() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+  }
   json usage_of(const engine::Request& r, const std::vector<SequenceResult>& rs) {
     const int cached = r.cached_tokens();
     const double saved = cached * backend.scheduler->stats().prefill_j_per_token();
@@ -111,14 +141,17 @@ void HttpServer::Impl::setup() {
   svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (!opt.cors_origin.empty()) {
       res.set_header("Access-Control-Allow-Origin", opt.cors_origin);
-      res.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type");
+      // A preflight may ask for other headers (an SDK's own): allow what it asks.
+      const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+      res.set_header("Access-Control-Allow-Headers", asked.empty() ? std::string("Authorization, Content-Type") : asked);
       res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
       if (req.method == "OPTIONS") {
         res.status = 204;
         return httplib::Server::HandlerResponse::Handled;
       }
     }
-    if (!opt.api_key.empty() && req.path.rfind("/v1/", 0) == 0) {
+    // With a key, every route needs it but /health (probes) and / (the page; its calls send the key).
+    if (!opt.api_key.empty() && req.path != "/health" && req.path != "/") {
       const std::string auth = req.get_header_value("Authorization");
       if (auth != "Bearer " + opt.api_key) {
         send_json(res, 401,
@@ -133,6 +166,18 @@ void HttpServer::Impl::setup() {
   });
   svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
+    // A known route asked with another method: 405 and what it allows.
+    static const std::map<std::string, std::string> allowed = {
+        {"/v1/chat/completions", "POST"}, {"/v1/completions", "POST"}, {"/v1/models", "GET"},
+        {"/health", "GET"}, {"/metrics", "GET"}, {"/", "GET"}};
+    if (const auto it = allowed.find(req.path); res.status == 404 && it != allowed.end()) {
+      res.status = 405;
+      res.set_header("Allow", it->second);
+      res.set_content(dump(error_json(fmt::format("{} {} is not allowed (use {})", req.method, req.path, it->second),
+                                      "invalid_request_error")),
+                      "application/json");
+      return;
+    }
     std::string msg = fmt::format("HTTP {}", res.status);
     std::string type = "invalid_request_error";
     if (res.status == 404) msg = fmt::format("Unknown route: {} {}", req.method, req.path);
@@ -193,6 +238,8 @@ void HttpServer::Impl::setup() {
 
 void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response& res, bool chat) {
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+  const std::string id = new_id(chat ? "chatcmpl-" : "cmpl-");
+  const auto t_start = std::chrono::steady_clock::now();
   std::shared_ptr<engine::Request> req;
   ParsedRequest p;
   try {
@@ -224,20 +271,21 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
   } catch (const engine::RequestError& e) {
     const ApiError a = api_error(e);
     metrics.count_request(endpoint, a.status);
+    log_error(id, endpoint, a.status, e.what());
     send_error(res, a);
     return;
   } catch (const ApiError& e) {
     metrics.count_request(endpoint, e.status);
+    log_error(id, endpoint, e.status, e.what());
     send_error(res, e);
     return;
   } catch (const Error& e) {
     metrics.count_request(endpoint, 400);
+    log_error(id, endpoint, 400, e.what());
     send_json(res, 400, error_json(e.what(), "invalid_request_error"));
     return;
   }
   metrics.count_request(endpoint, 200);
-
-  const std::string id = new_id(chat ? "chatcmpl-" : "cmpl-");
   const int64_t created = int64_t(std::time(nullptr));
   const std::string model = opt.model_name;
   const int n = p.n;
@@ -330,8 +378,9 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
           }
           return true;
         },
-        [this, req](bool success) {
+        [this, req, id, endpoint, t_start](bool success) {
           if (!success) req->cancel();
+          log_request(id, endpoint, *req, t_start, success);
           in_flight.fetch_sub(1);
         });
     return;
@@ -398,8 +447,9 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
         sink.done();
         return true;
       },
-      [this, req](bool success) {
+      [this, req, id, endpoint, t_start](bool success) {
         if (!success) req->cancel();
+        log_request(id, endpoint, *req, t_start, success);
         in_flight.fetch_sub(1);
       });
 }

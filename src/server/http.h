@@ -24,6 +24,7 @@ struct ServerOptions {
   std::string model_name = "jevons";
   size_t max_body_bytes = size_t(8) << 20;
   int http_threads = 128;          // concurrent connections served (streams hold one each)
+  bool log_requests = true;        // a line per request on stderr (and each error, with its request id)
 };
 
 // What the routes generate with; all must outlive the server (or its stop()).
