@@ -392,6 +392,34 @@ TEST_F(ServerTest, HealthModelsMetricsAndPage) {
   EXPECT_EQ(unknown->status, 404);
 }
 
+// --request-timeout: a stream running past it ends with an error event and [DONE].
+TEST_F(ServerTest, RequestTimeoutCutsALongStream) {
+  SchedulerOptions so;
+  so.engine.n_ctx = 4096;
+  so.engine.kv_budget_bytes = size_t(256) << 20;
+  start(chatml(), so);
+  http_->stop();
+  server::ServerOptions o;
+  o.port = 0;
+  o.api_key = kKey;
+  o.model_name = "qwen-test";
+  o.request_timeout_s = 0.05;
+  http_ = std::make_unique<server::HttpServer>(o);
+  port_ = http_->bind();
+  http_->start();
+  http_->attach(server::Backend{sched_.get(), tmpl_.get(), Env::get().meter.get()});
+  const json msgs = {{{"role", "user"}, {"content", "Tell me a long story."}}};
+  const std::string text =
+      post_stream("/v1/chat/completions", json{{"messages", msgs}, {"temperature", 0}, {"stream", true}, {"ignore_eos", true}}).second;
+  EXPECT_NE(text.find("\"code\":\"request_timeout\""), std::string::npos) << text.substr(text.size() > 300 ? text.size() - 300 : 0);
+  const size_t done = text.rfind("data: [DONE]");
+  ASSERT_NE(done, std::string::npos);
+  EXPECT_EQ(text.substr(done), "data: [DONE]\n\n");
+  auto [s2, j2] = post_json("/v1/chat/completions", json{{"messages", msgs}, {"ignore_eos", true}});
+  EXPECT_EQ(s2, 200);
+  EXPECT_EQ(j2["error"]["code"], "request_timeout") << j2.dump().substr(0, 300);
+}
+
 TEST_F(ServerTest, CorsPreflightAllowsTheHeadersItAsksFor) {
   SchedulerOptions so;
   start(chatml(), so);

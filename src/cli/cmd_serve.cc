@@ -29,7 +29,7 @@ struct ServeOptions {
   std::string alias, chat_template, kv_budget = "1G", api_key, cors;
   std::string kv_cache_dir, kv_cache_disk_max = "8G";
   std::string host = "127.0.0.1";
-  double shutdown_timeout = 5;
+  double shutdown_timeout = 5, request_timeout = 0;
   int port = 8080;
   int parallel = 8;
   int threads = 0;
@@ -90,6 +90,7 @@ void serve(const ServeOptions& o) {
   so.model_name = o.alias.empty() ? base_name(o.model.path) : o.alias;
   so.max_body_bytes = o.max_body;
   so.http_threads = o.http_threads;
+  so.request_timeout_s = o.request_timeout;
   server::HttpServer http(so);
   const int port = http.bind();
   http.start();  // /health answers 503 while the model loads
@@ -188,6 +189,11 @@ void add_serve_command(CLI::App& app) {
   c->add_flag("--no-prefix-cache", o->no_prefix_cache,
               "Compute every prompt in full (by default, KV blocks of prompt prefixes seen before are reused: same output, less work)");
   add_spec_options(c, o->spec);  // a request may turn it off with "speculative": false
+  c->add_option("--request-timeout", o->request_timeout,
+                "Seconds a request may run; longer ones are cut (a stream ends with an error event, code request_timeout). "
+                "0: no limit")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e7));
   c->add_option("--shutdown-timeout", o->shutdown_timeout,
                 "On SIGTERM/SIGINT: seconds running requests may take to finish before their streams end with an "
                 "error event (a second signal exits at once)")

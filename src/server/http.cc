@@ -98,6 +98,15 @@ struct HttpServer::Impl {
     if (!opt.log_requests) return;
     std::fprintf(stderr, "[jevons] %s %s POST %s %d error: %s\n", utc_now().c_str(), id.c_str(), route.c_str(), status, what.c_str());
   }
+  bool past_deadline(std::chrono::steady_clock::time_point t0) const {
+    return opt.request_timeout_s > 0 &&
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > opt.request_timeout_s;
+  }
+  json timeout_error() const {
+    return error_json(fmt::format("the request ran longer than the server's --request-timeout of {} s and was cut short",
+                                  opt.request_timeout_s),
+                      "server_error", "", "request_timeout");
+  }
   static std::string utc_now() {
     const std::time_t t = std::time(nullptr);
     std::tm tm{};
@@ -304,7 +313,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
     };
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, st, req, p, chat, n, chunk](size_t, httplib::DataSink& sink) {
+        [this, st, req, p, chat, n, chunk, t_start](size_t, httplib::DataSink& sink) {
           if (st->finished) return false;
           if (!sink.is_writable()) {
             req->cancel();
@@ -312,10 +321,12 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
           }
           std::string out;
           auto sse = [&out](const json& j) { out += "data: " + dump(j) + "\n\n"; };
-          if (cut.load()) {  // shutting down: an error event, then the end of the stream
+          const bool timed_out = past_deadline(t_start);
+          if (cut.load() || timed_out) {  // shutting down or too long: an error event, then the end of the stream
             req->cancel();
-            cut_short.fetch_add(1);
-            sse(error_json("the server is shutting down; the response was cut short", "server_error", "", "server_shutdown"));
+            if (!timed_out) cut_short.fetch_add(1);
+            sse(timed_out ? timeout_error() : error_json("the server is shutting down; the response was cut short", "server_error", "",
+                                                         "server_shutdown"));
             out += "data: [DONE]\n\n";
             st->finished = true;
             sink.write(out.data(), out.size());
@@ -391,7 +402,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
   auto acc = std::make_shared<std::vector<Accum>>(size_t(n));
   res.set_chunked_content_provider(
       "application/json",
-      [this, req, acc, p, chat, n, id, created, model](size_t, httplib::DataSink& sink) {
+      [this, req, acc, p, chat, n, id, created, model, t_start](size_t, httplib::DataSink& sink) {
         std::vector<engine::Delta> ds;
         bool done = false;
         const auto t0 = std::chrono::steady_clock::now();
@@ -400,11 +411,13 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
             req->cancel();
             return false;
           }
-          if (cut.load()) {  // shutting down: the body is an error
+          const bool timed_out = past_deadline(t_start);
+          if (cut.load() || timed_out) {  // shutting down or too long: the body is an error
             req->cancel();
-            cut_short.fetch_add(1);
-            const std::string s = dump(error_json("the server is shutting down; the response was cut short", "server_error", "",
-                                                  "server_shutdown"));
+            if (!timed_out) cut_short.fetch_add(1);
+            const std::string s = dump(timed_out ? timeout_error()
+                                                 : error_json("the server is shutting down; the response was cut short", "server_error",
+                                                              "", "server_shutdown"));
             sink.write(s.data(), s.size());
             sink.done();
             return true;

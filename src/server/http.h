@@ -25,6 +25,7 @@ struct ServerOptions {
   size_t max_body_bytes = size_t(8) << 20;
   int http_threads = 128;          // concurrent connections served (streams hold one each)
   bool log_requests = true;        // a line per request on stderr (and each error, with its request id)
+  double request_timeout_s = 0;    // > 0: a request running longer is cut (error event / body, code request_timeout)
 };
 
 // What the routes generate with; all must outlive the server (or its stop()).
