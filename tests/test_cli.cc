@@ -178,6 +178,20 @@ TEST(Cli, ServeExitsCleanlyOnSigterm) {
   std::remove(log.c_str());
 }
 
+// First-hour messages (issue 28): an unknown command is named, out-of-range sampling
+// options are refused, -t beyond the hardware is warned about, parameters read as such.
+TEST(Cli, FirstHourMessages) {
+  expect_error(jevons("frobnicate"), "unknown command 'frobnicate'");
+  expect_error(jevons("run -m " + stories() + " -p hi -n 2 --top-p 2"), "--top-p");
+  expect_error(jevons("run -m " + stories() + " -p hi -n 2 --top-k -5"), "--top-k");
+  expect_error(jevons("run -m " + stories() + " -p hi -n 2 --min-p 1.5"), "--min-p");
+  const Result many = jevons("run -m " + stories() + " -p hi -n 1 -t 256");
+  ASSERT_EQ(many.code, 0) << many.err;
+  EXPECT_NE(many.err.find("more threads than this machine's"), std::string::npos) << many.err;
+  const Result inspect = jevons("inspect " + stories());
+  EXPECT_NE(inspect.out.find("parameters: 292800 (292.8 K)"), std::string::npos) << inspect.out;
+}
+
 TEST(Cli, SameSeedSameOutput) {
   const std::string args = "run -m " + stories() + " -p \"Once upon a time\" -n 40 --temp 1.0 --seed 42";
   const Result a = jevons(args), b = jevons(args), c = jevons(args + "1");

@@ -144,7 +144,7 @@ void run_bench(const BenchOptions& o) {
   LoadedModel m = load(o.model, true);
   Model& model = *m.model;
   const ModelConfig& cfg = model.config();
-  const int threads = o.threads > 0 ? o.threads : physical_core_count();
+  const int threads = resolve_threads(o.threads);
   if (o.n_prompt > cfg.n_ctx_train || (o.n_gen > 0 && o.depth + o.n_gen > cfg.n_ctx_train))
     fail("-p {} or -d {} + -n {} exceeds the model's trained context of {}", o.n_prompt, o.depth, o.n_gen, cfg.n_ctx_train);
   ThreadPool pool(threads);

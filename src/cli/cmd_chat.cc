@@ -57,7 +57,7 @@ void chat(ChatOptions o) {
   const ChatTemplate tmpl = engine::resolve_chat_template(*m.file, tok, o.chat_template, &notice);
   if (!notice.empty()) std::fprintf(stderr, "[jevons] warning: %s\n", notice.c_str());
 
-  ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
+  ThreadPool pool(resolve_threads(o.threads));
   m.model->set_thread_pool(&pool);
   meter::Meter meter(meter_config);
   for (const std::string& w : meter.warnings()) std::fprintf(stderr, "[jevons] energy: %s\n", w.c_str());

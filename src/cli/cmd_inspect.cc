@@ -48,8 +48,12 @@ void inspect(const std::string& path, bool all_tensors, const F16Args& f16) {
   if (shown < tensors.size()) std::printf("  ... %zu more (--all to list them)\n", tensors.size() - shown);
   std::string types;
   for (auto& [n, c] : per_type) types += fmt::format("{}{} x{}", types.empty() ? "" : ", ", n, c);
-  std::printf("\nparameters: %lld (%.3f B), weights %s, types: %s\n", (long long)params, double(params) / 1e9,
-              human_bytes(double(bytes)).c_str(), types.c_str());
+  // 292800 -> "292.8 K", 1100048384 -> "1.100 B"
+  const double pd = double(params);
+  const std::string count = pd >= 1e9 ? fmt::format("{:.3f} B", pd / 1e9) : pd >= 1e6 ? fmt::format("{:.1f} M", pd / 1e6)
+                          : pd >= 1e3 ? fmt::format("{:.1f} K", pd / 1e3) : fmt::format("{}", params);
+  std::printf("\nparameters: %lld (%s), weights %s, types: %s\n", (long long)params, count.c_str(), human_bytes(double(bytes)).c_str(),
+              types.c_str());
 
   // The architecture summary needs a model jevons can build; a vocab-only file has none.
   if (file->find_tensor("token_embd.weight")) {

@@ -25,7 +25,7 @@ void run_logits(const LogitsOptions& o) {
   if (ids.empty()) fail("--tokens is empty: give ids like 1,2,3");
   if (int64_t(ids.size()) > cfg.n_ctx_train)
     fail("{} tokens exceed the model's trained context of {}", ids.size(), cfg.n_ctx_train);
-  ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
+  ThreadPool pool(resolve_threads(o.threads));
   m.model->set_thread_pool(&pool);
   KvCache cache = m.model->new_cache(int(ids.size()), o.model.kv());
   std::vector<float> logits(ids.size() * size_t(cfg.n_vocab));

@@ -69,7 +69,7 @@ void run(RunOptions o) {
     fail("the prompt is {} tokens but the context is {} (raise -c, up to the trained context {})", prompt.size(), n_ctx,
          cfg.n_ctx_train);
 
-  ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
+  ThreadPool pool(resolve_threads(o.threads));
   m.model->set_thread_pool(&pool);
   meter::Meter meter(meter_config);
   for (const std::string& w : meter.warnings()) std::fprintf(stderr, "[jevons] energy: %s\n", w.c_str());

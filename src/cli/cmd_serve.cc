@@ -100,7 +100,7 @@ void serve(const ServeOptions& o) {
 
   LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();
-  ThreadPool pool(o.threads > 0 ? o.threads : physical_core_count());
+  ThreadPool pool(resolve_threads(o.threads));
   m.model->set_thread_pool(&pool);
   std::string notice;
   auto tmpl = std::make_unique<ChatTemplate>(engine::resolve_chat_template(*m.file, *m.tokenizer, o.chat_template, &notice));

@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstdio>
 #include <map>
+#include <thread>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
@@ -96,9 +97,11 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 
 void add_sampling_options(CLI::App* c, SamplerParams& sampling, bool& seed_given) {
   c->add_option("--temp", sampling.temperature, "Sampling temperature; 0 = greedy")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  c->add_option("--top-k", sampling.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str();
-  c->add_option("--top-p", sampling.top_p, "Nucleus sampling mass (1 = off)")->capture_default_str();
-  c->add_option("--min-p", sampling.min_p, "Drop tokens below min-p x the top probability (0 = off)")->capture_default_str();
+  c->add_option("--top-k", sampling.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str()->check(CLI::Range(0, 1 << 30));
+  c->add_option("--top-p", sampling.top_p, "Nucleus sampling mass, in (0, 1] (1 = off)")->capture_default_str()->check(CLI::Range(1e-6, 1.0));
+  c->add_option("--min-p", sampling.min_p, "Drop tokens below min-p x the top probability, in [0, 1] (0 = off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   c->add_option("--repeat-penalty", sampling.repeat_penalty, "Penalize recently seen tokens (1 = off)")->capture_default_str();
   c->add_option("--repeat-last-n", sampling.repeat_last_n, "How many recent tokens the penalties consider")->capture_default_str();
   c->add_option("--presence-penalty", sampling.presence_penalty, "Subtract from logits of tokens already seen")->capture_default_str();
@@ -120,6 +123,18 @@ void add_model_options(CLI::App* c, ModelArgs& args) {
   c->add_option("--quant", args.quant,
                 "Quantize a Hugging Face checkpoint's matrices at load: q8_0, q4_0, q4_k, ... (k-quants fall back on short rows)");
   add_f16_options(c, args.f16);
+}
+
+int resolve_threads(int requested) {
+  const int cores = physical_core_count();
+  if (requested <= 0) return cores;
+  const unsigned hw = std::thread::hardware_concurrency();
+  if (hw > 0 && unsigned(requested) > hw)
+    std::fprintf(stderr,
+                 "[jevons] warning: -t %d is more threads than this machine's %u hardware threads; the extra ones only "
+                 "wait their turn and every step waits for the slowest (far slower). The default is its %d physical cores\n",
+                 requested, hw, cores);
+  return requested;
 }
 
 void add_spec_options(CLI::App* c, SpecArgs& args) {

@@ -83,6 +83,9 @@ void add_f16_options(CLI::App* c, F16Args& args);
 // "1,2,3" or "1 2 3" -> ids; throws Error on anything else.
 std::vector<int32_t> parse_ids(const std::string& text);
 
+// -t as asked (with a warning when it exceeds the hardware threads), or the physical cores.
+int resolve_threads(int requested);
+
 // Default context: min(4096, trained context).
 int default_context(const ModelConfig& c);
 

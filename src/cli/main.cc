@@ -1,6 +1,7 @@
 // jevons: the command-line front end. Each subcommand lives in its own cmd_*.cc.
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -22,6 +23,19 @@ int main(int argc, char** argv) {
   jevons::cli::add_convert_command(app);
   jevons::cli::add_chat_command(app);
   jevons::cli::add_serve_command(app);
+  // An unknown command is named as such (CLI11 would say "A subcommand is required").
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "error: unknown command '%s' (the commands: %s; jevons --help describes them)\n", argv[1], names.c_str());
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
