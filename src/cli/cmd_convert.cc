@@ -33,9 +33,10 @@ void add_convert_command(CLI::App& app) {
       if (!t || !is_gguf_type(t->type)) fail("unknown --type '{}'", o->type);
       co.type = t->type;
     }
-    co.progress = [](size_t done, size_t total) { std::fprintf(stderr, "\r[convert] %zu/%zu tensors", done, total); };
+    auto progress = std::make_shared<Progress>("convert");
+    co.progress = [progress](size_t done, size_t total) { progress->update(done, total, fmt::format("{}/{} tensors", done, total)); };
     const ConvertResult r = convert_hf_to_gguf(co);
-    std::fprintf(stderr, "\n");
+    progress->finish();
     std::printf("wrote %s: %zu tensors, %.1f MB\n", o->out.c_str(), r.tensors, double(r.bytes) / 1e6);
     if (!r.notes.empty()) std::printf("type fallbacks: %s\n", r.notes.c_str());
   });

@@ -50,17 +50,13 @@ void run_synth(const SynthCliOptions& c) {
   o.bf16_values = !c.full_precision;
   o.threads = c.threads > 0 ? c.threads : physical_core_count();
   const auto t0 = std::chrono::steady_clock::now();
-  int last_pct = -1;
+  Progress progress("synth");
   o.progress = [&](size_t done, size_t total, uint64_t bytes) {
-    const int pct = int(100 * done / total);
-    if (pct != last_pct && (pct % 5 == 0 || done == total)) {
-      std::fprintf(stderr, "\r[synth] %3d%%  %zu/%zu tensors, %.2f GB written", pct, done, total, double(bytes) / 1e9);
-      last_pct = pct;
-    }
+    progress.update(done, total, fmt::format("{}/{} tensors, {:.2f} GB written", done, total, double(bytes) / 1e9));
   };
   const SynthResult r = synthesize(o);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr, "\n");
+  progress.finish();
   std::printf("wrote %s: %s, %s weights, %.3f B parameters, %.2f GB, in %.1f s\n", c.out.c_str(), o.preset->name,
               o.q4_k_m ? "q4_K_M (q4_K + q6_K)" : t->name,
               double(r.parameters) / 1e9, double(r.file_bytes) / 1e9, s);

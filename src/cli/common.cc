@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include <unistd.h>
+
 #include "engine/engine.h"
 
 #include <algorithm>
@@ -123,6 +125,21 @@ void add_model_options(CLI::App* c, ModelArgs& args) {
   c->add_option("--quant", args.quant,
                 "Quantize a Hugging Face checkpoint's matrices at load: q8_0, q4_0, q4_k, ... (k-quants fall back on short rows)");
   add_f16_options(c, args.f16);
+}
+
+Progress::Progress(std::string tag) : tag_(std::move(tag)), tty_(::isatty(2) != 0) {}
+
+void Progress::update(size_t done, size_t total, const std::string& detail) {
+  const int pct = total > 0 ? int(100 * done / total) : 100;
+  const int step = tty_ ? 1 : 25;
+  if (pct / step == last_ / step && done != total) return;
+  last_ = pct;
+  if (tty_) std::fprintf(stderr, "\r[%s] %3d%%  %s", tag_.c_str(), pct, detail.c_str());
+  else std::fprintf(stderr, "[%s] %3d%%  %s\n", tag_.c_str(), pct, detail.c_str());
+}
+
+void Progress::finish() {
+  if (tty_ && last_ >= 0) std::fprintf(stderr, "\n");
 }
 
 int resolve_threads(int requested) {

@@ -83,6 +83,20 @@ void add_f16_options(CLI::App* c, F16Args& args);
 // "1,2,3" or "1 2 3" -> ids; throws Error on anything else.
 std::vector<int32_t> parse_ids(const std::string& text);
 
+// Progress of long work on stderr: one line rewritten in place (\r) on a terminal; in
+// a log file, a line at each quarter instead of carriage returns.
+class Progress {
+ public:
+  explicit Progress(std::string tag);
+  void update(size_t done, size_t total, const std::string& detail);
+  void finish();  // ends the terminal's line
+
+ private:
+  std::string tag_;
+  bool tty_;
+  int last_ = -1;
+};
+
 // -t as asked (with a warning when it exceeds the hardware threads), or the physical cores.
 int resolve_threads(int requested);
 
