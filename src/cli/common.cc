@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <thread>
@@ -53,7 +54,16 @@ LoadedModel load(const ModelArgs& args, bool with_model) {
   ThreadPool pool(physical_core_count());
   m.file = open_model_source(path, quantize_to, &pool);
   if (with_model) {
+    // Large models take seconds to page in and repack: say so instead of staying silent.
+    uint64_t bytes = 0;
+    for (const GgufTensor* t : m.file->tensor_list()) bytes += t->nbytes;
+    const auto t0 = std::chrono::steady_clock::now();
+    const bool say = bytes >= (uint64_t(256) << 20);
+    if (say) std::fprintf(stderr, "[jevons] loading %s (%.2f GB of weights)...\n", path.c_str(), double(bytes) / 1e9);
     m.model = load_model(*m.file, LoadOptions{.f16_as_bf16 = args.f16.policy()});
+    if (say)
+      std::fprintf(stderr, "[jevons] loaded in %.1f s\n",
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (args.f16.always && m.model->f16_as_bf16_bytes() == 0)
       std::fprintf(stderr, "[jevons] --f16-as-bf16: no matrix was rounded (%s)\n",
                    repacking_enabled() ? "the model has no F16 matrix that this CPU's kernels repack"
