@@ -114,5 +114,6 @@ void add_bench_command(CLI::App& app);
 void add_convert_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace jevons::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   jevons::cli::add_convert_command(app);
   jevons::cli::add_chat_command(app);
   jevons::cli::add_serve_command(app);
+  jevons::cli::add_eval_command(app);
   // An unknown command is named as such (CLI11 would say "A subcommand is required").
   if (argc > 1 && argv[1][0] != '-') {
     std::string names;
