@@ -210,6 +210,14 @@ TEST(Grading, Gsm8kNumbers) {
   EXPECT_TRUE(numbers_equal("3/4", "0.75"));
   EXPECT_FALSE(numbers_equal("18", "19"));
   EXPECT_FALSE(numbers_equal("abc", "abc"));  // not numbers: not equal as numbers
+  EXPECT_EQ(extract_final_number("x .5 and -3 but a-2").value(), "2");
+  EXPECT_EQ(extract_final_number("it is -.5").value(), "-0.5");
+  // Degenerate outputs (a model stuck on one character) are graded, not a crash.
+  const std::string digits(200000, '7'), spaces = "answer is" + std::string(100000, ' ') + "(B)";
+  EXPECT_EQ(extract_final_number(digits + " so 5").value(), "5");
+  EXPECT_FALSE(math_answers_equal(digits, "7"));
+  EXPECT_EQ(extract_choice_label(spaces, {"A", "B"}).value(), "B");  // the lone (B)
+  EXPECT_FALSE(extract_choice_label(std::string(100000, '('), {"A", "B"}).has_value());
 }
 
 TEST(Grading, MathBoxedAndNormalised) {

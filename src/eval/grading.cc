@@ -23,6 +23,7 @@ bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.
 
 // A plain number: optional sign, digits (commas between groups of three allowed), decimals.
 std::optional<double> parse_plain_number(std::string s) {
+  if (s.empty() || s.size() > 64) return std::nullopt;  // std::regex recurses per character
   static const std::regex grouped(R"(^[-+]?\d{1,3}(,\d{3})+(\.\d+)?$)");
   if (std::regex_match(s, grouped)) replace_all(s, ",", "");
   static const std::regex plain(R"(^[-+]?(\d+\.?\d*|\.\d+)$)");
@@ -32,6 +33,7 @@ std::optional<double> parse_plain_number(std::string s) {
 
 // A number, a/b, or \frac{a}{b} (with an optional sign), as a value.
 std::optional<double> parse_value(const std::string& s) {
+  if (s.size() > 200) return std::nullopt;
   if (auto v = parse_plain_number(s)) return v;
   static const std::regex frac(R"(^([-+]?)\\frac\{([^{}]+)\}\{([^{}]+)\}$)");
   static const std::regex slash(R"(^([-+]?)([^/]+)/([^/]+)$)");
@@ -140,44 +142,59 @@ std::optional<std::string> gsm8k_reference(std::string_view answer) {
   return s;
 }
 
+// The numbers of a text, in order, as written ("-1,234.5", "$18", ".5"), scanned by
+// hand: a model's output can hold runs of thousands of digits, on which std::regex
+// (recursive) would overflow the stack. A number longer than 64 characters is skipped.
+static std::vector<std::string> numbers_in(std::string_view t) {
+  std::vector<std::string> out;
+  auto digit = [&](size_t i) { return i < t.size() && std::isdigit((unsigned char)t[i]); };
+  size_t i = 0;
+  while (i < t.size()) {
+    if (!digit(i) && !(t[i] == '.' && digit(i + 1))) {
+      ++i;
+      continue;
+    }
+    const bool negative = i > 0 && t[i - 1] == '-' && !(i > 1 && std::isalnum((unsigned char)t[i - 2]));
+    std::string n = negative ? "-" : "";
+    size_t j = i;
+    while (digit(j) || (t[j] == ',' && digit(j + 1) && j > i)) {
+      if (t[j] != ',') n += t[j];
+      ++j;
+    }
+    if (j < t.size() && t[j] == '.' && digit(j + 1)) {
+      n += '.';
+      for (++j; digit(j); ++j) n += t[j];
+    }
+    if (j - i <= 64) out.push_back(n[0] == '.' || (n[0] == '-' && n[1] == '.') ? std::string(n).insert(n[0] == '-', "0") : n);
+    i = j;
+  }
+  return out;
+}
+
 std::optional<std::string> extract_final_number(std::string_view text) {
-  static const std::regex number(R"([-+]?\$?\s?(\d[\d,]*(\.\d+)?|\.\d+))");
-  auto last_number_in = [](std::string_view t) -> std::optional<std::string> {
-    const std::string s(t);
-    std::optional<std::string> found;
-    for (auto it = std::sregex_iterator(s.begin(), s.end(), number); it != std::sregex_iterator(); ++it) found = it->str();
-    if (!found) return std::nullopt;
-    std::string v = *found;
-    replace_all(v, ",", "");
-    replace_all(v, "$", "");
-    replace_all(v, " ", "");
-    while (!v.empty() && v.back() == '.') v.pop_back();
-    return v;
+  auto last_in = [](std::string_view t) -> std::optional<std::string> {
+    auto v = numbers_in(t);
+    if (v.empty()) return std::nullopt;
+    return v.back();
   };
-  auto first_number_in = [](std::string_view t) -> std::optional<std::string> {
-    const std::string s(t);
-    std::smatch m;
-    if (!std::regex_search(s, m, number)) return std::nullopt;
-    std::string v = m.str();
-    replace_all(v, ",", "");
-    replace_all(v, "$", "");
-    replace_all(v, " ", "");
-    while (!v.empty() && v.back() == '.') v.pop_back();
-    return v;
+  auto first_in = [](std::string_view t) -> std::optional<std::string> {
+    auto v = numbers_in(t.substr(0, 200));
+    if (v.empty()) return std::nullopt;
+    return v.front();
   };
   if (auto boxed = extract_boxed(text)) {
-    if (auto v = last_number_in(*boxed)) return v;
+    if (auto v = last_in(*boxed)) return v;
   }
   if (size_t p = text.rfind("####"); p != std::string_view::npos) {
-    if (auto v = first_number_in(text.substr(p + 4))) return v;
+    if (auto v = first_in(text.substr(p + 4))) return v;
   }
   std::string lower(text);
   for (char& c : lower) c = char(std::tolower((unsigned char)c));
   for (const char* cue : {"answer is", "answer:"}) {
     if (size_t p = lower.rfind(cue); p != std::string::npos)
-      if (auto v = first_number_in(text.substr(p + std::string_view(cue).size()))) return v;
+      if (auto v = first_in(text.substr(p + std::string_view(cue).size()))) return v;
   }
-  return last_number_in(text);
+  return last_in(text);
 }
 
 bool numbers_equal(std::string_view a, std::string_view b) {
@@ -211,6 +228,9 @@ std::optional<std::string> extract_boxed(std::string_view text) {
 }
 
 std::string normalize_math_answer(std::string_view in) {
+  // No answer is this long; a runaway \boxed{ of a degenerate output is left as it is
+  // (the rewriting below recurses into nested \frac).
+  if (in.size() > 2000) return trim(in);
   std::string s(in);
   replace_all(s, "\n", "");
   replace_all(s, "\\!", "");
@@ -245,7 +265,7 @@ std::string normalize_math_answer(std::string_view in) {
   if (s == "0.5") s = "\\frac{1}{2}";
   static const std::regex int_slash(R"(^(-?\d+)/(\d+)$)");
   std::smatch m;
-  if (std::regex_match(s, m, int_slash)) s = "\\frac{" + m[1].str() + "}{" + m[2].str() + "}";
+  if (s.size() < 64 && std::regex_match(s, m, int_slash)) s = "\\frac{" + m[1].str() + "}{" + m[2].str() + "}";
   while (!s.empty() && s.back() == '.') s.pop_back();
   if (starts_with(s, "\\frac{-")) {
     // \frac{-a}{b} -> -\frac{a}{b}
@@ -259,6 +279,7 @@ bool math_answers_equal(std::string_view answer, std::string_view reference) {
   const std::string a = normalize_math_answer(answer), b = normalize_math_answer(reference);
   if (a.empty() || b.empty()) return false;
   if (a == b) return true;
+  if (a.size() > 1000 || b.size() > 1000) return false;  // no answer is that long: no deeper comparison
   const auto va = parse_value(a), vb = parse_value(b);
   if (va && vb) return values_equal(*va, *vb);
   auto is_open = [](char c) { return c == '(' || c == '['; };
@@ -297,18 +318,26 @@ std::optional<std::string> extract_choice_label(std::string_view text, const std
       alts += c;
     }
   }
-  const std::string t(text);
   const std::string g = "(" + alts + ")";
+  // Regexes run on short windows only (std::regex recurses per character).
   // Most explicit first; the last such statement is the final answer.
-  const std::regex stated("[Aa]nswer(?: is|:)\\s*(?:[Cc]hoice\\s*|[Oo]ption\\s*)?[\\(\\*\\s]*" + g + "(?![A-Za-z0-9])");
-  std::optional<std::string> found;
-  for (auto it = std::sregex_iterator(t.begin(), t.end(), stated); it != std::sregex_iterator(); ++it) found = (*it)[1].str();
-  if (found) return found;
+  const std::regex stated("^[Aa]nswer(?: is|:)\\s{0,3}(?:[Cc]hoice\\s?|[Oo]ption\\s?)?[\\(\\*\\s]{0,4}" + g + "(?![A-Za-z0-9])");
+  std::string lower(text);
+  for (char& c : lower) c = char(std::tolower((unsigned char)c));
+  for (size_t p = lower.rfind("answer"); p != std::string::npos; p = p ? lower.rfind("answer", p - 1) : std::string::npos) {
+    const std::string window(text.substr(p, 40));
+    std::smatch m;
+    if (std::regex_search(window, m, stated)) return m[1].str();
+    if (p == 0) break;
+  }
+  const std::string head(text.substr(0, 40));
   std::smatch m;
-  const std::regex leading("^\\s*[\\(\\*]*" + g + "(?:[\\)\\.:\\*]|\\s*$)");
-  if (std::regex_search(t, m, leading)) return m[1].str();
-  const std::regex bracketed("\\(" + g + "\\)");
-  if (std::regex_search(t, m, bracketed)) return m[1].str();
+  const std::regex leading("^\\s{0,8}[\\(\\*]{0,3}" + g + "(?:[\\)\\.:\\*]|\\s*$)");
+  if (std::regex_search(head, m, leading)) return m[1].str();
+  // A lone "(X)" anywhere.
+  for (size_t p = text.find('('); p != std::string_view::npos; p = text.find('(', p + 1))
+    for (const std::string& l : labels)
+      if (text.substr(p + 1, l.size()) == l && text.substr(p + 1 + l.size(), 1) == ")") return l;
   return std::nullopt;
 }
 
