@@ -1,0 +1,115 @@
+// GBNF grammars: parsing, errors a user can act on, matching, token masks.
+#include <gtest/gtest.h>
+
+#include "core/error.h"
+#include "runtime/grammar.h"
+
+namespace jevons {
+namespace {
+
+bool matches(const std::string& gbnf, const std::string& text) {
+  GrammarMatcher m(Grammar::parse(gbnf));
+  return m.advance(text) && m.can_end();
+}
+
+std::string error_of(const std::string& gbnf) {
+  try {
+    Grammar::parse(gbnf);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Grammar, MatchesWhatItDescribes) {
+  const std::string date = R"(root ::= year "-" month "-" day
+year ::= [0-9]{4}
+month ::= "0" [1-9] | "1" [0-2]
+day ::= [0-2] [0-9] | "3" [01])";
+  EXPECT_TRUE(matches(date, "2026-12-05"));
+  EXPECT_FALSE(matches(date, "2026-13-05"));
+  EXPECT_FALSE(matches(date, "2026-12-5"));
+  EXPECT_FALSE(matches(date, "2026-12-05x"));
+  const std::string words = "root ::= word (\" \" word){2}  # three words\nword ::= [a-z]+";
+  EXPECT_TRUE(matches(words, "red green blue"));
+  EXPECT_FALSE(matches(words, "red green"));
+  EXPECT_FALSE(matches(words, "red green blue violet"));
+  // Alternatives across lines, groups, ?, *, ., negated classes, escapes, {m,}.
+  const std::string g = R"(root ::= "a"
+  | "b" item*
+item ::= ( "x" | [^a-z\n] )? "."
+)";
+  EXPECT_TRUE(matches(g, "a"));
+  EXPECT_TRUE(matches(g, "b"));
+  EXPECT_TRUE(matches(g, "bx..Q."));
+  EXPECT_FALSE(matches(g, "bq."));
+  EXPECT_TRUE(matches(R"(root ::= "\x41\u00e9\n" . [\]] "z"{2,})", "A\xc3\xa9\n\xe2\x82\xac]zzz"));
+  EXPECT_FALSE(matches(R"(root ::= "z"{2,})", "z"));
+}
+
+TEST(Grammar, EndStatesAndDistance) {
+  GrammarMatcher m(Grammar::parse("root ::= \"{\" [a-z]* \"}\""));
+  EXPECT_FALSE(m.can_end());
+  EXPECT_EQ(m.distance(), 2);
+  EXPECT_TRUE(m.advance("{ab"));
+  EXPECT_EQ(m.distance(), 1);
+  EXPECT_FALSE(m.accepts("{"));
+  EXPECT_FALSE(m.advance("1"));  // refused, state unchanged
+  EXPECT_TRUE(m.advance("}"));
+  EXPECT_TRUE(m.can_end());
+  EXPECT_TRUE(m.must_end());
+  EXPECT_EQ(m.distance(), 0);
+}
+
+TEST(Grammar, Utf8SplitAcrossTokens) {
+  GrammarMatcher m(Grammar::parse("root ::= \"\xc3\xa9\" \"!\""));  // é!
+  EXPECT_TRUE(m.accepts("\xc3"));      // a character's first byte: may become é
+  EXPECT_FALSE(m.accepts("\xc3\xa8"));  // è
+  EXPECT_TRUE(m.advance("\xc3"));
+  EXPECT_FALSE(m.can_end());
+  EXPECT_TRUE(m.advance("\xa9!"));
+  EXPECT_TRUE(m.must_end());
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse("root ::= [a-z]")).accepts("\xff"));
+}
+
+TEST(Grammar, TokenMaskEqualsTokenByTokenChecks) {
+  const std::vector<std::string> pieces = {"", "{", "}", "{\"", "\"", "a", "ab", "abc\"", "\xc3", "\xa9", " ", "1", "\"}", "b"};
+  const GrammarMatcher::TokenTrie trie(pieces);
+  GrammarMatcher m(Grammar::parse(R"(root ::= "{" "\"" [a-z\u00e9]* "\"" "}")"));
+  for (const std::string& step : std::vector<std::string>{"", "{", "\"ab", "\xc3"}) {
+    ASSERT_TRUE(step.empty() || m.advance(step)) << step;
+    std::vector<bool> allowed;
+    m.allowed_tokens(trie, &allowed);
+    for (size_t t = 0; t < pieces.size(); ++t) EXPECT_EQ(allowed[t], m.accepts(pieces[t])) << "after '" << step << "' token " << t;
+  }
+  // Closing: only tokens that bring the end nearer.
+  GrammarMatcher c(Grammar::parse(R"(root ::= "{" "\"" [a-z]* "\"" "}")"));
+  ASSERT_TRUE(c.advance("{\"a"));
+  std::vector<bool> allowed;
+  c.allowed_tokens(trie, &allowed, /*closing=*/true);
+  EXPECT_FALSE(allowed[5]);   // "a": no nearer
+  EXPECT_TRUE(allowed[4]);    // "\""
+  EXPECT_TRUE(allowed[12]);   // "\"}"
+  EXPECT_TRUE(allowed[7]);    // "abc\"": the quote is nearer
+}
+
+TEST(Grammar, ErrorsNameTheProblem) {
+  EXPECT_NE(error_of("root ::= \"a").find("unterminated string"), std::string::npos);
+  EXPECT_NE(error_of("root ::= \"a\"\n  ) ").find("line 2"), std::string::npos);
+  EXPECT_NE(error_of("root ::= item").find("'item'"), std::string::npos);
+  EXPECT_NE(error_of("start ::= \"a\"").find("no 'root' rule"), std::string::npos);
+  EXPECT_NE(error_of("root ::= root \"a\" | \"b\"").find("left-recursive at rule 'root'"), std::string::npos);
+  EXPECT_NE(error_of("root ::= x\nx ::= \"a\"? x \"b\" | y\ny ::= x | \"c\"").find("left-recursive"), std::string::npos);
+  EXPECT_NE(error_of("root ::= \"a\" root").find("accepts no output"), std::string::npos);
+  EXPECT_NE(error_of("root ::= \"a\"{99999}").find("repetition count"), std::string::npos);
+  EXPECT_NE(error_of("root ::= (\"a\"{1000}){1000}{1000}").find("too large"), std::string::npos);
+  EXPECT_NE(error_of("root ::= [z-a]").find("backwards"), std::string::npos);
+  EXPECT_NE(error_of("").find("empty"), std::string::npos);
+  EXPECT_NE(error_of("root ::= " + std::string(300, '(') + "\"a\"" + std::string(300, ')')).find("nested too deeply"), std::string::npos);
+  EXPECT_NE(error_of("root ::= \"a\" ::= \"b\"").find("grammar line 1"), std::string::npos);
+  // Right recursion is fine (it is how repetition works).
+  EXPECT_TRUE(matches("root ::= \"a\" root | \"b\"", "aaab"));
+}
+
+}  // namespace
+}  // namespace jevons
