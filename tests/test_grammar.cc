@@ -70,6 +70,18 @@ TEST(Grammar, Utf8SplitAcrossTokens) {
   EXPECT_TRUE(m.advance("\xa9!"));
   EXPECT_TRUE(m.must_end());
   EXPECT_FALSE(GrammarMatcher(Grammar::parse("root ::= [a-z]")).accepts("\xff"));
+  // Overlong encodings and surrogates are not UTF-8 (a JSON parser refuses them).
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse("root ::= \" \"")).accepts("\xc0\xa0"));
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse("root ::= .")).accepts("\xe0\x80\xa0"));
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse("root ::= .")).accepts("\xed\xa0\x80"));
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse("root ::= .")).accepts("\xed\xa0"));  // a surrogate is all that could follow
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse("root ::= .")).accepts("\xf4\x90\x80\x80"));
+  // A first byte no allowed character begins with is refused at once (no dead end later).
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse("root ::= [a-z]")).accepts("\xc3"));
+  EXPECT_TRUE(GrammarMatcher(Grammar::parse("root ::= [^a-z]")).accepts("\xc3"));
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse(R"(root ::= [\u00e0-\u00ff])")).accepts("\xe2\x82"));
+  EXPECT_TRUE(GrammarMatcher(Grammar::parse(R"(root ::= [\u20ac])")).accepts("\xe2\x82"));
+  EXPECT_FALSE(GrammarMatcher(Grammar::parse(R"(root ::= [^\x00-\U0010FFFF]?)")).accepts("\xc3"));
 }
 
 TEST(Grammar, TokenMaskEqualsTokenByTokenChecks) {
@@ -86,7 +98,7 @@ TEST(Grammar, TokenMaskEqualsTokenByTokenChecks) {
   GrammarMatcher c(Grammar::parse(R"(root ::= "{" "\"" [a-z]* "\"" "}")"));
   ASSERT_TRUE(c.advance("{\"a"));
   std::vector<bool> allowed;
-  c.allowed_tokens(trie, &allowed, /*closing=*/true);
+  c.allowed_tokens(trie, &allowed, /*max_distance=*/c.distance() - 1);
   EXPECT_FALSE(allowed[5]);   // "a": no nearer
   EXPECT_TRUE(allowed[4]);    // "\""
   EXPECT_TRUE(allowed[12]);   // "\"}"

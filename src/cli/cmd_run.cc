@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <cstdio>
 #include <iostream>
 #include <iterator>
@@ -12,6 +13,8 @@
 #include "core/output_file.h"
 #include "core/thread_pool.h"
 #include "engine/engine.h"
+#include "engine/json_schema.h"
+#include "runtime/grammar.h"
 #include "meter/cli_options.h"
 #include "meter/meter.h"
 
@@ -30,7 +33,36 @@ struct RunOptions {
   SpecArgs spec;
   meter::Overrides meter;
   std::string energy_log;
+  std::string grammar_file, json_schema_file;
+  bool json = false;
 };
+
+// --grammar FILE (GBNF), --json-schema FILE or --json: the constraint, or null.
+std::shared_ptr<const Grammar> resolve_grammar(const RunOptions& o) {
+  const int given = !o.grammar_file.empty() + !o.json_schema_file.empty() + o.json;
+  if (given > 1) fail("give one of --grammar, --json-schema and --json");
+  auto read = [](const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) fail("cannot read {}", path);
+    return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  };
+  try {
+    if (!o.grammar_file.empty()) return Grammar::parse(read(o.grammar_file));
+    if (o.json) return Grammar::parse(engine::json_object_grammar());
+    if (!o.json_schema_file.empty()) {
+      nlohmann::json schema;
+      try {
+        schema = nlohmann::json::parse(read(o.json_schema_file));
+      } catch (const nlohmann::json::exception& e) {
+        fail("{} is not JSON: {}", o.json_schema_file, e.what());
+      }
+      return Grammar::parse(engine::json_schema_to_gbnf(schema));
+    }
+  } catch (const Error& e) {
+    fail("{}: {}", !o.grammar_file.empty() ? o.grammar_file : o.json ? "--json" : o.json_schema_file, e.what());
+  }
+  return nullptr;
+}
 
 std::string read_prompt(const RunOptions& o) {
   if (!o.prompt_file.empty()) {
@@ -54,6 +86,7 @@ void run(RunOptions o) {
   // An energy log is replaced if it exists (it is jevons' own), but never when it is an input.
   if (!o.energy_log.empty()) check_output(o.energy_log, {o.model.path, o.prompt_file, o.spec.draft}, true);
   const std::string prompt_text = read_prompt(o);
+  const std::shared_ptr<const Grammar> grammar = resolve_grammar(o);
   LoadedModel m = load(o.model, true);
   const ModelConfig& cfg = m.model->config();
   const int n_ctx = o.ctx > 0 ? o.ctx : default_context(cfg);
@@ -86,6 +119,7 @@ void run(RunOptions o) {
   params.sampling = o.sampling;
   params.max_tokens = o.n_predict;
   params.split_reasoning = false;  // the text as the model wrote it
+  params.grammar = grammar;
 
   std::fwrite(prompt_text.data(), 1, prompt_text.size(), stdout);
   std::fflush(stdout);
@@ -143,6 +177,9 @@ void add_run_command(CLI::App& app) {
   c->add_option("-t,--threads", o->threads, "Threads (default: physical cores)")->check(CLI::Range(1, 1024));
   c->add_option("-c,--ctx-size", o->ctx, "Context length in tokens (default: min(4096, trained context))")->check(CLI::Range(1, 1 << 24));
   c->add_flag("--no-bos", o->no_bos, "Do not add the BOS token even if the model asks for it");
+  c->add_option("--grammar", o->grammar_file, "Constrain the output to a GBNF grammar (llama.cpp's format; rule root)")->type_name("FILE");
+  c->add_option("--json-schema", o->json_schema_file, "Constrain the output to JSON valid against this JSON Schema")->type_name("FILE");
+  c->add_flag("--json", o->json, "Constrain the output to a JSON object");
   c->add_option("--energy-log", o->energy_log, "Write a CSV time series of power (t_s,watts,joules,source) every --energy-sample-ms")
       ->type_name("FILE");
   meter::add_meter_options(c, o->meter);

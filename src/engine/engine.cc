@@ -60,6 +60,10 @@ Sequence::Sequence(std::vector<int32_t> prompt, const GenParams& params, const T
     : tokens_(std::move(prompt)), n_prompt_(int(tokens_.size())), choice_(choice), params_(params), sink_(std::move(sink)),
       sampler_(params.sampling), decoder_(tok), stop_(params.stop), splitter_(params.reasoning_at_start) {
   if (tokens_.empty()) fail("the prompt is empty");
+  if (params_.grammar) {
+    matcher_.emplace(params_.grammar);
+    params_.speculate = false;
+  }
 }
 
 ReasoningSplitter::Out Sequence::route(const std::string& text) {
@@ -310,12 +314,23 @@ Engine::Outcome Engine::on_logits(Sequence& s, const float* logits, const int32_
   } else {
     TokenDistribution dist;
     s.sampler_.distribution(logits, n_vocab, s.tokens_, &dist);
-    if (draft) {
+    const bool constrained = s.matcher_ && !s.in_reasoning();
+    if (draft && !constrained) {
       const Verdict v = s.sampler_.verify(dist, *draft, q);
       id = v.token;
       took_draft = v.accepted;
     } else {
       id = s.sampler_.draw(dist);
+    }
+    // Constrained: the draw stands when the grammar allows it (the common case, and
+    // then no mask is computed); otherwise the draw is made again from the masked
+    // logits, which gives exactly the masked distribution.
+    if (constrained && !grammar_allows(s, id)) {
+      id = constrained_draw(s, logits);
+      if (id < 0) {
+        finish(s, "error", "the grammar allows no token here");
+        return {false, false};
+      }
     }
   }
   if (took_draft) {
@@ -344,9 +359,21 @@ Engine::Outcome Engine::on_logits(Sequence& s, const float* logits, const int32_
     lp->token = id < tok_.n_vocab() ? tok_.piece(id) : std::string();
     d.logprobs.push_back(std::move(*lp));
   }
+  bool grammar_done = false;
+  if (s.matcher_ && !was_reasoning && !forced) {
+    if (!s.matcher_->advance(tok_.piece(id))) {
+      finish(s, "error", "internal: a token the grammar refused was sampled");
+      return {false, took_draft};
+    }
+    grammar_done = s.matcher_->must_end() || (s.matcher_->can_end() && tokens_left(s) == 0);
+  }
   if ((!d.content.empty() || !d.reasoning.empty() || !d.logprobs.empty()) && s.sink_.on_delta) s.sink_.on_delta(std::move(d));
   if (s.stop_.matched()) {
     finish(s, "stop", "stop string");
+    return {false, took_draft};
+  }
+  if (grammar_done) {
+    finish(s, "stop", "grammar complete");
     return {false, took_draft};
   }
   const int max_tokens = p.max_tokens < 0 ? opt_.n_ctx : p.max_tokens;
@@ -359,6 +386,42 @@ Engine::Outcome Engine::on_logits(Sequence& s, const float* logits, const int32_
     return {false, took_draft};
   }
   return {true, took_draft};
+}
+
+int Engine::tokens_left(const Sequence& s) const {
+  const int max_tokens = s.params_.max_tokens < 0 ? opt_.n_ctx : s.params_.max_tokens;
+  return std::max(0, std::min(max_tokens - s.result_.completion_tokens, opt_.n_ctx - s.n_known()));
+}
+
+bool Engine::grammar_allows(const Sequence& s, int32_t id) const {
+  if (tok_.is_eog(id)) return s.matcher_->can_end();
+  if (id >= tok_.n_vocab()) return false;
+  // This token and those after it must be able to complete the output in time.
+  const int32_t d = s.matcher_->distance_after(tok_.piece(id));
+  return d >= 0 && d <= tokens_left(s) - 1;
+}
+
+int32_t Engine::constrained_draw(Sequence& s, const float* logits) {
+  if (!trie_) {
+    std::vector<std::string> pieces(size_t(tok_.n_vocab()));
+    for (int32_t i = 0; i < tok_.n_vocab(); ++i)
+      if (!tok_.is_eog(i)) pieces[size_t(i)] = tok_.piece(i);
+    trie_ = std::make_unique<GrammarMatcher::TokenTrie>(pieces);
+  }
+  const int n_vocab = model_.config().n_vocab;
+  s.matcher_->allowed_tokens(*trie_, &allowed_, tokens_left(s) - 1);
+  const bool can_end = s.matcher_->can_end();
+  masked_.assign(logits, logits + n_vocab);
+  bool any = false;
+  for (int i = 0; i < n_vocab; ++i) {
+    const bool ok = i < tok_.n_vocab() && (tok_.is_eog(i) ? can_end : bool(allowed_[size_t(i)]));
+    if (!ok) masked_[size_t(i)] = -INFINITY;
+    any = any || ok;
+  }
+  if (!any) return -1;
+  TokenDistribution dist;
+  s.sampler_.distribution(masked_.data(), n_vocab, s.tokens_, &dist);
+  return s.sampler_.draw(dist);
 }
 
 // The number of tokens to propose: the k that maximises the expected tokens per unit of

@@ -127,6 +127,11 @@ class Engine {
   // How many tokens s proposes next, from its acceptance so far (see step()).
   int next_draft_k(Sequence& s) const;
   double verify_cost(int k) const;
+  // Constrained decoding (GenParams::grammar): tokens the sequence may still generate,
+  // whether the grammar lets `id` come next, and a draw from the masked logits.
+  int tokens_left(const Sequence& s) const;
+  bool grammar_allows(const Sequence& s, int32_t id) const;
+  int32_t constrained_draw(Sequence& s, const float* logits);
   void finish(Sequence& s, const char* reason, const char* detail);
   void remove_finished();
 
@@ -142,6 +147,9 @@ class Engine {
   uint64_t next_arrival_ = 0;
   std::vector<float> logits_;
   std::unique_ptr<Proposer> proposer_;
+  std::unique_ptr<GrammarMatcher::TokenTrie> trie_;  // the vocabulary, once a grammar needs a mask
+  std::vector<bool> allowed_;
+  std::vector<float> masked_;
   std::atomic<double> draft_cost_{0}, propose_s_total_{0}, verify_s_total_{0};
   std::atomic<double> plain_step_s_{0}, verify_extra_{0};  // next_draft_k's costs (see there)
   std::array<double, kMaxDraft + 1> verify_cost_{};          // v(k), 0: not measured yet

@@ -20,6 +20,7 @@
 #include "engine/speculative.h"
 #include "engine/text_stream.h"
 #include "meter/accounting.h"
+#include "runtime/grammar.h"
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -38,6 +39,11 @@ struct GenParams {
   std::string think_close = "\n</think>\n\n";  // inserted when the budget is reached
   bool ignore_eos = false;  // end-of-generation tokens do not stop it (benchmarks: a fixed length)
   bool speculate = true;    // use the engine's proposer, if it has one (a request may turn it off)
+  // Constrained decoding: the answer (the text after any thought) must be in this
+  // grammar's language; sampling masks what cannot continue it, and the output is
+  // closed within max_tokens and the context (runtime/grammar.h). Such a sequence
+  // does not speculate.
+  std::shared_ptr<const Grammar> grammar;
 };
 
 struct TokenLogprob {
@@ -117,6 +123,7 @@ class Sequence {
   StreamDecoder decoder_;
   StopMatcher stop_;
   ReasoningSplitter splitter_;
+  std::optional<GrammarMatcher> matcher_;  // with params_.grammar
   std::deque<int32_t> forced_;  // tokens to emit instead of sampling (closing a thought)
   bool closing_thought_ = false;
   bool finished_ = false;

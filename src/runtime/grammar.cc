@@ -18,6 +18,26 @@ bool Grammar::Element::matches(uint32_t cp) const {
   return in != negated;
 }
 
+bool Grammar::Element::matches_any(uint32_t lo, uint32_t hi) const {
+  if (!negated) {
+    for (const auto& [a, b] : ranges)
+      if (a <= hi && b >= lo) return true;
+    return false;
+  }
+  // Negated: some code point of [lo, hi] lies outside every range.
+  std::vector<std::pair<uint32_t, uint32_t>> sorted = ranges;
+  std::sort(sorted.begin(), sorted.end());
+  uint32_t next = lo;  // the lowest code point not yet known to be excluded
+  for (const auto& [a, b] : sorted) {
+    if (a > next) break;
+    if (b >= next) {
+      if (b >= hi) return false;
+      next = b + 1;
+    }
+  }
+  return next <= hi;
+}
+
 // ---- parsing ----
 
 namespace {
@@ -475,10 +495,25 @@ std::vector<GrammarMatcher::Stack> GrammarMatcher::step_code_point(const std::ve
 }
 
 bool GrammarMatcher::step_byte(State& s, uint8_t b) const {
+  // A character begun: some parse must accept a character that starts so.
+  auto some_parse_wants = [&](const State& st) {
+    const int shift = 6 * st.partial_left;
+    static constexpr uint32_t kMinOfLength[5] = {0, 0, 0x80, 0x800, 0x10000};
+    const uint32_t lo = std::max(st.partial << shift, kMinOfLength[st.partial_len]);
+    const uint32_t hi = std::min((st.partial << shift) | ((1u << shift) - 1), 0x10FFFFu);
+    if (lo > hi) return false;  // an overlong or out-of-range encoding
+    if (lo >= 0xD800 && hi <= 0xDFFF) return false;  // only surrogates can follow
+    for (const Stack& k : st.stacks)
+      if (!k.empty() && g_->elements()[size_t(k.back())].matches_any(lo, hi)) return true;
+    return false;
+  };
   if (s.partial_left > 0) {
     if ((b & 0xC0) != 0x80) return false;
     s.partial = (s.partial << 6) | (b & 0x3F);
-    if (--s.partial_left > 0) return true;
+    if (--s.partial_left > 0) return some_parse_wants(s);
+    static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (s.partial < kMin[s.partial_len] || s.partial > 0x10FFFF || (s.partial >= 0xD800 && s.partial <= 0xDFFF))
+      return false;  // overlong, beyond Unicode, or a surrogate: not UTF-8
     s.stacks = step_code_point(s.stacks, s.partial);
     return !s.stacks.empty();
   }
@@ -490,10 +525,8 @@ bool GrammarMatcher::step_byte(State& s, uint8_t b) const {
   else if ((b & 0xF0) == 0xE0) s.partial = b & 0x0F, s.partial_left = 2;
   else if ((b & 0xF8) == 0xF0) s.partial = b & 0x07, s.partial_left = 3;
   else return false;  // not a UTF-8 lead byte
-  // The character is checked when whole; meanwhile some parse must want one.
-  for (const Stack& st : s.stacks)
-    if (!st.empty()) return true;
-  return false;
+  s.partial_len = s.partial_left + 1;
+  return some_parse_wants(s);
 }
 
 bool GrammarMatcher::accepts(std::string_view bytes) const {
@@ -529,7 +562,13 @@ bool GrammarMatcher::must_end() const {
 
 int32_t GrammarMatcher::distance(const State& s) const {
   int32_t best = 1 << 30;
+  uint32_t lo = 0, hi = 0;
+  if (s.partial_left > 0) {  // only the parses that can take the character begun count
+    const int shift = 6 * s.partial_left;
+    lo = s.partial << shift, hi = lo | ((1u << shift) - 1);
+  }
   for (const Stack& st : s.stacks) {
+    if (s.partial_left > 0 && (st.empty() || !g_->elements()[size_t(st.back())].matches_any(lo, hi))) continue;
     int64_t d = 0;
     for (int32_t pos : st) d += g_->min_rest(pos);
     best = int32_t(std::min<int64_t>(best, d));
@@ -539,7 +578,7 @@ int32_t GrammarMatcher::distance(const State& s) const {
 
 void GrammarMatcher::walk(const TokenTrie& trie, int32_t node, const State& s, std::vector<bool>* allowed, int32_t below) const {
   const TokenTrie::Node& n = trie.nodes()[size_t(node)];
-  if (!n.tokens.empty() && (below < 0 || (s.partial_left == 0 && distance(s) < below)))
+  if (!n.tokens.empty() && (below < 0 || distance(s) <= below))
     for (int32_t t : n.tokens) (*allowed)[size_t(t)] = true;
   for (const auto& [byte, child] : n.children) {
     State next = s;
@@ -547,9 +586,17 @@ void GrammarMatcher::walk(const TokenTrie& trie, int32_t node, const State& s, s
   }
 }
 
-void GrammarMatcher::allowed_tokens(const TokenTrie& trie, std::vector<bool>* allowed, bool closing) const {
+int32_t GrammarMatcher::distance_after(std::string_view bytes) const {
+  if (bytes.empty()) return -1;
+  State s = state_;
+  for (char c : bytes)
+    if (!step_byte(s, uint8_t(c))) return -1;
+  return distance(s);
+}
+
+void GrammarMatcher::allowed_tokens(const TokenTrie& trie, std::vector<bool>* allowed, int32_t max_distance) const {
   allowed->assign(trie.n_tokens(), false);
-  const int32_t below = closing ? distance(state_) : -1;
+  const int32_t below = max_distance;
   // The root holds no token (empty pieces are never allowed).
   const TokenTrie::Node& root = trie.nodes()[0];
   for (const auto& [byte, child] : root.children) {

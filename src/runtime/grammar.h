@@ -38,6 +38,7 @@ class Grammar {
     std::vector<std::pair<uint32_t, uint32_t>> ranges;  // kChar: inclusive code point ranges
     int32_t rule = -1;                                  // kRule
     bool matches(uint32_t cp) const;
+    bool matches_any(uint32_t lo, uint32_t hi) const;  // some code point in [lo, hi]
   };
   const std::vector<Element>& elements() const { return elements_; }
   // Start positions of each rule's alternatives.
@@ -79,15 +80,19 @@ class GrammarMatcher {
   // may come next, found by walking a trie of them so that a shared prefix is
   // matched once. Tokens are visited only below prefixes the grammar allows.
   class TokenTrie;
-  // closing: only tokens after which distance() is smaller (a budget running out:
-  // every such token brings the end nearer, so the output completes in time).
-  void allowed_tokens(const TokenTrie& trie, std::vector<bool>* allowed, bool closing = false) const;
+  // max_distance >= 0: only tokens after which distance() is at most that (a budget
+  // running out: with max_distance = the tokens left after this one, and each
+  // remaining token able to bring the end nearer, the output completes in time).
+  void allowed_tokens(const TokenTrie& trie, std::vector<bool>* allowed, int32_t max_distance = -1) const;
+  // distance() after these bytes, or -1 when they may not come next.
+  int32_t distance_after(std::string_view bytes) const;
 
   using Stack = std::vector<int32_t>;
   struct State {
     std::vector<Stack> stacks;
     uint32_t partial = 0;  // a UTF-8 character begun but not ended
     int partial_left = 0;  // its continuation bytes still to come
+    int partial_len = 0;   // its length in bytes (to refuse overlong encodings)
   };
 
  private:
