@@ -839,6 +839,75 @@ TEST_F(ServerTest, ErrorsInOpenAiShape) {
   EXPECT_EQ(r->status, 413);
 }
 
+// Structured output and the parameters that used to be ignored with a 200.
+TEST_F(ServerTest, StructuredOutputAndNothingSilentlyIgnored) {
+  start(chatml(), SchedulerOptions{.engine = {.parallel = 4, .n_ctx = 256}});
+  const json schema = json::parse(R"({"type":"object","properties":{"city":{"type":"string","maxLength":8},
+    "temp":{"type":"integer","minimum":0,"maximum":40},"sunny":{"type":"boolean"}},"required":["city","temp","sunny"],
+    "additionalProperties":false})");
+  for (int seed = 1; seed <= 5; ++seed) {
+    auto [status, j] = post_json("/v1/chat/completions",
+                                 {{"messages", {{{"role", "user"}, {"content", "weather?"}}}},
+                                  {"seed", seed},
+                                  {"max_tokens", 80},
+                                  {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "w"}, {"strict", true}, {"schema", schema}}}}}});
+    ASSERT_EQ(status, 200) << j.dump();
+    const json v = json::parse(j["choices"][0]["message"]["content"].get<std::string>(), nullptr, false);
+    ASSERT_TRUE(v.is_object()) << j.dump();
+    EXPECT_TRUE(v["city"].is_string() && v["temp"].is_number_integer() && v["sunny"].is_boolean()) << v.dump();
+    EXPECT_EQ(v.size(), 3u);
+    EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  }
+  {
+    auto [status, j] = post_json("/v1/completions", {{"prompt", "x"}, {"max_tokens", 30}, {"response_format", {{"type", "json_object"}}}, {"seed", 3}});
+    ASSERT_EQ(status, 200) << j.dump();
+    EXPECT_TRUE(json::parse(j["choices"][0]["text"].get<std::string>(), nullptr, false).is_object()) << j.dump();
+  }
+  {
+    // llama-server's GBNF field, streamed.
+    auto [status, body] = post_stream("/v1/completions", {{"prompt", "x"}, {"max_tokens", 20}, {"stream", true}, {"grammar", R"(root ::= ("yes" | "no") "!")"}});
+    ASSERT_EQ(status, 200);
+    std::string text;
+    for (size_t p = body.find("data: {"); p != std::string::npos; p = body.find("data: {", p + 1)) {
+      const json c = json::parse(body.substr(p + 6, body.find('\n', p) - p - 6), nullptr, false);
+      if (c.contains("choices") && !c["choices"].empty()) text += c["choices"][0].value("text", "");
+    }
+    EXPECT_TRUE(text == "yes!" || text == "no!") << text;
+  }
+  {
+    // logit_bias: banning the greedy token changes it.
+    auto [s1, a] = post_json("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}, {"temperature", 0}, {"logprobs", 1}});
+    ASSERT_EQ(s1, 200) << a.dump();
+    const std::string first = a["choices"][0]["text"];
+    const int32_t id = sched_->tokenizer().encode(first, false, false).at(0);
+    auto [s2, b] = post_json("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}, {"temperature", 0}, {"logit_bias", {{std::to_string(id), -100}}}});
+    ASSERT_EQ(s2, 200) << b.dump();
+    EXPECT_NE(b["choices"][0]["text"], first);
+    // echo: the prompt first.
+    auto [s3, c] = post_json("/v1/completions", {{"prompt", "echo me"}, {"max_tokens", 2}, {"echo", true}});
+    ASSERT_EQ(s3, 200);
+    EXPECT_EQ(c["choices"][0]["text"].get<std::string>().rfind("echo me", 0), 0u) << c.dump();
+  }
+  auto refused = [&](const std::string& path, json body, const std::string& param) {
+    auto [status, j] = post_json(path, body);
+    EXPECT_EQ(status, 400) << body.dump() << " -> " << j.dump();
+    EXPECT_EQ(j["error"]["param"], param) << j.dump();
+  };
+  const json msgs = {{{"role", "user"}, {"content", "hi"}}};
+  refused("/v1/chat/completions", {{"messages", msgs}, {"mirostat", 2}}, "mirostat");
+  refused("/v1/chat/completions", {{"messages", msgs}, {"response_format", {{"type", "json_schema"}, {"json_schema", {{"schema", {{"type", "string"}, {"pattern", "abc"}}}}}}}}, "response_format");
+  refused("/v1/chat/completions", {{"messages", msgs}, {"grammar", "root ::= root"}}, "grammar");
+  refused("/v1/chat/completions", {{"messages", msgs}, {"logit_bias", {{"999999", 5}}}}, "logit_bias");
+  refused("/v1/chat/completions", {{"messages", msgs}, {"logit_bias", {{"1", 500}}}}, "logit_bias");
+  refused("/v1/chat/completions", {{"messages", msgs}, {"reasoning_effort", "max"}}, "reasoning_effort");
+  refused("/v1/completions", {{"prompt", "x"}, {"suffix", "y"}}, "suffix");
+  refused("/v1/completions", {{"prompt", "x"}, {"best_of", 3}}, "best_of");
+  refused("/v1/completions", {{"prompt", "x"}, {"grammar", "root ::= \"a\""}, {"response_format", {{"type", "json_object"}}}}, "response_format");
+  // Parameters that change nothing here are accepted.
+  auto [ok, j] = post_json("/v1/chat/completions", {{"messages", msgs}, {"max_tokens", 2}, {"user", "u1"}, {"store", false}, {"chat_template_kwargs", {{"enable_thinking", false}}}});
+  EXPECT_EQ(ok, 200) << j.dump();
+}
+
 // A template whose generation prompt opens a thought: everything generated is
 // reasoning until </think>, which a random model never writes, so the budget must.
 const char* kThinkTemplate =

@@ -48,9 +48,10 @@ ChatTemplate resolve_chat_template(const ModelSource& src, const Tokenizer& tok,
   }
 }
 
-ChatPrompt build_chat_prompt(const ChatTemplate& tmpl, const Tokenizer& tok, const std::vector<ChatMessage>& messages) {
+ChatPrompt build_chat_prompt(const ChatTemplate& tmpl, const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                             const nlohmann::json& extra) {
   ChatPrompt p;
-  p.text = tmpl.render(messages, true);
+  p.text = tmpl.render(messages, true, extra);
   const std::string& bos = tmpl.bos_token();
   const bool has_bos = !bos.empty() && p.text.rfind(bos, 0) == 0;
   p.ids = tok.encode(p.text, tok.add_bos_default() && !has_bos && tok.bos_id() >= 0, true);

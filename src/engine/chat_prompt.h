@@ -28,7 +28,9 @@ struct ChatPrompt {
 // Renders messages with the generation prompt and encodes the text (special tokens
 // parsed; BOS added only when the model adds one and the template did not write it).
 // Throws Error when the template fails on these messages.
-ChatPrompt build_chat_prompt(const ChatTemplate& tmpl, const Tokenizer& tok, const std::vector<ChatMessage>& messages);
+// extra: more template variables (chat_template_kwargs such as enable_thinking, tools).
+ChatPrompt build_chat_prompt(const ChatTemplate& tmpl, const Tokenizer& tok, const std::vector<ChatMessage>& messages,
+                             const nlohmann::json& extra = nlohmann::json::object());
 
 // Whether text ends with "<think>" (and optional whitespace).
 bool ends_with_think(const std::string& text);

@@ -18,11 +18,15 @@ bool has_penalties(const SamplerParams& p) {
 // a copy in `buf` with the last repeat_last_n tokens of history penalised.
 const float* penalised(const SamplerParams& p, const float* logits, int32_t n_vocab, std::span<const int32_t> history,
                        std::vector<float>& buf) {
-  if (!has_penalties(p) || history.empty()) return logits;
+  const bool penalties = has_penalties(p) && !history.empty();
+  if (!penalties && p.logit_bias.empty()) return logits;
+  buf.assign(logits, logits + n_vocab);
+  for (const auto& [id, bias] : p.logit_bias)
+    if (id >= 0 && id < n_vocab) buf[size_t(id)] += bias;
+  if (!penalties) return buf.data();
   const size_t n = std::min(history.size(), size_t(p.repeat_last_n));
   std::unordered_map<int32_t, int> count;
   for (int32_t id : history.subspan(history.size() - n)) ++count[id];
-  buf.assign(logits, logits + n_vocab);
   for (auto [id, c] : count) {
     if (id < 0 || id >= n_vocab) continue;
     float& l = buf[size_t(id)];

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <random>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace jevons {
@@ -26,6 +27,8 @@ struct SamplerParams {
   float presence_penalty = 0.0f;   // subtracted once per token seen
   float frequency_penalty = 0.0f;  // subtracted per occurrence
   uint64_t seed = 0;
+  // Added to the logits before anything else (OpenAI's logit_bias; -100 bans a token).
+  std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 // The distribution of the next token: its candidates, most likely first (ties: lower

@@ -254,7 +254,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
   try {
     if (draining.load()) throw ApiError(503, "server_error", "the server is shutting down");
     if (!ready.load()) throw ApiError(503, "server_error", "the model is still loading");
-    p = parse_request(hreq.body, chat);
+    p = parse_request(hreq.body, chat, backend.scheduler->tokenizer().n_vocab());
     if (!p.model.empty() && p.model != opt.model_name)
       throw ApiError(404, "invalid_request_error", fmt::format("The model '{}' does not exist (this server serves '{}')", p.model, opt.model_name),
                      "model", "model_not_found");
@@ -264,7 +264,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
       if (!backend.chat_template) throw ApiError(400, "invalid_request_error", "this model has no chat template; use /v1/completions");
       engine::ChatPrompt prompt;
       try {
-        prompt = engine::build_chat_prompt(*backend.chat_template, tok, p.messages);
+        prompt = engine::build_chat_prompt(*backend.chat_template, tok, p.messages, p.template_kwargs);
       } catch (const Error& e) {
         throw ApiError(400, "invalid_request_error", fmt::format("the chat template failed: {}", e.what()), "messages");
       }
@@ -298,6 +298,9 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
   const int64_t created = int64_t(std::time(nullptr));
   const std::string model = opt.model_name;
   const int n = p.n;
+  // completions' echo: the prompt's text comes first.
+  const std::string echo_text =
+      p.echo ? (p.prompt_is_ids ? backend.scheduler->tokenizer().decode(p.prompt_ids) : p.prompt_text) : std::string();
 
   if (p.stream) {
     struct State {
@@ -313,7 +316,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
     };
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, st, req, p, chat, n, chunk, t_start](size_t, httplib::DataSink& sink) {
+        [this, st, req, p, chat, n, chunk, t_start, echo_text](size_t, httplib::DataSink& sink) {
           if (st->finished) return false;
           if (!sink.is_writable()) {
             req->cancel();
@@ -339,6 +342,11 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
               cs.push_back({{"index", i}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"logprobs", nullptr}, {"finish_reason", nullptr}});
             sse(chunk(cs));
           }
+          if (!st->started && !chat && !echo_text.empty()) {
+            json cs = json::array();
+            for (int i = 0; i < n; ++i) cs.push_back({{"index", i}, {"text", echo_text}, {"logprobs", nullptr}, {"finish_reason", nullptr}});
+            sse(chunk(cs));
+          }
           st->started = true;
           std::vector<engine::Delta> ds;
           const bool done = req->wait(ds, std::chrono::milliseconds(50));
@@ -346,7 +354,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
             json c;
             if (chat) {
               json delta = json::object();
-              if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+              if (!d.reasoning.empty()) delta["reasoning_content"] = delta["reasoning"] = d.reasoning;  // "reasoning": vLLM's newer name
               if (!d.content.empty()) delta["content"] = d.content;
               json lp = nullptr;
               if (!d.logprobs.empty()) {
@@ -402,7 +410,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
   auto acc = std::make_shared<std::vector<Accum>>(size_t(n));
   res.set_chunked_content_provider(
       "application/json",
-      [this, req, acc, p, chat, n, id, created, model, t_start](size_t, httplib::DataSink& sink) {
+      [this, req, acc, p, chat, n, id, created, model, t_start, echo_text](size_t, httplib::DataSink& sink) {
         std::vector<engine::Delta> ds;
         bool done = false;
         const auto t0 = std::chrono::steady_clock::now();
@@ -438,7 +446,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
           const Accum& a = (*acc)[size_t(i)];
           if (chat) {
             json msg = {{"role", "assistant"}, {"content", a.content}};
-            msg["reasoning_content"] = a.reasoning.empty() ? json(nullptr) : json(a.reasoning);
+            msg["reasoning_content"] = msg["reasoning"] = a.reasoning.empty() ? json(nullptr) : json(a.reasoning);
             json lp = nullptr;
             if (p.logprobs) {
               json arr = json::array();
@@ -447,7 +455,7 @@ void HttpServer::Impl::generate(const httplib::Request& hreq, httplib::Response&
             }
             choices.push_back({{"index", i}, {"message", msg}, {"logprobs", lp}, {"finish_reason", rs[size_t(i)].finish_reason}});
           } else {
-            choices.push_back({{"index", i}, {"text", a.reasoning + a.content}, {"finish_reason", rs[size_t(i)].finish_reason},
+            choices.push_back({{"index", i}, {"text", echo_text + a.reasoning + a.content}, {"finish_reason", rs[size_t(i)].finish_reason},
                                {"logprobs", p.logprobs ? completion_logprobs_json(a.logprobs, 0) : json(nullptr)}});
           }
         }

@@ -1,8 +1,14 @@
 #include "server/openai.h"
 
+#include <cstdlib>
 #include <random>
+#include <set>
 
 #include <fmt/format.h>
+
+#include "core/error.h"
+#include "engine/json_schema.h"
+#include "runtime/grammar.h"
 
 namespace jevons::server {
 
@@ -58,14 +64,78 @@ std::string content_text(const json& c, const std::string& where) {
 
 }  // namespace
 
-ParsedRequest parse_request(const std::string& body, bool chat) {
+ParsedRequest parse_request(const std::string& body, bool chat, int32_t n_vocab) {
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded()) bad("", "the request body is not valid JSON");
-  return parse_request(j, chat);
+  return parse_request(j, chat, n_vocab);
 }
 
-ParsedRequest parse_request(const json& b, bool chat) {
+namespace {
+
+// Every parameter parse_request reads, and those that change nothing here.
+const std::set<std::string>& known_parameters(bool chat) {
+  static const std::set<std::string> common = {
+      "model", "stream", "stream_options", "n", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
+      "frequency_penalty", "repeat_penalty", "seed", "max_tokens", "stop", "logprobs", "speculative", "ignore_eos",
+      "max_reasoning_tokens", "max_reasoning_joules", "response_format", "grammar", "json_schema", "logit_bias",
+      // no effect on the output here:
+      "user", "metadata", "store", "service_tier", "cache_prompt", "id_slot", "safety_identifier", "prompt_cache_key"};
+  static const std::set<std::string> chat_only = {"messages", "top_logprobs", "max_completion_tokens", "chat_template_kwargs",
+                                                  "reasoning_effort", "tools", "tool_choice", "parallel_tool_calls"};
+  static const std::set<std::string> completion_only = {"prompt", "echo", "best_of", "suffix"};
+  static const std::set<std::string> all_chat = [] {
+    std::set<std::string> s = common;
+    s.insert(chat_only.begin(), chat_only.end());
+    return s;
+  }();
+  static const std::set<std::string> all_completion = [] {
+    std::set<std::string> s = common;
+    s.insert(completion_only.begin(), completion_only.end());
+    return s;
+  }();
+  return chat ? all_chat : all_completion;
+}
+
+// response_format, grammar or json_schema (llama-server's fields) -> the constraint.
+std::shared_ptr<const Grammar> parse_constraint(const json& b) {
+  const int given = has(b, "grammar") + has(b, "json_schema") +
+                    (has(b, "response_format") && b["response_format"].is_object() && b["response_format"].value("type", "text") != "text");
+  if (given > 1) bad("response_format", "give one of response_format, grammar and json_schema");
+  try {
+    if (has(b, "grammar")) {
+      if (!b["grammar"].is_string()) bad("grammar", "'grammar' must be a GBNF string");
+      return Grammar::parse(b["grammar"].get<std::string>());
+    }
+    if (has(b, "json_schema")) return Grammar::parse(engine::json_schema_to_gbnf(b["json_schema"]));
+    if (has(b, "response_format")) {
+      const json& rf = b["response_format"];
+      if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
+        bad("response_format", "'response_format' must be an object with a 'type'");
+      const std::string type = rf["type"];
+      if (type == "text") return nullptr;
+      if (type == "json_object") return Grammar::parse(engine::json_object_grammar());
+      if (type == "json_schema") {
+        if (!has(rf, "json_schema") || !rf["json_schema"].is_object() || !has(rf["json_schema"], "schema"))
+          bad("response_format", "response_format json_schema needs {\"json_schema\": {\"name\": ..., \"schema\": {...}}}");
+        return Grammar::parse(engine::json_schema_to_gbnf(rf["json_schema"]["schema"]));
+      }
+      bad("response_format", fmt::format("response_format type '{}' is not supported (text, json_object or json_schema)", type));
+    }
+  } catch (const Error& e) {
+    const std::string param = has(b, "grammar") ? "grammar" : has(b, "json_schema") ? "json_schema" : "response_format";
+    bad(param, e.what());
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+ParsedRequest parse_request(const json& b, bool chat, int32_t n_vocab) {
   if (!b.is_object()) bad("", "the request body must be a JSON object");
+  for (const auto& [key, value] : b.items())
+    if (!known_parameters(chat).count(key))
+      bad(key, fmt::format("'{}' is not supported by {}: jevons would otherwise ignore it and answer as if it had not been sent",
+                           key, chat ? "/v1/chat/completions" : "/v1/completions"));
   ParsedRequest r;
   r.chat = chat;
   if (has(b, "model")) {
@@ -122,6 +192,44 @@ ParsedRequest parse_request(const json& b, bool chat) {
   } else if (has(b, "logprobs")) {
     r.logprobs = true;
     r.params.top_logprobs = int(get_int(b, "logprobs", 0, 20));
+  }
+  r.params.grammar = parse_constraint(b);
+  if (has(b, "tools") && !(b["tools"].is_array() && b["tools"].empty()))
+    bad("tools", "tool calling is not supported yet: 'tools' would be ignored");
+  if (has(b, "tool_choice") && b["tool_choice"] != "none" && b["tool_choice"] != "auto")
+    bad("tool_choice", "tool calling is not supported yet");
+  if (has(b, "logit_bias")) {
+    const json& lb = b["logit_bias"];
+    if (!lb.is_object()) bad("logit_bias", "'logit_bias' must be an object of token id -> bias");
+    if (lb.size() > 1024) bad("logit_bias", "at most 1024 entries in 'logit_bias'");
+    for (const auto& [key, v] : lb.items()) {
+      char* end = nullptr;
+      const long id = std::strtol(key.c_str(), &end, 10);
+      if (key.empty() || *end != '\0' || id < 0 || (n_vocab > 0 && id >= n_vocab))
+        bad("logit_bias", fmt::format("'logit_bias' key '{}' is not a token id of this model{}", key,
+                                      n_vocab > 0 ? fmt::format(" (0 to {})", n_vocab - 1) : ""));
+      if (!v.is_number() || v.get<double>() < -100 || v.get<double>() > 100)
+        bad("logit_bias", fmt::format("'logit_bias' values must be numbers from -100 to 100 (token {})", key));
+      s.logit_bias.emplace_back(int32_t(id), float(v.get<double>()));
+    }
+  }
+  if (chat) {
+    if (has(b, "chat_template_kwargs")) {
+      if (!b["chat_template_kwargs"].is_object()) bad("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+      r.template_kwargs = b["chat_template_kwargs"];
+    }
+    if (has(b, "reasoning_effort")) {
+      const json& e = b["reasoning_effort"];
+      if (!e.is_string() || (e != "low" && e != "medium" && e != "high" && e != "minimal" && e != "none"))
+        bad("reasoning_effort", "'reasoning_effort' must be one of none, minimal, low, medium, high");
+      r.template_kwargs["reasoning_effort"] = e;
+    }
+  } else {
+    if (has(b, "echo")) r.echo = get_bool(b, "echo");
+    if (has(b, "best_of") && get_int(b, "best_of", 1, 16) != 1)
+      bad("best_of", "'best_of' other than 1 is not supported (ask for n choices instead)");
+    if (has(b, "suffix") && !(b["suffix"].is_string() && b["suffix"].get<std::string>().empty()))
+      bad("suffix", "'suffix' (fill in the middle) is not supported");
   }
   // jevons' own: false turns the server's speculative decoding off for this request.
   if (has(b, "speculative")) r.params.speculate = get_bool(b, "speculative");

@@ -39,12 +39,18 @@ struct ParsedRequest {
   std::string prompt_text;            // completions: a string prompt
   std::vector<int32_t> prompt_ids;    // completions: a token-id prompt
   bool prompt_is_ids = false;
+  bool echo = false;                  // completions: the prompt comes back before the completion
+  nlohmann::json template_kwargs = nlohmann::json::object();  // chat_template_kwargs (+ reasoning_effort)
 };
 
-// Throws ApiError(400) naming the offending parameter.
-ParsedRequest parse_request(const nlohmann::json& body, bool chat);
+// Throws ApiError(400) naming the offending parameter: a malformed value, and any
+// parameter that would change the output and that jevons does not implement (rather
+// than answering 200 as if it had). Parameters that change nothing here (user,
+// metadata, store, llama-server's cache_prompt, ...) are accepted. n_vocab: for
+// logit_bias's token ids (0: not checked).
+ParsedRequest parse_request(const nlohmann::json& body, bool chat, int32_t n_vocab = 0);
 // Parses the body text first (malformed JSON -> 400).
-ParsedRequest parse_request(const std::string& body, bool chat);
+ParsedRequest parse_request(const std::string& body, bool chat, int32_t n_vocab = 0);
 
 nlohmann::json error_json(const std::string& message, const std::string& type, const std::string& param = "",
                           const std::string& code = "");
