@@ -54,6 +54,34 @@ assert.equal(whole.choices[0].message.content, content);
 assert.equal(whole.usage.completion_tokens, usage.completion_tokens);
 
 // Errors come back as the client's typed errors.
+// Structured output through the client's own response_format shape; the golden model
+// has random weights, so a valid object is the constraint's doing.
+const schema = {
+  type: "object",
+  properties: { name: { type: "string", maxLength: 10 }, n: { type: "integer", minimum: 0, maximum: 9 }, tags: { type: "array", items: { enum: ["a", "b"] }, maxItems: 2 } },
+  required: ["name", "n", "tags"],
+  additionalProperties: false,
+};
+for (const seed of [1, 2, 3]) {
+  const r = await client.chat.completions.create({
+    model,
+    messages: [{ role: "user", content: "Give me JSON" }],
+    seed,
+    max_tokens: 96,
+    max_reasoning_tokens: 4,
+    response_format: { type: "json_schema", json_schema: { name: "thing", strict: true, schema } },
+  });
+  const v = JSON.parse(r.choices[0].message.content);
+  assert.equal(typeof v.name, "string");
+  assert.ok(Number.isInteger(v.n) && v.n >= 0 && v.n <= 9);
+  assert.ok(Array.isArray(v.tags) && v.tags.every((t) => t === "a" || t === "b"));
+  assert.deepEqual(Object.keys(v).sort(), ["n", "name", "tags"]);
+}
+// A parameter jevons would otherwise ignore is refused, naming it.
+await assert.rejects(
+  client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] }),
+  (e) => e.status === 400 && e.param === "tools");
+
 await assert.rejects(client.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }),
                      (e) => e.status === 404);
 const bad = new OpenAI({ baseURL, apiKey: "wrong", maxRetries: 0 });
