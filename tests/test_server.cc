@@ -908,6 +908,92 @@ TEST_F(ServerTest, StructuredOutputAndNothingSilentlyIgnored) {
   EXPECT_EQ(ok, 200) << j.dump();
 }
 
+// Tool calls with a random model: "required" and a named function give calls whose
+// arguments validate, streamed or not; a whole round trip is accepted.
+TEST_F(ServerTest, ToolCallsRequiredNamedAndRoundTrip) {
+  start(chatml(), SchedulerOptions{.engine = {.parallel = 4, .n_ctx = 512}});
+  const json tools = json::parse(R"([
+    {"type":"function","function":{"name":"get_weather","description":"Weather in a city","parameters":{"type":"object",
+      "properties":{"city":{"type":"string","maxLength":12},"unit":{"enum":["c","f"]}},"required":["city","unit"]}}},
+    {"type":"function","function":{"name":"add","parameters":{"type":"object","properties":{"a":{"type":"integer"},
+      "b":{"type":"integer"}},"required":["a","b"]}}}])");
+  const json msgs = {{{"role", "user"}, {"content", "Weather in Paris?"}}};
+  auto check_call = [](const json& call, const std::string& want_name) {
+    EXPECT_EQ(call["type"], "function");
+    EXPECT_EQ(call["id"].get<std::string>().rfind("call_", 0), 0u);
+    const std::string name = call["function"]["name"];
+    if (!want_name.empty()) EXPECT_EQ(name, want_name);
+    const json args = json::parse(call["function"]["arguments"].get<std::string>(), nullptr, false);
+    ASSERT_TRUE(args.is_object()) << call.dump();
+    if (name == "get_weather") {
+      EXPECT_TRUE(args["city"].is_string() && (args["unit"] == "c" || args["unit"] == "f")) << args.dump();
+    } else {
+      EXPECT_EQ(name, "add");
+      EXPECT_TRUE(args["a"].is_number_integer() && args["b"].is_number_integer()) << args.dump();
+    }
+  };
+  for (int seed = 1; seed <= 3; ++seed) {
+    auto [status, j] = post_json("/v1/chat/completions", {{"messages", msgs}, {"tools", tools}, {"tool_choice", "required"},
+                                                          {"seed", seed}, {"max_tokens", 160}, {"parallel_tool_calls", false}});
+    ASSERT_EQ(status, 200) << j.dump();
+    const json& choice = j["choices"][0];
+    EXPECT_EQ(choice["finish_reason"], "tool_calls") << j.dump();
+    ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << j.dump();
+    check_call(choice["message"]["tool_calls"][0], "");
+  }
+  {
+    auto [status, j] = post_json("/v1/chat/completions", {{"messages", msgs}, {"tools", tools}, {"max_tokens", 160},
+                                                          {"tool_choice", {{"type", "function"}, {"function", {{"name", "add"}}}}}});
+    ASSERT_EQ(status, 200) << j.dump();
+    check_call(j["choices"][0]["message"]["tool_calls"][0], "add");
+  }
+  {
+    // Streamed: no content leaks out of the call; the call comes as delta.tool_calls.
+    auto [status, body] = post_stream("/v1/chat/completions", {{"messages", msgs}, {"tools", tools}, {"tool_choice", "required"},
+                                                               {"max_tokens", 160}, {"stream", true}});
+    ASSERT_EQ(status, 200);
+    std::string content, finish;
+    json calls = json::array();
+    for (size_t p = body.find("data: {"); p != std::string::npos; p = body.find("data: {", p + 1)) {
+      const json c = json::parse(body.substr(p + 6, body.find('\n', p) - p - 6), nullptr, false);
+      if (!c.contains("choices") || c["choices"].empty()) continue;
+      const json& ch = c["choices"][0];
+      if (ch.contains("delta")) {
+        content += ch["delta"].value("content", "");
+        if (ch["delta"].contains("tool_calls"))
+          for (const json& t : ch["delta"]["tool_calls"]) calls.push_back(t);
+      }
+      if (ch["finish_reason"].is_string()) finish = ch["finish_reason"];
+    }
+    EXPECT_EQ(content, "");
+    EXPECT_EQ(finish, "tool_calls");
+    ASSERT_GE(calls.size(), 1u) << body;
+    EXPECT_EQ(calls[0]["index"], 0);
+    check_call(calls[0], "");
+  }
+  {
+    // The round trip: the assistant's call and the tool's result in the history.
+    const json history = {{{"role", "user"}, {"content", "Weather in Paris?"}},
+                          {{"role", "assistant"}, {"content", nullptr},
+                           {"tool_calls", {{{"id", "call_1"}, {"type", "function"},
+                                            {"function", {{"name", "get_weather"}, {"arguments", "{\"city\":\"Paris\",\"unit\":\"c\"}"}}}}}}},
+                          {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "18 C, sunny"}}};
+    auto [status, j] = post_json("/v1/chat/completions", {{"messages", history}, {"tools", tools}, {"max_tokens", 8}});
+    EXPECT_EQ(status, 200) << j.dump();
+  }
+  auto refused = [&](json body, const std::string& param) {
+    auto [status, j] = post_json("/v1/chat/completions", body);
+    EXPECT_EQ(status, 400) << body.dump() << " -> " << j.dump();
+    EXPECT_EQ(j["error"]["param"], param) << j.dump();
+  };
+  refused({{"messages", msgs}, {"tools", tools}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "nope"}}}}}}, "tools");
+  refused({{"messages", msgs}, {"tool_choice", "required"}}, "tool_choice");
+  refused({{"messages", msgs}, {"tools", {{{"type", "function"}, {"function", {{"name", "bad name!"}}}}}}}, "tools[0].function.name");
+  refused({{"messages", msgs}, {"tools", {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", {{"type", "object"}, {"not", json::object()}}}}}}}},
+           {"tool_choice", "required"}},
+          "tools");
+}
+
 // A template whose generation prompt opens a thought: everything generated is
 // reasoning until </think>, which a random model never writes, so the budget must.
 const char* kThinkTemplate =

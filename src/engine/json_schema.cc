@@ -16,17 +16,17 @@ const std::map<std::string, std::string>& primitives() {
   static const std::map<std::string, std::string> p = {
       {"ws", R"(| " " | "\n" [ \t]{0,20})"},
       {"char", R"([^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}))"},
-      {"string", R"("\"" char* "\"" ws)"},
-      {"integer", R"("-"? ([0-9] | [1-9] [0-9]{0,15}) ws)"},
-      {"number", R"("-"? ([0-9] | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})? ws)"},
-      {"boolean", R"(("true" | "false") ws)"},
-      {"null", R"("null" ws)"},
-      {"value", R"(object | array | string | number | boolean | null)"},
-      {"object", R"("{" ws ( string ":" ws value ( "," ws string ":" ws value )* )? "}" ws)"},
-      {"array", R"("[" ws ( value ( "," ws value )* )? "]" ws)"},
-      {"nonneg-integer", R"(([0-9] | [1-9] [0-9]{0,15}) ws)"},
-      {"positive-integer", R"([1-9] [0-9]{0,15} ws)"},
-      {"nonneg-number", R"(([0-9] | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})? ws)"},
+      {"string", R"("\"" %char* "\"" %ws)"},
+      {"integer", R"("-"? ([0-9] | [1-9] [0-9]{0,15}) %ws)"},
+      {"number", R"("-"? ([0-9] | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})? %ws)"},
+      {"boolean", R"(("true" | "false") %ws)"},
+      {"null", R"("null" %ws)"},
+      {"value", R"(%object | %array | %string | %number | %boolean | %null)"},
+      {"object", R"("{" %ws ( %string ":" %ws %value ( "," %ws %string ":" %ws %value )* )? "}" %ws)"},
+      {"array", R"("[" %ws ( %value ( "," %ws %value )* )? "]" %ws)"},
+      {"nonneg-integer", R"(([0-9] | [1-9] [0-9]{0,15}) %ws)"},
+      {"positive-integer", R"([1-9] [0-9]{0,15} %ws)"},
+      {"nonneg-number", R"(([0-9] | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})? %ws)"},
       {"date-body", R"([0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [12] [0-9] | "3" [01]))"},
       {"time-body", R"(([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? ("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9]))"},
       {"uuid-body", R"([0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12})"},
@@ -75,11 +75,11 @@ const std::set<std::string>& handled() {
 
 class Converter {
  public:
-  explicit Converter(const nlohmann::json& root) : root_(root) {}
+  Converter(const nlohmann::json& root, std::string prefix) : root_(root), prefix_(std::move(prefix)) {}
 
   std::string convert() {
     const std::string top = visit(root_, "#", 0);
-    std::string out = "root ::= " + top + "\n";
+    std::string out = prefix_ + "root ::= " + top + "\n";
     for (const auto& [name, body] : rules_) out += name + " ::= " + body + "\n";
     // Primitives used, with what they use.
     std::vector<std::string> todo(used_.begin(), used_.end());
@@ -88,7 +88,10 @@ class Converter {
       const std::string p = todo.back();
       todo.pop_back();
       if (!done.insert(p).second) continue;
-      out += p + " ::= " + primitives().at(p) + "\n";
+      std::string body = primitives().at(p);
+      for (size_t at = body.find('%'); at != std::string::npos; at = body.find('%', at + prefix_.size()))
+        body.replace(at, 1, prefix_);
+      out += prefix_ + p + " ::= " + body + "\n";
       if (auto it = primitive_deps().find(p); it != primitive_deps().end())
         for (const std::string& d : it->second) todo.push_back(d);
     }
@@ -102,14 +105,14 @@ class Converter {
 
   std::string use(const std::string& primitive) {
     used_.insert(primitive);
-    return primitive;
+    return prefix_ + primitive;
   }
 
   std::string add_rule(const std::string& hint, const std::string& body) {
     std::string base;
     for (char c : hint) base += std::isalnum((unsigned char)c) ? char(std::tolower((unsigned char)c)) : '-';
     if (base.empty() || !std::isalpha((unsigned char)base[0])) base = "r" + base;
-    std::string name = base + "-" + std::to_string(rules_.size());
+    std::string name = prefix_ + base + "-" + std::to_string(rules_.size());
     rules_.emplace_back(name, body);
     return name;
   }
@@ -293,8 +296,7 @@ class Converter {
     if (min < 0 || min > 10000 || max > 10000) unsupported(path, "minLength/maxLength above 10000");
     if (max >= 0 && max < min) fail("JSON schema at {}: maxLength < minLength accepts no string", path);
     if (min == 0 && max < 0) return use("string");
-    use("char");
-    return "\"\\\"\" char" + (max < 0 ? fmt::format("{{{},}}", min) : fmt::format("{{{},{}}}", min, max)) + " \"\\\"\" " + ws;
+    return "\"\\\"\" " + use("char") + (max < 0 ? fmt::format("{{{},}}", min) : fmt::format("{{{},{}}}", min, max)) + " \"\\\"\" " + ws;
   }
 
   static bool has_number(const nlohmann::json& s, const char* k) { return s.contains(k) && s[k].is_number(); }
@@ -434,6 +436,7 @@ class Converter {
   }
 
   const nlohmann::json& root_;
+  const std::string prefix_;
   std::vector<std::pair<std::string, std::string>> rules_;
   std::map<std::string, std::string> refs_;
   std::set<std::string> used_;
@@ -441,11 +444,13 @@ class Converter {
 
 }  // namespace
 
-std::string json_object_grammar() { return "root ::= object\n" + Converter(nlohmann::json::object()).convert().substr(std::string("root ::= value\n").size()); }
+std::string json_object_grammar() {
+  return "root ::= object\n" + Converter(nlohmann::json::object(), "").convert().substr(std::string("root ::= value\n").size());
+}
 
-std::string json_schema_to_gbnf(const nlohmann::json& schema) {
+std::string json_schema_to_gbnf(const nlohmann::json& schema, const std::string& prefix) {
   try {
-    return Converter(schema).convert();
+    return Converter(schema, prefix).convert();
   } catch (const nlohmann::json::exception& e) {
     fail("JSON schema: a keyword has a value of the wrong type ({})", e.what());
   }

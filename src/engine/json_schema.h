@@ -26,7 +26,8 @@ namespace jevons::engine {
 std::string json_object_grammar();
 
 // The grammar of the JSON texts valid against `schema`; Error (the server's 400)
-// on what it cannot enforce.
-std::string json_schema_to_gbnf(const nlohmann::json& schema);
+// on what it cannot enforce. prefix: put before every rule name (the start rule is
+// PREFIXroot), so that several schemas can share one grammar (tool calls).
+std::string json_schema_to_gbnf(const nlohmann::json& schema, const std::string& prefix = "");
 
 }  // namespace jevons::engine

@@ -194,10 +194,43 @@ ParsedRequest parse_request(const json& b, bool chat, int32_t n_vocab) {
     r.params.top_logprobs = int(get_int(b, "logprobs", 0, 20));
   }
   r.params.grammar = parse_constraint(b);
-  if (has(b, "tools") && !(b["tools"].is_array() && b["tools"].empty()))
-    bad("tools", "tool calling is not supported yet: 'tools' would be ignored");
-  if (has(b, "tool_choice") && b["tool_choice"] != "none" && b["tool_choice"] != "auto")
-    bad("tool_choice", "tool calling is not supported yet");
+  if (chat && has(b, "tools")) {
+    const json& tools = b["tools"];
+    if (!tools.is_array()) bad("tools", "'tools' must be an array");
+    if (tools.size() > 128) bad("tools", "at most 128 tools");
+    std::set<std::string> names;
+    for (size_t i = 0; i < tools.size(); ++i) {
+      const json& t = tools[i];
+      const std::string where = fmt::format("tools[{}]", i);
+      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object())
+        bad(where, "each tool must be {\"type\": \"function\", \"function\": {...}}");
+      const json& fn = t["function"];
+      if (!fn.contains("name") || !fn["name"].is_string() || fn["name"].get<std::string>().empty() || fn["name"].get<std::string>().size() > 64)
+        bad(where + ".function.name", "a function needs a 'name' of 1 to 64 characters");
+      for (char c : fn["name"].get<std::string>())
+        if (!std::isalnum((unsigned char)c) && c != '_' && c != '-') bad(where + ".function.name", "function names use a-z, A-Z, 0-9, _ and -");
+      if (!names.insert(fn["name"].get<std::string>()).second) bad(where + ".function.name", "two tools have the same name");
+      if (fn.contains("parameters") && !fn["parameters"].is_object()) bad(where + ".function.parameters", "'parameters' must be a JSON Schema object");
+    }
+    r.tools = tools;
+  }
+  if (chat && has(b, "tool_choice")) {
+    const json& tc = b["tool_choice"];
+    if (tc.is_string() && (tc == "none" || tc == "auto" || tc == "required")) {
+      r.tool_choice = tc.get<std::string>();
+    } else if (tc.is_object() && tc.value("type", "") == "function" && tc.contains("function") && tc["function"].is_object() &&
+               tc["function"].contains("name") && tc["function"]["name"].is_string()) {
+      r.tool_choice = "function";
+      r.tool_name = tc["function"]["name"].get<std::string>();
+    } else {
+      bad("tool_choice", "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    }
+    if ((r.tool_choice == "required" || r.tool_choice == "function") && r.tools.empty())
+      bad("tool_choice", "'tool_choice' asks for a call but no 'tools' were given");
+  }
+  if (chat && has(b, "parallel_tool_calls")) r.parallel_tool_calls = get_bool(b, "parallel_tool_calls");
+  if (r.params.grammar && (r.tool_choice == "required" || r.tool_choice == "function"))
+    bad("tool_choice", "a required tool call and response_format/grammar cannot both constrain the reply");
   if (has(b, "logit_bias")) {
     const json& lb = b["logit_bias"];
     if (!lb.is_object()) bad("logit_bias", "'logit_bias' must be an object of token id -> bias");
@@ -252,6 +285,31 @@ ParsedRequest parse_request(const json& b, bool chat, int32_t n_vocab) {
         bad(where + ".role", fmt::format("unknown role '{}'", cm.role));
       if (cm.role == "developer") cm.role = "system";
       cm.content = content_text(m.contains("content") ? m["content"] : json(), where + ".content");
+      if (cm.role == "assistant" && has(m, "tool_calls")) {
+        const json& calls = m["tool_calls"];
+        if (!calls.is_array()) bad(where + ".tool_calls", "'tool_calls' must be an array");
+        cm.tool_calls = json::array();
+        for (const json& c : calls) {
+          if (!c.is_object() || !c.contains("function") || !c["function"].is_object() || !c["function"].contains("name") ||
+              !c["function"]["name"].is_string())
+            bad(where + ".tool_calls", "each tool call needs {\"function\": {\"name\", \"arguments\"}}");
+          json fn = c["function"];
+          // Templates render the arguments as an object (tojson); the wire has a JSON string.
+          if (fn.contains("arguments") && fn["arguments"].is_string()) {
+            const json a = json::parse(fn["arguments"].get<std::string>(), nullptr, false);
+            if (a.is_discarded()) bad(where + ".tool_calls", "a tool call's 'arguments' is not JSON");
+            fn["arguments"] = a;
+          }
+          cm.tool_calls.push_back({{"id", c.value("id", "")}, {"type", "function"}, {"function", fn}});
+        }
+      }
+      if (cm.role == "tool") {
+        if (has(m, "tool_call_id")) {
+          if (!m["tool_call_id"].is_string()) bad(where + ".tool_call_id", "'tool_call_id' must be a string");
+          cm.tool_call_id = m["tool_call_id"].get<std::string>();
+        }
+        if (has(m, "name") && m["name"].is_string()) cm.name = m["name"].get<std::string>();
+      }
       if (has(m, "reasoning_content")) {
         if (!m["reasoning_content"].is_string()) bad(where + ".reasoning_content", "'reasoning_content' must be a string");
         cm.reasoning_content = m["reasoning_content"].get<std::string>();
@@ -277,6 +335,12 @@ ParsedRequest parse_request(const json& b, bool chat, int32_t n_vocab) {
     }
   }
   return r;
+}
+
+json tool_call_json(const std::string& name, const std::string& arguments, int index) {
+  json j = {{"id", new_id("call_")}, {"type", "function"}, {"function", {{"name", name}, {"arguments", arguments}}}};
+  if (index >= 0) j["index"] = index;
+  return j;
 }
 
 json error_json(const std::string& message, const std::string& type, const std::string& param, const std::string& code) {

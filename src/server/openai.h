@@ -41,7 +41,16 @@ struct ParsedRequest {
   bool prompt_is_ids = false;
   bool echo = false;                  // completions: the prompt comes back before the completion
   nlohmann::json template_kwargs = nlohmann::json::object();  // chat_template_kwargs (+ reasoning_effort)
+  // Tool use (chat): the functions offered, and tool_choice: "none", "auto", "required"
+  // or "function" (tool_name: the one it must call).
+  nlohmann::json tools = nlohmann::json::array();
+  std::string tool_choice = "auto", tool_name;
+  bool parallel_tool_calls = true;
+  bool tools_active() const { return !tools.empty() && tool_choice != "none"; }
 };
+
+// A tool call of a response: {"id", "type": "function", "function": {"name", "arguments"}}.
+nlohmann::json tool_call_json(const std::string& name, const std::string& arguments, int index = -1);
 
 // Throws ApiError(400) naming the offending parameter: a malformed value, and any
 // parameter that would change the output and that jevons does not implement (rather

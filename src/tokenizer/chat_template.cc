@@ -94,6 +94,9 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
     d.emplace_back("role", jinja::Value::string(m.role));
     d.emplace_back("content", jinja::Value::string(m.content));
     if (!m.reasoning_content.empty()) d.emplace_back("reasoning_content", jinja::Value::string(m.reasoning_content));
+    if (m.tool_calls.is_array() && !m.tool_calls.empty()) d.emplace_back("tool_calls", jinja::Value::from_json(m.tool_calls));
+    if (!m.tool_call_id.empty()) d.emplace_back("tool_call_id", jinja::Value::string(m.tool_call_id));
+    if (!m.name.empty()) d.emplace_back("name", jinja::Value::string(m.name));
     list.push_back(jinja::Value::make_dict(std::move(d)));
   }
   globals["messages"] = jinja::Value::make_list(std::move(list));

@@ -23,6 +23,11 @@ class Tokenizer;
 struct ChatMessage {
   std::string role, content;
   std::string reasoning_content;  // only passed to the template when non-empty
+  // Tool use, passed to the template when present: an assistant's calls (OpenAI's
+  // [{"id", "type", "function": {"name", "arguments"}}], arguments as an object), and
+  // a tool result's call id and function name.
+  nlohmann::json tool_calls;
+  std::string tool_call_id, name;
 };
 
 namespace jinja {

@@ -77,10 +77,42 @@ for (const seed of [1, 2, 3]) {
   assert.ok(Array.isArray(v.tags) && v.tags.every((t) => t === "a" || t === "b"));
   assert.deepEqual(Object.keys(v).sort(), ["n", "name", "tags"]);
 }
+// Tools: a required call, streamed as tool_call deltas, then the whole round trip.
+const tools = [{ type: "function", function: { name: "get_weather", description: "Weather in a city",
+  parameters: { type: "object", properties: { city: { type: "string", maxLength: 12 } }, required: ["city"] } } }];
+const forced = await client.chat.completions.create({
+  model, messages: [{ role: "user", content: "Weather in Paris?" }], tools, tool_choice: "required", max_tokens: 96, max_reasoning_tokens: 4,
+});
+const call = forced.choices[0].message.tool_calls[0];
+assert.equal(forced.choices[0].finish_reason, "tool_calls");
+assert.equal(call.function.name, "get_weather");
+assert.equal(typeof JSON.parse(call.function.arguments).city, "string");
+const streamed = await client.chat.completions.create({
+  model, messages: [{ role: "user", content: "Weather in Oslo?" }], tools, tool_choice: { type: "function", function: { name: "get_weather" } },
+  max_tokens: 96, max_reasoning_tokens: 4, stream: true,
+});
+let streamedArgs = "", streamedName = "", streamedFinish = null;
+for await (const chunk of streamed) {
+  for (const c of chunk.choices) {
+    for (const t of c.delta.tool_calls ?? []) {
+      if (t.function?.name) streamedName += t.function.name;
+      if (t.function?.arguments) streamedArgs += t.function.arguments;
+    }
+    if (c.finish_reason) streamedFinish = c.finish_reason;
+  }
+}
+assert.equal(streamedName, "get_weather");
+assert.equal(typeof JSON.parse(streamedArgs).city, "string");
+assert.equal(streamedFinish, "tool_calls");
+const answer = await client.chat.completions.create({
+  model, tools, max_tokens: 8,
+  messages: [{ role: "user", content: "Weather in Paris?" }, forced.choices[0].message,
+             { role: "tool", tool_call_id: call.id, content: "18 C, sunny" }],
+});
+assert.ok(answer.choices[0].message, "an answer after the tool result");
 // A parameter jevons would otherwise ignore is refused, naming it.
-await assert.rejects(
-  client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] }),
-  (e) => e.status === 400 && e.param === "tools");
+await assert.rejects(client.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], mirostat: 2 }),
+  (e) => e.status === 400 && e.param === "mirostat");
 
 await assert.rejects(client.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }),
                      (e) => e.status === 404);
