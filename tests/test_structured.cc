@@ -126,10 +126,7 @@ class Structured : public ::testing::Test {
     texts->assign(size_t(seeds), "");
     for (int i = 0; i < seeds; ++i) {
       engine::GenParams p;
-      p.sampling.temperature = 1.0f;
-      p.sampling.top_k = 0;
-      p.sampling.top_p = 1.0f;
-      p.sampling.min_p = 0.0f;
+      p.sampling.temperature = 1.0f;  // top-k 40, top-p 0.95, min-p 0.05 as run's defaults
       p.sampling.seed = uint64_t(i) + 1;
       p.max_tokens = max_tokens;
       p.split_reasoning = false;
