@@ -65,6 +65,12 @@ TEST(Grammar, Utf8SplitAcrossTokens) {
   GrammarMatcher m(Grammar::parse("root ::= \"\xc3\xa9\" \"!\""));  // é!
   EXPECT_TRUE(m.accepts("\xc3"));      // a character's first byte: may become é
   EXPECT_FALSE(m.accepts("\xc3\xa8"));  // è
+  // A 3-byte character begun with one byte: two more bytes may take two tokens.
+  GrammarMatcher euro(Grammar::parse("root ::= [\u20ac] \"!\""));
+  EXPECT_EQ(euro.distance(), 2);
+  EXPECT_EQ(euro.distance_after("\xe2"), 3);
+  EXPECT_EQ(euro.distance_after("\xe2\x82"), 2);
+  EXPECT_EQ(euro.distance_after("\xe2\x82\xac"), 1);
   EXPECT_TRUE(m.advance("\xc3"));
   EXPECT_FALSE(m.can_end());
   EXPECT_TRUE(m.advance("\xa9!"));

@@ -573,6 +573,9 @@ int32_t GrammarMatcher::distance(const State& s) const {
     for (int32_t pos : st) d += g_->min_rest(pos);
     best = int32_t(std::min<int64_t>(best, d));
   }
+  // The character begun counts once above, but its missing bytes may take a token
+  // each (every vocabulary has single-byte tokens; not every one has the pairs).
+  if (s.partial_left > 1 && best < (1 << 30)) best += s.partial_left - 1;
   return best;
 }
 

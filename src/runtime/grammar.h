@@ -73,7 +73,9 @@ class GrammarMatcher {
   bool can_end() const;
   // Nothing may follow: the output is complete.
   bool must_end() const;
-  // The fewest code points that would complete the output from here (0: it may end).
+  // The fewest code points that would complete the output from here (0: it may end),
+  // plus the bytes still missing from a character begun beyond its first: a bound on
+  // the tokens needed when every token can bring it one step nearer.
   int32_t distance() const { return distance(state_); }
 
   // Candidates: whether each of `pieces` (indexed by token id; empty = never allowed)
