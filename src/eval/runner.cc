@@ -130,6 +130,28 @@ void ResultsFile::append(const ItemRecord& r) {
 
 namespace {
 
+// Appends records as questions complete: stamps each with the run's time since the
+// previous one and keeps the progress figures (starting from what the file holds).
+struct Recorder {
+  Recorder(ResultsFile& results, const std::vector<TaskItem>& items, const std::vector<size_t>& selection) : results(results) {
+    prog.total = int64_t(selection.size());
+    for (size_t i : selection)
+      if (auto it = results.done().find(items[i].id); it != results.done().end()) ++prog.done, prog.correct += it->second.correct;
+  }
+  void record(ItemRecord& r) {
+    const auto now = std::chrono::steady_clock::now();
+    r.wall_s = std::chrono::duration<double>(now - last).count();
+    last = now;
+    results.append(r);
+    ++prog.done;
+    prog.correct += r.correct;
+    prog.joules += r.prefill_j + r.decode_j;
+  }
+  ResultsFile& results;
+  RunProgress prog;
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+};
+
 struct Pending {
   size_t item;
   int samples_left;
@@ -144,20 +166,10 @@ void run_generation(engine::Engine& eng, const ChatTemplate* tmpl, const TaskCon
                     const std::vector<size_t>& selection, ResultsFile& results, const RunCallback& progress) {
   const Tokenizer& tok = eng.tokenizer();
   const int n_ctx = eng.options().n_ctx;
-  RunProgress prog;
-  prog.total = int64_t(selection.size());
-  for (size_t i : selection)
-    if (auto it = results.done().find(items[i].id); it != results.done().end()) ++prog.done, prog.correct += it->second.correct;
-  auto last = std::chrono::steady_clock::now();
+  Recorder rec(results, items, selection);
   auto record_done = [&](ItemRecord& r) {
-    const auto now = std::chrono::steady_clock::now();
-    r.wall_s = std::chrono::duration<double>(now - last).count();
-    last = now;
-    results.append(r);
-    ++prog.done;
-    prog.correct += r.correct;
-    prog.joules += r.prefill_j + r.decode_j;
-    if (progress) progress(prog);
+    rec.record(r);
+    if (progress) progress(rec.prog);
   };
 
   std::vector<std::unique_ptr<Pending>> pending;
@@ -258,17 +270,11 @@ void run_loglik(Model& model, const Tokenizer& tok, meter::Meter& meter, const T
                 const std::vector<TaskItem>& items, const std::vector<size_t>& selection, int parallel, TensorType kv_type,
                 ResultsFile& results, const RunCallback& progress) {
   const int32_t n_vocab = model.config().n_vocab;
-  RunProgress prog;
-  prog.total = int64_t(selection.size());
+  Recorder rec(results, items, selection);
   std::vector<size_t> todo;
-  for (size_t i : selection) {
-    if (auto it = results.done().find(items[i].id); it != results.done().end())
-      ++prog.done, prog.correct += it->second.correct;
-    else
-      todo.push_back(i);
-  }
+  for (size_t i : selection)
+    if (!results.done().count(items[i].id)) todo.push_back(i);
   const bool bos = tok.add_bos_default();
-  auto last = std::chrono::steady_clock::now();
   const size_t group = size_t(std::max(1, parallel));
   std::vector<float> logits;
   for (size_t g0 = 0; g0 < todo.size(); g0 += group) {
@@ -306,8 +312,7 @@ void run_loglik(Model& model, const Tokenizer& tok, meter::Meter& meter, const T
         r.id = item.id;
         r.reference = item.reference;
         r.error = fmt::format("{} tokens, beyond the model's context of {}", longest, model.config().n_ctx_train);
-        results.append(r);
-        ++prog.done;
+        rec.record(r);
         per_choice.clear();
       }
       for (const Scored& s : per_choice) total_tokens += int64_t(s.tokens.size());
@@ -367,15 +372,9 @@ void run_loglik(Model& model, const Tokenizer& tok, meter::Meter& meter, const T
       r.prompt_tokens = item_tokens;
       r.prefill_j = dj * double(item_tokens) / double(std::max<int64_t>(1, total_tokens));
       r.output = "loglik " + ll.dump() + ", per byte picks " + pick_norm;
-      const auto now = std::chrono::steady_clock::now();
-      r.wall_s = std::chrono::duration<double>(now - last).count();
-      last = now;
-      results.append(r);
-      ++prog.done;
-      prog.correct += r.correct;
-      prog.joules += r.prefill_j;
+      rec.record(r);
     }
-    if (progress) progress(prog);
+    if (progress) progress(rec.prog);
   }
 }
 
