@@ -111,6 +111,49 @@ TEST(Grammar, TokenMaskEqualsTokenByTokenChecks) {
   EXPECT_TRUE(allowed[7]);    // "abc\"": the quote is nearer
 }
 
+// Masks are kept per state and reused: a kept mask must equal a fresh walk, under any
+// budget, at every step of an output that revisits states.
+TEST(Grammar, KeptMasksEqualFreshOnes) {
+  const std::vector<std::string> pieces = {"[", "]", ",", "\"", "a", "ab", "a\"", "\",", "\"]", "1", "12", " ", "\xc3", "\xa9", "b\xc3"};
+  const GrammarMatcher::TokenTrie trie(pieces);
+  const auto g = Grammar::parse(R"(root ::= "[" item ("," item)* "]"
+item ::= "\"" [ab\u00e9]{2,} "\"" | [0-9]+)");
+  GrammarMatcher kept(g);
+  std::string out;
+  for (const std::string& step : {"[", "\"", "ab", "a", "\",", "1", "2", ",", "\"", "b\xc3", "\xa9", "a", "\"", ",", "12"}) {
+    ASSERT_TRUE(kept.advance(step)) << out << " + " << step;
+    out += step;
+    GrammarMatcher fresh(g);
+    ASSERT_TRUE(fresh.advance(out));
+    for (int32_t budget : {-1, 40, kept.distance(), kept.distance() - 1 + 1, 1, 0}) {
+      std::vector<bool> a, b;
+      kept.allowed_tokens(trie, &a, budget);
+      kept.allowed_tokens(trie, &a, budget);  // the second from the kept mask where it applies
+      fresh.allowed_tokens(trie, &b, budget);
+      EXPECT_EQ(a, b) << "after '" << out << "' with budget " << budget;
+      for (size_t t = 0; t < pieces.size(); ++t) {
+        const int32_t d = fresh.distance_after(pieces[t]);
+        EXPECT_EQ(b[t], d >= 0 && (budget < 0 || d <= budget)) << "after '" << out << "' token '" << pieces[t] << "'";
+      }
+    }
+  }
+}
+
+// A long output visits more states than the matcher keeps; it forgets them and goes on
+// from where it is.
+TEST(Grammar, LongOutputsOutgrowTheCaches) {
+  GrammarMatcher m(Grammar::parse("root ::= [a-z]{10000} [a-z]{10000} \"!\""));
+  for (int i = 0; i < 20000; ++i) {
+    ASSERT_EQ(m.distance(), 20001 - i);
+    ASSERT_FALSE(m.accepts("!"));
+    ASSERT_TRUE(m.advance("q")) << i;
+  }
+  EXPECT_FALSE(m.advance("q"));
+  EXPECT_FALSE(m.can_end());
+  EXPECT_TRUE(m.advance("!"));
+  EXPECT_TRUE(m.must_end());
+}
+
 TEST(Grammar, ErrorsNameTheProblem) {
   EXPECT_NE(error_of("root ::= \"a").find("unterminated string"), std::string::npos);
   EXPECT_NE(error_of("root ::= \"a\"\n  ) ").find("line 2"), std::string::npos);

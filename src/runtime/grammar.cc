@@ -1,8 +1,10 @@
 #include "runtime/grammar.h"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <numeric>
+#include <unordered_map>
 
 #include "core/error.h"
 
@@ -440,172 +442,304 @@ std::shared_ptr<const Grammar> Grammar::parse(std::string_view gbnf, const std::
 
 // ---- matching ----
 
-GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> g) : g_(std::move(g)) {
-  for (int32_t start : g_->rules()[size_t(g_->root())]) {
-    Stack st;
-    if (g_->elements()[size_t(start)].kind != Grammar::Element::kEnd) st.push_back(start);
-    expand(std::move(st), state_.stacks);
-  }
-  std::sort(state_.stacks.begin(), state_.stacks.end());
-  state_.stacks.erase(std::unique(state_.stacks.begin(), state_.stacks.end()), state_.stacks.end());
-}
+class GrammarMatcher::Automaton {
+ public:
+  static constexpr int32_t kUnknown = -2, kDead = -1;
+  static constexpr int32_t kFar = 1 << 29;  // distance of a stack that cannot be emptied
 
-void GrammarMatcher::expand(Stack st, std::vector<Stack>& out) const {
-  const auto& el = g_->elements();
-  for (;;) {
-    if (st.empty()) {
-      out.push_back(std::move(st));
-      return;
-    }
-    const int32_t top = st.back();
-    const Grammar::Element& e = el[size_t(top)];
-    if (e.kind == Grammar::Element::kChar) {
-      out.push_back(std::move(st));
-      return;
-    }
-    // A rule on top: what follows it stays, and each alternative goes on top.
-    st.pop_back();
-    if (el[size_t(top) + 1].kind != Grammar::Element::kEnd) st.push_back(top + 1);
-    const std::vector<int32_t>& alts = g_->rules()[size_t(e.rule)];
-    for (size_t i = 0; i + 1 < alts.size(); ++i) {
-      Stack alt = st;
-      if (el[size_t(alts[i])].kind != Grammar::Element::kEnd) alt.push_back(alts[i]);
-      expand(std::move(alt), out);
-      if (out.size() > kMaxStacks) fail("the grammar is too ambiguous to follow (more than {} parses at once)", kMaxStacks);
-    }
-    if (el[size_t(alts.back())].kind != Grammar::Element::kEnd) st.push_back(alts.back());
-  }
-}
+  explicit Automaton(std::shared_ptr<const Grammar> g) : g_(std::move(g)) { reset(); }
 
-std::vector<GrammarMatcher::Stack> GrammarMatcher::step_code_point(const std::vector<Stack>& stacks, uint32_t cp) const {
-  const auto& el = g_->elements();
-  std::vector<Stack> out;
-  for (const Stack& st : stacks) {
-    if (st.empty() || !el[size_t(st.back())].matches(cp)) continue;
-    Stack next = st;
-    const int32_t top = next.back();
-    next.pop_back();
-    if (el[size_t(top) + 1].kind != Grammar::Element::kEnd) next.push_back(top + 1);
-    expand(std::move(next), out);
+  // The start state: the root rule's alternatives, expanded.
+  int32_t start() {
+    std::vector<int32_t> stacks;
+    for (int32_t alt : g_->rules()[size_t(g_->root())])
+      expand(g_->elements()[size_t(alt)].kind != Element::kEnd ? push(kEmptyStack, alt) : kEmptyStack, stacks);
+    sort_unique(stacks);
+    return intern(std::move(stacks), 0, 0, 0);
   }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  if (out.size() > kMaxStacks) fail("the grammar is too ambiguous to follow (more than {} parses at once)", kMaxStacks);
-  return out;
-}
 
-bool GrammarMatcher::step_byte(State& s, uint8_t b) const {
-  // A character begun: some parse must accept a character that starts so.
-  auto some_parse_wants = [&](const State& st) {
-    const int shift = 6 * st.partial_left;
-    static constexpr uint32_t kMinOfLength[5] = {0, 0, 0x80, 0x800, 0x10000};
-    const uint32_t lo = std::max(st.partial << shift, kMinOfLength[st.partial_len]);
-    const uint32_t hi = std::min((st.partial << shift) | ((1u << shift) - 1), 0x10FFFFu);
-    if (lo > hi) return false;  // an overlong or out-of-range encoding
-    if (lo >= 0xD800 && hi <= 0xDFFF) return false;  // only surrogates can follow
-    for (const Stack& k : st.stacks)
-      if (!k.empty() && g_->elements()[size_t(k.back())].matches_any(lo, hi)) return true;
-    return false;
+  // The state after byte b, or kDead.
+  int32_t next(int32_t state, uint8_t b) {
+    const int32_t known = next_[size_t(state) * 256 + b];
+    if (known != kUnknown) return known;
+    const int32_t to = compute_next(state, b);
+    next_[size_t(state) * 256 + b] = to;
+    return to;
+  }
+
+  struct State {
+    std::vector<int32_t> stacks;  // interned stacks, sorted
+    uint32_t partial = 0;         // a UTF-8 character begun but not ended
+    int8_t partial_left = 0;      // its continuation bytes still to come
+    int8_t partial_len = 0;       // its length in bytes (to refuse overlong encodings)
+    int32_t distance = kFar;      // GrammarMatcher::distance()
+    bool can_end = false, must_end = false;
   };
-  if (s.partial_left > 0) {
-    if ((b & 0xC0) != 0x80) return false;
-    s.partial = (s.partial << 6) | (b & 0x3F);
-    if (--s.partial_left > 0) return some_parse_wants(s);
-    static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (s.partial < kMin[s.partial_len] || s.partial > 0x10FFFF || (s.partial >= 0xD800 && s.partial <= 0xDFFF))
-      return false;  // overlong, beyond Unicode, or a surrogate: not UTF-8
-    s.stacks = step_code_point(s.stacks, s.partial);
-    return !s.stacks.empty();
+  const State& state(int32_t id) const { return states_[size_t(id)]; }
+
+  // Masks already computed, for states whose every allowed token ends within the
+  // budget asked for (most of them: a budget matters only near its end).
+  struct Mask {
+    const TokenTrie* trie = nullptr;
+    std::vector<bool> allowed;
+    int32_t max_distance = 0;  // the largest distance() after an allowed token
+  };
+  const Mask* mask(int32_t state, const TokenTrie& trie) const {
+    auto it = masks_.find(state);
+    return it == masks_.end() || it->second.trie != &trie ? nullptr : &it->second;
   }
-  if (b < 0x80) {
-    s.stacks = step_code_point(s.stacks, b);
-    return !s.stacks.empty();
+  void keep_mask(int32_t state, Mask m) {
+    if (masks_.size() >= kMaxMasks) masks_.clear();
+    masks_.insert_or_assign(state, std::move(m));
   }
-  if ((b & 0xE0) == 0xC0) s.partial = b & 0x1F, s.partial_left = 1;
-  else if ((b & 0xF0) == 0xE0) s.partial = b & 0x0F, s.partial_left = 2;
-  else if ((b & 0xF8) == 0xF0) s.partial = b & 0x07, s.partial_left = 3;
-  else return false;  // not a UTF-8 lead byte
-  s.partial_len = s.partial_left + 1;
-  return some_parse_wants(s);
+
+  // Growth is bounded: beyond these sizes everything is forgotten except the state
+  // `keep`, whose new id is returned (ids held elsewhere become invalid).
+  int32_t compact_if_large(int32_t keep) {
+    if (nodes_.size() < kMaxNodes && states_.size() < kMaxStates) return keep;
+    std::vector<std::vector<int32_t>> stacks;  // bottom to top, as positions
+    for (int32_t id : states_[size_t(keep)].stacks) {
+      std::vector<int32_t> st;
+      for (int32_t n = id; n != kEmptyStack; n = nodes_[size_t(n)].parent) st.push_back(nodes_[size_t(n)].pos);
+      std::reverse(st.begin(), st.end());
+      stacks.push_back(std::move(st));
+    }
+    const State old = states_[size_t(keep)];
+    reset();
+    std::vector<int32_t> ids;
+    for (const auto& st : stacks) {
+      int32_t id = kEmptyStack;
+      for (int32_t pos : st) id = push(id, pos);
+      ids.push_back(id);
+    }
+    sort_unique(ids);
+    return intern(std::move(ids), old.partial, old.partial_left, old.partial_len);
+  }
+
+ private:
+  using Element = Grammar::Element;
+  static constexpr int32_t kEmptyStack = 0;
+  static constexpr size_t kMaxNodes = size_t(1) << 20, kMaxStates = size_t(1) << 13, kMaxMasks = 64;
+
+  struct Node {
+    int32_t pos = -1, parent = -1;  // the position on top, and the stack below it
+    int32_t distance = 0;           // code points to empty the stack, at least
+    int32_t succ_begin = -1, succ_end = -1;  // successors_[..]: the stacks after its top character
+  };
+
+  void reset() {
+    nodes_.assign(1, Node{});  // the empty stack
+    node_of_.clear();
+    successors_.clear();
+    states_.clear();
+    state_of_.clear();
+    next_.clear();
+    masks_.clear();
+  }
+
+  int32_t push(int32_t parent, int32_t pos) {
+    const uint64_t key = (uint64_t(uint32_t(pos)) << 32) | uint32_t(parent);
+    auto [it, fresh] = node_of_.try_emplace(key, int32_t(nodes_.size()));
+    if (fresh) {
+      Node n;
+      n.pos = pos, n.parent = parent;
+      n.distance = std::min<int64_t>(kFar, int64_t(g_->min_rest(pos)) + nodes_[size_t(parent)].distance);
+      nodes_.push_back(n);
+    }
+    return it->second;
+  }
+
+  // A rule on top is replaced by each of its alternatives, until characters are on top.
+  void expand(int32_t st, std::vector<int32_t>& out) {
+    const auto& el = g_->elements();
+    for (;;) {
+      if (st == kEmptyStack) break;
+      const int32_t top = nodes_[size_t(st)].pos;
+      const Element& e = el[size_t(top)];
+      if (e.kind == Element::kChar) break;
+      // What follows the rule stays, and each alternative goes on top.
+      st = nodes_[size_t(st)].parent;
+      if (el[size_t(top) + 1].kind != Element::kEnd) st = push(st, top + 1);
+      const std::vector<int32_t>& alts = g_->rules()[size_t(e.rule)];
+      for (size_t i = 0; i + 1 < alts.size(); ++i) {
+        expand(el[size_t(alts[i])].kind != Element::kEnd ? push(st, alts[i]) : st, out);
+        if (out.size() > kMaxStacks) fail("the grammar is too ambiguous to follow (more than {} parses at once)", kMaxStacks);
+      }
+      if (el[size_t(alts.back())].kind != Element::kEnd) st = push(st, alts.back());
+    }
+    out.push_back(st);
+  }
+
+  // The stacks after the character on top of `st` is matched (whatever the character).
+  std::pair<int32_t, int32_t> successors(int32_t st) {
+    if (nodes_[size_t(st)].succ_begin < 0) {
+      const int32_t top = nodes_[size_t(st)].pos;
+      int32_t rest = nodes_[size_t(st)].parent;
+      if (g_->elements()[size_t(top) + 1].kind != Element::kEnd) rest = push(rest, top + 1);
+      std::vector<int32_t> out;
+      expand(rest, out);
+      sort_unique(out);
+      nodes_[size_t(st)].succ_begin = int32_t(successors_.size());
+      successors_.insert(successors_.end(), out.begin(), out.end());
+      nodes_[size_t(st)].succ_end = int32_t(successors_.size());
+    }
+    return {nodes_[size_t(st)].succ_begin, nodes_[size_t(st)].succ_end};
+  }
+
+  static void sort_unique(std::vector<int32_t>& v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+  }
+
+  std::vector<int32_t> step_code_point(const std::vector<int32_t>& stacks, uint32_t cp) {
+    std::vector<int32_t> out;
+    for (int32_t st : stacks) {
+      if (st == kEmptyStack || !g_->elements()[size_t(nodes_[size_t(st)].pos)].matches(cp)) continue;
+      const auto [b, e] = successors(st);
+      out.insert(out.end(), successors_.begin() + b, successors_.begin() + e);
+    }
+    sort_unique(out);
+    if (out.size() > kMaxStacks) fail("the grammar is too ambiguous to follow (more than {} parses at once)", kMaxStacks);
+    return out;
+  }
+
+  // Some parse accepts a character that starts with the bytes begun.
+  bool some_parse_wants(const std::vector<int32_t>& stacks, uint32_t partial, int left, int len) const {
+    static constexpr uint32_t kMinOfLength[5] = {0, 0, 0x80, 0x800, 0x10000};
+    const int shift = 6 * left;
+    const uint32_t lo = std::max(partial << shift, kMinOfLength[len]);
+    const uint32_t hi = std::min((partial << shift) | ((1u << shift) - 1), 0x10FFFFu);
+    if (lo > hi) return false;                       // an overlong or out-of-range encoding
+    if (lo >= 0xD800 && hi <= 0xDFFF) return false;  // only surrogates can follow
+    for (int32_t st : stacks)
+      if (st != kEmptyStack && g_->elements()[size_t(nodes_[size_t(st)].pos)].matches_any(lo, hi)) return true;
+    return false;
+  }
+
+  int32_t compute_next(int32_t state, uint8_t b) {
+    const State s = states_[size_t(state)];  // a copy: interning may move states_
+    if (s.partial_left > 0) {
+      if ((b & 0xC0) != 0x80) return kDead;
+      const uint32_t partial = (s.partial << 6) | (b & 0x3F);
+      const int left = s.partial_left - 1;
+      if (left > 0)
+        return some_parse_wants(s.stacks, partial, left, s.partial_len) ? intern(s.stacks, partial, left, s.partial_len)
+                                                                          : kDead;
+      static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+      if (partial < kMin[s.partial_len] || partial > 0x10FFFF || (partial >= 0xD800 && partial <= 0xDFFF))
+        return kDead;  // overlong, beyond Unicode, or a surrogate: not UTF-8
+      std::vector<int32_t> stacks = step_code_point(s.stacks, partial);
+      return stacks.empty() ? kDead : intern(std::move(stacks), 0, 0, 0);
+    }
+    if (b < 0x80) {
+      std::vector<int32_t> stacks = step_code_point(s.stacks, b);
+      return stacks.empty() ? kDead : intern(std::move(stacks), 0, 0, 0);
+    }
+    uint32_t partial;
+    int left;
+    if ((b & 0xE0) == 0xC0) partial = b & 0x1F, left = 1;
+    else if ((b & 0xF0) == 0xE0) partial = b & 0x0F, left = 2;
+    else if ((b & 0xF8) == 0xF0) partial = b & 0x07, left = 3;
+    else return kDead;  // not a UTF-8 lead byte
+    return some_parse_wants(s.stacks, partial, left, left + 1) ? intern(s.stacks, partial, left, left + 1) : kDead;
+  }
+
+  int32_t intern(std::vector<int32_t> stacks, uint32_t partial, int left, int len) {
+    std::string key(stacks.size() * sizeof(int32_t) + 8, '\0');
+    std::memcpy(key.data(), stacks.data(), stacks.size() * sizeof(int32_t));
+    const uint32_t tail[2] = {partial, uint32_t(left) | uint32_t(len) << 8};
+    std::memcpy(key.data() + stacks.size() * sizeof(int32_t), tail, 8);
+    auto [it, fresh] = state_of_.try_emplace(std::move(key), int32_t(states_.size()));
+    if (!fresh) return it->second;
+    State s;
+    s.stacks = std::move(stacks);
+    s.partial = partial, s.partial_left = int8_t(left), s.partial_len = int8_t(len);
+    // distance(): only the parses that can take the character begun count; its missing
+    // bytes beyond the first may take a token each (every vocabulary has single-byte
+    // tokens; not every one has the pairs).
+    uint32_t lo = 0, hi = 0;
+    if (left > 0) lo = partial << (6 * left), hi = lo | ((1u << (6 * left)) - 1);
+    for (int32_t st : s.stacks) {
+      if (left > 0 && (st == kEmptyStack || !g_->elements()[size_t(nodes_[size_t(st)].pos)].matches_any(lo, hi))) continue;
+      s.distance = std::min(s.distance, nodes_[size_t(st)].distance);
+    }
+    if (left > 1 && s.distance < kFar) s.distance += left - 1;
+    s.can_end = left == 0 && std::find(s.stacks.begin(), s.stacks.end(), kEmptyStack) != s.stacks.end();
+    s.must_end = left == 0 && std::all_of(s.stacks.begin(), s.stacks.end(), [](int32_t st) { return st == kEmptyStack; });
+    states_.push_back(std::move(s));
+    next_.resize(states_.size() * 256, kUnknown);
+    return it->second;
+  }
+
+  std::shared_ptr<const Grammar> g_;
+  std::vector<Node> nodes_;
+  std::unordered_map<uint64_t, int32_t> node_of_;  // (pos, parent) -> node
+  std::vector<int32_t> successors_;
+  std::vector<State> states_;
+  std::unordered_map<std::string, int32_t> state_of_;  // stacks and character begun -> state
+  std::vector<int32_t> next_;                          // [state * 256 + byte]: a state, kDead or kUnknown
+  std::unordered_map<int32_t, Mask> masks_;
+};
+
+GrammarMatcher::GrammarMatcher(std::shared_ptr<const Grammar> g) : a_(std::make_unique<Automaton>(std::move(g))) {
+  state_ = a_->start();
+}
+GrammarMatcher::~GrammarMatcher() = default;
+GrammarMatcher::GrammarMatcher(GrammarMatcher&&) noexcept = default;
+GrammarMatcher& GrammarMatcher::operator=(GrammarMatcher&&) noexcept = default;
+
+int32_t GrammarMatcher::follow(std::string_view bytes) const {
+  if (bytes.empty()) return -1;
+  int32_t s = state_;
+  for (char c : bytes)
+    if ((s = a_->next(s, uint8_t(c))) < 0) return -1;
+  return s;
 }
 
-bool GrammarMatcher::accepts(std::string_view bytes) const {
-  if (bytes.empty()) return false;
-  State s = state_;
-  for (char c : bytes)
-    if (!step_byte(s, uint8_t(c))) return false;
-  return true;
-}
+bool GrammarMatcher::accepts(std::string_view bytes) const { return follow(bytes) >= 0; }
 
 bool GrammarMatcher::advance(std::string_view bytes) {
-  if (bytes.empty()) return false;
-  State s = state_;
-  for (char c : bytes)
-    if (!step_byte(s, uint8_t(c))) return false;
-  state_ = std::move(s);
+  state_ = a_->compact_if_large(state_);
+  const int32_t s = follow(bytes);
+  if (s < 0) return false;
+  state_ = s;
   return true;
 }
 
-bool GrammarMatcher::can_end() const {
-  if (state_.partial_left > 0) return false;
-  for (const Stack& st : state_.stacks)
-    if (st.empty()) return true;
-  return false;
-}
-
-bool GrammarMatcher::must_end() const {
-  if (state_.partial_left > 0) return false;
-  for (const Stack& st : state_.stacks)
-    if (!st.empty()) return false;
-  return true;
-}
-
-int32_t GrammarMatcher::distance(const State& s) const {
-  int32_t best = 1 << 30;
-  uint32_t lo = 0, hi = 0;
-  if (s.partial_left > 0) {  // only the parses that can take the character begun count
-    const int shift = 6 * s.partial_left;
-    lo = s.partial << shift, hi = lo | ((1u << shift) - 1);
-  }
-  for (const Stack& st : s.stacks) {
-    if (s.partial_left > 0 && (st.empty() || !g_->elements()[size_t(st.back())].matches_any(lo, hi))) continue;
-    int64_t d = 0;
-    for (int32_t pos : st) d += g_->min_rest(pos);
-    best = int32_t(std::min<int64_t>(best, d));
-  }
-  // The character begun counts once above, but its missing bytes may take a token
-  // each (every vocabulary has single-byte tokens; not every one has the pairs).
-  if (s.partial_left > 1 && best < (1 << 30)) best += s.partial_left - 1;
-  return best;
-}
-
-void GrammarMatcher::walk(const TokenTrie& trie, int32_t node, const State& s, std::vector<bool>* allowed, int32_t below) const {
-  const TokenTrie::Node& n = trie.nodes()[size_t(node)];
-  if (!n.tokens.empty() && (below < 0 || distance(s) <= below))
-    for (int32_t t : n.tokens) (*allowed)[size_t(t)] = true;
-  for (const auto& [byte, child] : n.children) {
-    State next = s;
-    if (step_byte(next, byte)) walk(trie, child, next, allowed, below);
-  }
-}
+bool GrammarMatcher::can_end() const { return a_->state(state_).can_end; }
+bool GrammarMatcher::must_end() const { return a_->state(state_).must_end; }
+int32_t GrammarMatcher::distance() const { return a_->state(state_).distance; }
 
 int32_t GrammarMatcher::distance_after(std::string_view bytes) const {
-  if (bytes.empty()) return -1;
-  State s = state_;
-  for (char c : bytes)
-    if (!step_byte(s, uint8_t(c))) return -1;
-  return distance(s);
+  const int32_t s = follow(bytes);
+  return s < 0 ? -1 : a_->state(s).distance;
+}
+
+void GrammarMatcher::walk(const TokenTrie& trie, int32_t node, int32_t state, std::vector<bool>* allowed, int32_t below,
+                          int32_t* max_distance) const {
+  const TokenTrie::Node& n = trie.nodes()[size_t(node)];
+  if (n.n_tokens > 0) {
+    const int32_t d = a_->state(state).distance;
+    if (below < 0 || d <= below)
+      for (int32_t i = n.first_token; i < n.first_token + n.n_tokens; ++i) (*allowed)[size_t(trie.tokens()[size_t(i)])] = true;
+    *max_distance = std::max(*max_distance, d);
+  }
+  for (int32_t c = n.first_child; c < n.first_child + n.n_children; ++c) {
+    const int32_t next = a_->next(state, trie.nodes()[size_t(c)].byte);
+    if (next >= 0) walk(trie, c, next, allowed, below, max_distance);
+  }
 }
 
 void GrammarMatcher::allowed_tokens(const TokenTrie& trie, std::vector<bool>* allowed, int32_t max_distance) const {
-  allowed->assign(trie.n_tokens(), false);
-  const int32_t below = max_distance;
-  // The root holds no token (empty pieces are never allowed).
-  const TokenTrie::Node& root = trie.nodes()[0];
-  for (const auto& [byte, child] : root.children) {
-    State next = state_;
-    if (step_byte(next, byte)) walk(trie, child, next, allowed, below);
+  // A mask kept for this state serves any budget that all its tokens meet.
+  if (const Automaton::Mask* m = a_->mask(state_, trie); m && (max_distance < 0 || m->max_distance <= max_distance)) {
+    *allowed = m->allowed;
+    return;
   }
+  allowed->assign(trie.n_tokens(), false);
+  int32_t worst = 0;
+  walk(trie, 0, state_, allowed, max_distance, &worst);  // the root holds no token (empty pieces never count)
+  if (max_distance < 0 || worst <= max_distance) a_->keep_mask(state_, Automaton::Mask{&trie, *allowed, worst});
 }
 
 GrammarMatcher::TokenTrie::TokenTrie(const std::vector<std::string>& pieces) : n_tokens_(pieces.size()) {
@@ -614,25 +748,28 @@ GrammarMatcher::TokenTrie::TokenTrie(const std::vector<std::string>& pieces) : n
     if (!pieces[i].empty()) order.push_back(int32_t(i));
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return pieces[size_t(a)] < pieces[size_t(b)]; });
   nodes_.emplace_back();
-  // Sorted pieces: a node's tokens are a run, then one run per next byte. Iterative,
-  // with an explicit stack: (node, depth, range).
+  // Sorted pieces: a node's tokens are a run, then one run per next byte. Breadth
+  // first, so that a node's children are created together and numbered consecutively.
   struct Work {
     int32_t node;
     size_t depth, lo, hi;
   };
   std::vector<Work> work{{0, 0, 0, order.size()}};
-  while (!work.empty()) {
-    const Work w = work.back();
-    work.pop_back();
+  for (size_t w_at = 0; w_at < work.size(); ++w_at) {
+    const Work w = work[w_at];
     size_t i = w.lo;
-    while (i < w.hi && pieces[size_t(order[i])].size() == w.depth) nodes_[size_t(w.node)].tokens.push_back(order[i++]);
+    nodes_[size_t(w.node)].first_token = int32_t(tokens_.size());
+    while (i < w.hi && pieces[size_t(order[i])].size() == w.depth) tokens_.push_back(order[i++]);
+    nodes_[size_t(w.node)].n_tokens = int32_t(tokens_.size()) - nodes_[size_t(w.node)].first_token;
+    nodes_[size_t(w.node)].first_child = int32_t(nodes_.size());
     while (i < w.hi) {
       const uint8_t b = uint8_t(pieces[size_t(order[i])][w.depth]);
       size_t j = i;
       while (j < w.hi && uint8_t(pieces[size_t(order[j])][w.depth]) == b) ++j;
       const int32_t child = int32_t(nodes_.size());
       nodes_.emplace_back();
-      nodes_[size_t(w.node)].children.emplace_back(b, child);
+      nodes_.back().byte = b;
+      ++nodes_[size_t(w.node)].n_children;
       work.push_back({child, w.depth + 1, i, j});
       i = j;
     }

@@ -59,11 +59,21 @@ class Grammar {
 
 // Follows one output through a grammar, byte by byte (tokens may end inside a UTF-8
 // character: the bytes wait until the character is whole).
+//
+// The pushdown automaton is followed as a DFA built lazily (NOTES.md, "Constrained
+// decoding cost"): stacks are interned as nodes (a position on top of a parent stack),
+// a state (a set of stacks and a character begun) is interned once, and each (state,
+// byte) transition is computed once and then looked up. A token mask is then a walk of
+// the vocabulary's byte trie with one table lookup per trie node, and masks of a state
+// already seen are reused.
 class GrammarMatcher {
  public:
   static constexpr size_t kMaxStacks = 4096;  // beyond: the grammar is too ambiguous to follow
 
   explicit GrammarMatcher(std::shared_ptr<const Grammar> g);
+  ~GrammarMatcher();
+  GrammarMatcher(GrammarMatcher&&) noexcept;
+  GrammarMatcher& operator=(GrammarMatcher&&) noexcept;
 
   // Whether these bytes may come next (the state is unchanged).
   bool accepts(std::string_view bytes) const;
@@ -76,7 +86,7 @@ class GrammarMatcher {
   // The fewest code points that would complete the output from here (0: it may end),
   // plus the bytes still missing from a character begun beyond its first: a bound on
   // the tokens needed when every token can bring it one step nearer.
-  int32_t distance() const { return distance(state_); }
+  int32_t distance() const;
 
   // Candidates: whether each of `pieces` (indexed by token id; empty = never allowed)
   // may come next, found by walking a trie of them so that a shared prefix is
@@ -89,38 +99,33 @@ class GrammarMatcher {
   // distance() after these bytes, or -1 when they may not come next.
   int32_t distance_after(std::string_view bytes) const;
 
-  using Stack = std::vector<int32_t>;
-  struct State {
-    std::vector<Stack> stacks;
-    uint32_t partial = 0;  // a UTF-8 character begun but not ended
-    int partial_left = 0;  // its continuation bytes still to come
-    int partial_len = 0;   // its length in bytes (to refuse overlong encodings)
-  };
-
  private:
-  bool step_byte(State& s, uint8_t b) const;
-  void expand(Stack st, std::vector<Stack>& out) const;
-  std::vector<Stack> step_code_point(const std::vector<Stack>& stacks, uint32_t cp) const;
-  void walk(const TokenTrie& trie, int32_t node, const State& s, std::vector<bool>* allowed, int32_t below) const;
-  int32_t distance(const State& s) const;
+  class Automaton;  // the interned stacks and states, and the transitions found so far
+  int32_t follow(std::string_view bytes) const;  // the state after these bytes, or -1
+  void walk(const TokenTrie& trie, int32_t node, int32_t state, std::vector<bool>* allowed, int32_t below,
+            int32_t* max_distance) const;
 
-  std::shared_ptr<const Grammar> g_;
-  State state_;
+  std::unique_ptr<Automaton> a_;  // grows as the output is followed (caches: logically const)
+  int32_t state_ = 0;
 };
 
-// The vocabulary as a byte trie, built once per tokenizer.
+// The vocabulary as a byte trie, built once per tokenizer; flat arrays, a node's
+// children numbered consecutively.
 class GrammarMatcher::TokenTrie {
  public:
   explicit TokenTrie(const std::vector<std::string>& pieces);
   struct Node {
-    std::vector<std::pair<uint8_t, int32_t>> children;  // sorted by byte
-    std::vector<int32_t> tokens;                        // tokens whose bytes end here
+    int32_t first_child = 0, n_children = 0;  // nodes first_child .. first_child + n_children - 1
+    int32_t first_token = 0, n_tokens = 0;    // tokens()[first_token ..]: tokens whose bytes end here
+    uint8_t byte = 0;                         // the byte that leads here from the parent
   };
   const std::vector<Node>& nodes() const { return nodes_; }
+  const std::vector<int32_t>& tokens() const { return tokens_; }
   size_t n_tokens() const { return n_tokens_; }
 
  private:
   std::vector<Node> nodes_;
+  std::vector<int32_t> tokens_;
   size_t n_tokens_ = 0;
 };
 
