@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <map>
+#include <random>
 
 #include "core/error.h"
 #include "runtime/sampler.h"
@@ -195,6 +196,45 @@ TEST(Sampler, SameSeedSameSequence) {
   };
   EXPECT_EQ(run(7), run(7));
   EXPECT_NE(run(7), run(8));
+}
+
+// distribution_among() is distribution() over logits whose refused tokens are -inf:
+// same candidates, same probabilities; or false when it cannot tell within its checks.
+TEST(Sampler, DistributionAmongAllowedIsTheMaskedOne) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  const int32_t n = 3000;
+  int answered = 0, declined = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    SamplerParams p;
+    p.temperature = trial % 4 == 0 ? 0.0f : 0.9f;
+    p.top_k = trial % 5 == 1 ? 0 : 1 + trial % 50;
+    p.top_p = trial % 3 == 0 ? 1.0f : 0.9f;
+    p.min_p = trial % 2 == 0 ? 0.0f : 0.05f;
+    p.repeat_penalty = trial % 7 == 0 ? 1.3f : 1.0f;
+    const Sampler s(p);
+    std::vector<float> logits(size_t(n), 0.0f);
+    for (float& l : logits) l = trial % 9 == 0 ? float(int(normal(rng))) : normal(rng);  // some with ties
+    std::vector<int32_t> history;
+    for (int k = 0; k < 20; ++k) history.push_back(int32_t(rng() % n));
+    const int every = 1 + trial % 40;  // allowed: one token in `every`
+    const auto allowed = [&](int32_t id) { return (id * 7919) % every == 0; };
+    TokenDistribution lazy, full;
+    if (!s.distribution_among(logits.data(), n, history, allowed, 256, &lazy)) {
+      ++declined;
+      continue;
+    }
+    ++answered;
+    std::vector<float> masked = logits;
+    for (int32_t i = 0; i < n; ++i)
+      if (!allowed(i)) masked[size_t(i)] = -INFINITY;
+    s.distribution(masked.data(), n, history, &full);
+    ASSERT_EQ(lazy.ids, full.ids) << "trial " << trial;
+    ASSERT_EQ(lazy.probs.size(), full.probs.size());
+    for (size_t i = 0; i < lazy.probs.size(); ++i) EXPECT_NEAR(lazy.probs[i], full.probs[i], 1e-12) << "trial " << trial;
+  }
+  EXPECT_GT(answered, 60);  // greedy, or a small top-k with a dense enough mask
+  EXPECT_GT(declined, 20);   // top-k off, or too few allowed tokens among the best 256
 }
 
 TEST(Sampler, RejectsNonsense) {

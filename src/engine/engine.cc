@@ -396,19 +396,28 @@ int Engine::tokens_left(const Sequence& s) const {
 bool Engine::grammar_allows(const Sequence& s, int32_t id) const {
   if (tok_.is_eog(id)) return s.matcher_->can_end();
   if (id >= tok_.n_vocab()) return false;
+  const std::string piece = tok_.piece(id);
+  if (piece.empty()) return false;  // a control token with no text: never part of the output (as in the mask)
   // This token and those after it must be able to complete the output in time.
-  const int32_t d = s.matcher_->distance_after(tok_.piece(id));
+  const int32_t d = s.matcher_->distance_after(piece);
   return d >= 0 && d <= tokens_left(s) - 1;
 }
 
 int32_t Engine::constrained_draw(Sequence& s, const float* logits) {
+  const int n_vocab = model_.config().n_vocab;
+  TokenDistribution dist;
+  // Most often an allowed token ranks near the top: asking the grammar about the best
+  // few is far cheaper than a mask over the whole vocabulary (NOTES.md, "Constrained
+  // decoding cost"), and gives the same distribution.
+  if (s.sampler_.distribution_among(logits, n_vocab, s.tokens_, [&](int32_t id) { return grammar_allows(s, id); },
+                                    kLazyMaskChecks, &dist))
+    return s.sampler_.draw(dist);
   if (!trie_) {
     std::vector<std::string> pieces(size_t(tok_.n_vocab()));
     for (int32_t i = 0; i < tok_.n_vocab(); ++i)
       if (!tok_.is_eog(i)) pieces[size_t(i)] = tok_.piece(i);
     trie_ = std::make_unique<GrammarMatcher::TokenTrie>(pieces);
   }
-  const int n_vocab = model_.config().n_vocab;
   s.matcher_->allowed_tokens(*trie_, &allowed_, tokens_left(s) - 1);
   const bool can_end = s.matcher_->can_end();
   masked_.assign(logits, logits + n_vocab);
@@ -419,7 +428,6 @@ int32_t Engine::constrained_draw(Sequence& s, const float* logits) {
     any = any || ok;
   }
   if (!any) return -1;
-  TokenDistribution dist;
   s.sampler_.distribution(masked_.data(), n_vocab, s.tokens_, &dist);
   return s.sampler_.draw(dist);
 }

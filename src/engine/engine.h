@@ -128,10 +128,12 @@ class Engine {
   int next_draft_k(Sequence& s) const;
   double verify_cost(int k) const;
   // Constrained decoding (GenParams::grammar): tokens the sequence may still generate,
-  // whether the grammar lets `id` come next, and a draw from the masked logits.
+  // whether the grammar lets `id` come next, and a draw from the masked logits (-1:
+  // the grammar allows none).
   int tokens_left(const Sequence& s) const;
   bool grammar_allows(const Sequence& s, int32_t id) const;
   int32_t constrained_draw(Sequence& s, const float* logits);
+  static constexpr int32_t kLazyMaskChecks = 256;  // best-ranked tokens asked about before a full mask
   void finish(Sequence& s, const char* reason, const char* detail);
   void remove_finished();
 

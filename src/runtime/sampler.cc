@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <unordered_map>
 
@@ -83,6 +84,13 @@ void Sampler::distribution(const float* logits_in, int32_t n_vocab, std::span<co
   } else {
     std::sort(ids.begin(), ids.end(), by_logit);
   }
+  normalise(logits, out);
+}
+
+// Softmax at the given temperature over out->ids (sorted by logit, descending), then
+// top-p and min-p.
+void Sampler::normalise(const float* logits, TokenDistribution* out) const {
+  const std::vector<int32_t>& ids = out->ids;
   // Softmax at the given temperature.
   std::vector<double>& prob = out->probs;
   prob.resize(ids.size());
@@ -108,10 +116,51 @@ void Sampler::distribution(const float* logits_in, int32_t n_vocab, std::span<co
     while (k < keep && prob[k] >= floor) ++k;
     keep = k;
   }
-  ids.resize(keep);
+  out->ids.resize(keep);
   prob.resize(keep);
   const double total = std::accumulate(prob.begin(), prob.end(), 0.0);
   for (double& pr : prob) pr /= total;
+}
+
+bool Sampler::distribution_among(const float* logits_in, int32_t n_vocab, std::span<const int32_t> history,
+                                 const std::function<bool(int32_t)>& allowed, int32_t max_checks,
+                                 TokenDistribution* out) const {
+  const int32_t want = greedy() ? 1 : p_.top_k;
+  if (want <= 0 || want >= n_vocab || max_checks <= 0) return false;  // every allowed token counts
+  std::vector<float> buf;
+  const float* logits = penalised(p_, logits_in, n_vocab, history, buf);
+  // The best max_checks tokens, in the order distribution() ranks them: a heap whose
+  // front is the worst kept, so that most tokens are turned away by one comparison.
+  const auto better = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  const size_t m = size_t(std::min(max_checks, n_vocab));
+  std::vector<int32_t> best;
+  best.reserve(m);
+  for (int32_t i = 0; i < n_vocab; ++i) {
+    if (best.size() < m) {
+      best.push_back(i);
+      std::push_heap(best.begin(), best.end(), better);
+    } else if (better(i, best.front())) {
+      std::pop_heap(best.begin(), best.end(), better);
+      best.back() = i;
+      std::push_heap(best.begin(), best.end(), better);
+    }
+  }
+  std::sort_heap(best.begin(), best.end(), better);
+  out->ids.clear();
+  out->probs.clear();
+  for (int32_t id : best)
+    if (allowed(id)) {
+      out->ids.push_back(id);
+      if (int32_t(out->ids.size()) == want) break;
+    }
+  if (int32_t(out->ids.size()) < want && m < size_t(n_vocab)) return false;  // an allowed token may rank lower
+  if (out->ids.empty()) return false;
+  if (greedy()) {
+    out->probs.push_back(1.0);
+    return true;
+  }
+  normalise(logits, out);
+  return true;
 }
 
 int32_t Sampler::draw(const TokenDistribution& p) {

@@ -10,6 +10,7 @@
 // they roll back with the sequence when drafted tokens are rejected.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <span>
 #include <utility>
@@ -55,6 +56,13 @@ class Sampler {
   // The distribution of the next token after `history` (the sequence's tokens so far,
   // whose last repeat_last_n the penalties look at), from n_vocab logits.
   void distribution(const float* logits, int32_t n_vocab, std::span<const int32_t> history, TokenDistribution* out) const;
+  // The same distribution with only the tokens `allowed` says yes to (as if the others'
+  // logits were -inf), found by asking about the best-ranked tokens one by one. False
+  // when that would take more than max_checks questions, or when top-k is off (every
+  // allowed token counts): the caller then masks the logits and calls distribution().
+  bool distribution_among(const float* logits, int32_t n_vocab, std::span<const int32_t> history,
+                          const std::function<bool(int32_t)>& allowed, int32_t max_checks,
+                          TokenDistribution* out) const;
   // A draw from it (greedy: its one candidate, no random number used).
   int32_t draw(const TokenDistribution& p);
   // distribution() then draw().
@@ -69,6 +77,7 @@ class Sampler {
   double uniform();  // in [0, 1), same sequence on every platform for a seed
 
  private:
+  void normalise(const float* logits, TokenDistribution* out) const;
   SamplerParams p_;
   std::mt19937_64 rng_;
 };
