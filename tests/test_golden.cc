@@ -115,7 +115,15 @@ INSTANTIATE_TEST_SUITE_P(
         GoldenCase{"deepseek-v3", "model-q4_k_m.gguf", "q4_k_m-dequant", "q4_k_m", 2.0},
         GoldenCase{"stories260K", "stories260K-f16.gguf", "f16-dequant", "f16", 0.15},
         GoldenCase{"stories260K", "stories260K-q8_0.gguf", "q8_0-dequant", "q8_0", 0.4},
-        GoldenCase{"stories260K", "stories260K-q4_0.gguf", "q4_0-dequant", "q4_0", 0.4}),
+        GoldenCase{"stories260K", "stories260K-q4_0.gguf", "q4_0-dequant", "q4_0", 0.4},
+        // llama-iquants: the i-quant / ternary / low-bit K-quant files llama-quantize makes,
+        // each with its mix of types (README's table: e.g. IQ4_XS with a Q6_K output).
+        GoldenCase{"llama-iquants", "model-iq4_nl.gguf", "iq4_nl-dequant", "iq4_nl", 0.4},
+        GoldenCase{"llama-iquants", "model-iq4_xs.gguf", "iq4_xs-dequant", "iq4_xs", 0.4},
+        GoldenCase{"llama-iquants", "model-tq1_0.gguf", "tq1_0-dequant", "tq1_0", 0.4},
+        GoldenCase{"llama-iquants", "model-tq2_0.gguf", "tq2_0-dequant", "tq2_0", 0.4},
+        GoldenCase{"llama-iquants", "model-q2_k.gguf", "q2_k-dequant", "q2_k", 0.4},
+        GoldenCase{"llama-iquants", "model-q3_k.gguf", "q3_k-dequant", "q3_k", 0.4}),
     [](const ::testing::TestParamInfo<GoldenCase>& info) {
       std::string s = info.param.model + "_" + info.param.file;
       for (char& ch : s)

@@ -113,8 +113,10 @@ enum class ActRounding { kNone, kQ8_0, kQ8_K, kBF16 };
 ActRounding rounding_of(TensorType t) {
   switch (t) {
     case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1: case TensorType::Q8_0:
+    case TensorType::IQ4_NL: case TensorType::MXFP4:
       return ActRounding::kQ8_0;
     case TensorType::Q2_K: case TensorType::Q3_K: case TensorType::Q4_K: case TensorType::Q5_K: case TensorType::Q6_K:
+    case TensorType::IQ4_XS: case TensorType::TQ1_0: case TensorType::TQ2_0:
       return ActRounding::kQ8_K;
     case TensorType::BF16:
       return ActRounding::kBF16;
@@ -195,7 +197,8 @@ void check_matmul(TensorType type, int64_t rows, int64_t cols, int64_t n_tokens,
 const TensorType kFastTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
                                  TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
                                  TensorType::Q5_K, TensorType::Q6_K, TensorType::F32,  TensorType::F16,
-                                 TensorType::BF16};
+                                 TensorType::BF16, TensorType::IQ4_NL, TensorType::MXFP4, TensorType::IQ4_XS,
+                                 TensorType::TQ1_0, TensorType::TQ2_0};
 
 // Runs body once per SIMD target compiled in and supported by this CPU.
 template <class Body>
@@ -916,7 +919,8 @@ TEST(Kernels, VnniCodePathsMatchReference) {
   }
   ThreadPool pool(2);
   for (TensorType type : {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0,
-                          TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q6_K})
+                          TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K, TensorType::Q6_K, TensorType::IQ4_NL,
+                          TensorType::MXFP4})
     for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 13, type_traits(type).block_size == 256 ? 512 : 96, n_tokens, &pool, 21);
   kernels::set_vnni_override(-1);
 }
@@ -925,7 +929,8 @@ TEST(Kernels, LargerMatmulAcrossTokenBlocks) {
   // More tokens than one activation block (those whose activations fit 256 KiB: about
   // 25 at 4096 columns) and rows spread over 2 threads.
   ThreadPool pool(2);
-  for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::BF16})
+  for (TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q6_K, TensorType::BF16,
+                          TensorType::IQ4_XS, TensorType::MXFP4})
     check_matmul(type, 45, 4096, 70, &pool, 77);
 }
 

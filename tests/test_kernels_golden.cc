@@ -130,7 +130,13 @@ INSTANTIATE_TEST_SUITE_P(
                       // F16 rounded to BF16 at load: held to the bf16 tolerance.
                       FastGoldenCase{"stories260K", "stories260K-f16.gguf", "f16", 0.05, F16AsBf16::kAlways},
                       FastGoldenCase{"stories260K", "stories260K-q8_0.gguf", "q8_0", 0.15},
-                      FastGoldenCase{"stories260K", "stories260K-q4_0.gguf", "q4_0", 0.15}),
+                      FastGoldenCase{"stories260K", "stories260K-q4_0.gguf", "q4_0", 0.15},
+                      FastGoldenCase{"llama-iquants", "model-iq4_nl.gguf", "iq4_nl", 0.15},
+                      FastGoldenCase{"llama-iquants", "model-iq4_xs.gguf", "iq4_xs", 0.15},
+                      FastGoldenCase{"llama-iquants", "model-tq1_0.gguf", "tq1_0", 0.15},
+                      FastGoldenCase{"llama-iquants", "model-tq2_0.gguf", "tq2_0", 0.15},
+                      FastGoldenCase{"llama-iquants", "model-q2_k.gguf", "q2_k", 0.15},
+                      FastGoldenCase{"llama-iquants", "model-q3_k.gguf", "q3_k", 0.15}),
     [](const ::testing::TestParamInfo<FastGoldenCase>& info) {
       std::string s = info.param.model + "_" + info.param.file + (info.param.f16_as_bf16 == F16AsBf16::kAlways ? "_as_bf16" : "");
       for (char& ch : s)

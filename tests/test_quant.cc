@@ -68,6 +68,9 @@ const Row kRows[] = {
     {TensorType::Q4_K, 12, "q4_K", 256, 144},  {TensorType::Q5_K, 13, "q5_K", 256, 176},
     {TensorType::Q6_K, 14, "q6_K", 256, 210},  {TensorType::Q8_K, 15, "q8_K", 256, 292},
     {TensorType::BF16, 30, "bf16", 1, 2},
+    {TensorType::IQ4_NL, 20, "iq4_nl", 32, 18}, {TensorType::IQ4_XS, 23, "iq4_xs", 256, 136},
+    {TensorType::TQ1_0, 34, "tq1_0", 256, 54},  {TensorType::TQ2_0, 35, "tq2_0", 256, 66},
+    {TensorType::MXFP4, 39, "mxfp4", 32, 17},
 };
 
 TEST(QuantTypes, TableMatchesGgml) {
@@ -88,8 +91,9 @@ TEST(QuantTypes, TableMatchesGgml) {
 }
 
 TEST(QuantTypes, UnknownIdsAreRejected) {
-  // 4 and 5 were Q4_2/Q4_3 (removed from ggml); 16..29 are IQ types jevons lacks.
-  for (uint32_t id : {4u, 5u, 16u, 20u, 29u, 31u, 39u, 1001u, 0xFFFFFFFFu}) {
+  // 4 and 5 were Q4_2/Q4_3 (removed from ggml); 16..19, 21, 22 and 29 are the grid
+  // i-quants jevons lacks; 31..33 and 36..38 were removed repacked types; 40 is past the end.
+  for (uint32_t id : {4u, 5u, 16u, 19u, 21u, 22u, 29u, 31u, 36u, 40u, 1001u, 0xFFFFFFFFu}) {
     EXPECT_EQ(find_type_traits(id), nullptr) << id;
   }
   EXPECT_THROW(type_traits(TensorType(4)), Error);
@@ -568,14 +572,9 @@ struct SpecCase {
   float (*spec)(const uint8_t*, int);
 };
 
-TEST(QuantDequant, KQuantsMatchLayoutSpecOnRandomBlocks) {
-  const SpecCase cases[] = {
-      {TensorType::Q2_K, 84, {80, 82}, spec_q2_k},
-      {TensorType::Q3_K, 110, {108}, spec_q3_k},
-      {TensorType::Q4_K, 144, {0, 2}, spec_q4_k},
-      {TensorType::Q5_K, 176, {0, 2}, spec_q5_k},
-      {TensorType::Q6_K, 210, {208}, spec_q6_k},
-  };
+// Random blocks (with sane values in their fp16 fields) decoded by to_float and by the spec.
+template <size_t N>
+void check_spec_cases(const SpecCase (&cases)[N], int elements = 256) {
   const uint16_t halves[] = {0x2E66 /*~0.1*/, 0x1E4C /*~0.006*/, 0x3C00, 0xB0CD /*~-0.15*/};
   uint32_t seed = 1;
   for (const SpecCase& c : cases) {
@@ -589,13 +588,114 @@ TEST(QuantDequant, KQuantsMatchLayoutSpecOnRandomBlocks) {
       }
       row.insert(row.end(), blk.begin(), blk.end());
     }
-    const auto y = to_float(c.type, row, 256 * nblocks);
+    const auto y = to_float(c.type, row, elements * nblocks);
     for (int b = 0; b < nblocks; ++b) {
-      for (int e = 0; e < 256; ++e) {
-        ASSERT_EQ(y[256 * b + e], c.spec(&row[c.block_bytes * b], e)) << "block " << b << " element " << e;
+      for (int e = 0; e < elements; ++e) {
+        ASSERT_EQ(y[size_t(elements) * b + e], c.spec(&row[c.block_bytes * b], e)) << "block " << b << " element " << e;
       }
     }
   }
+}
+
+TEST(QuantDequant, KQuantsMatchLayoutSpecOnRandomBlocks) {
+  const SpecCase cases[] = {
+      {TensorType::Q2_K, 84, {80, 82}, spec_q2_k},
+      {TensorType::Q3_K, 110, {108}, spec_q3_k},
+      {TensorType::Q4_K, 144, {0, 2}, spec_q4_k},
+      {TensorType::Q5_K, 176, {0, 2}, spec_q5_k},
+      {TensorType::Q6_K, 210, {208}, spec_q6_k},
+  };
+  check_spec_cases(cases);
+}
+
+// The table-level and ternary types, each element from the byte offsets of the layout
+// (blocks.h), with the levels written out here rather than taken from blocks.h.
+const int kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+float spec_iq4_nl(const uint8_t* b, int e) {
+  const uint8_t byte = b[2 + e % 16];
+  return half_at(b) * float(kIq4Levels[e < 16 ? byte & 0xF : byte >> 4]);
+}
+
+float spec_iq4_xs(const uint8_t* b, int e) {
+  const int s = e / 32, r = e % 32;
+  const int scales_h = b[2] | b[3] << 8;
+  const int ls = ((b[4 + s / 2] >> (4 * (s % 2))) & 0xF) | (((scales_h >> (2 * s)) & 3) << 4);
+  const uint8_t byte = b[8 + 16 * s + r % 16];
+  return (half_at(b) * float(ls - 32)) * float(kIq4Levels[r < 16 ? byte & 0xF : byte >> 4]);
+}
+
+// E2M1 from its definition (sign, exponent bias 1, subnormal at exponent 0), E8M0 = 2^(e-127).
+float spec_mxfp4(const uint8_t* b, int e) {
+  const uint8_t byte = b[1 + e % 16];
+  const int c = e < 16 ? byte & 0xF : byte >> 4;
+  const int exp = (c >> 1) & 3, man = c & 1;
+  const float mag = exp == 0 ? 0.5f * float(man) : (1.0f + 0.5f * float(man)) * std::ldexp(1.0f, exp - 1);
+  return (c & 8 ? -mag : mag) * std::ldexp(1.0f, int(b[0]) - 127);
+}
+
+float spec_tq2_0(const uint8_t* b, int e) {
+  const int t = (b[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+  return float(t - 1) * half_at(b + 64);
+}
+
+// TQ1_0: a byte b is the fraction b / 256 written in base 3; its first 5 digits are those
+// of floor(243 b / 256), the first one most significant. (Any byte decodes: 243..255 too.)
+float spec_tq1_0(const uint8_t* b, int e) {
+  int byte, digit;
+  if (e < 160) byte = b[e % 32], digit = e / 32;
+  else if (e < 240) byte = b[32 + (e - 160) % 16], digit = (e - 160) / 16;
+  else byte = b[48 + (e - 240) % 4], digit = (e - 240) / 4;
+  int v = byte * 243 / 256;
+  for (int n = 4; n > digit; --n) v /= 3;
+  return float(v % 3 - 1) * half_at(b + 52);
+}
+
+TEST(QuantDequant, TableAndTernaryTypesMatchLayoutSpecOnRandomBlocks) {
+  const SpecCase cases[] = {
+      {TensorType::IQ4_XS, 136, {0}, spec_iq4_xs},
+      {TensorType::TQ2_0, 66, {64}, spec_tq2_0},
+      {TensorType::TQ1_0, 54, {52}, spec_tq1_0},
+  };
+  check_spec_cases(cases);
+  const SpecCase small_cases[] = {
+      {TensorType::IQ4_NL, 18, {0}, spec_iq4_nl},
+      {TensorType::MXFP4, 17, {}, spec_mxfp4},
+  };
+  check_spec_cases(small_cases, 32);
+}
+
+// ggml's TQ1_0 packing, by hand: digits (2, 0, 1, 2, 1) = 2*81 + 0 + 9 + 6 + 1 = 178 are
+// stored as ceil(178 * 256 / 243) = 188.
+TEST(QuantQuantize, Tq1_0PacksTritsAsAFraction) {
+  std::vector<float> x(256, 0.0f);
+  const int digits[5] = {2, 0, 1, 2, 1};
+  for (int n = 0; n < 5; ++n) x[32 * n + 3] = float(digits[n] - 1);  // qs[3], digit n
+  std::vector<uint8_t> blk(54);
+  type_traits(TensorType::TQ1_0).from_float(x.data(), blk.data(), 256);
+  EXPECT_EQ(blk[3], 188);
+  EXPECT_EQ(blk[0], (121 * 256 + 242) / 243);  // all zeros: digits 1 1 1 1 1 = 121
+  EXPECT_EQ(half_at(&blk[52]), 1.0f);
+  EXPECT_EQ(to_float(TensorType::TQ1_0, blk, 256), x);
+}
+
+// MXFP4 quantization, by hand: amax 5 gives the exponent floor(log2 5) - 2 = 0, i.e. a
+// scale of 1 for the E2M1 values: 5 -> 4 or 6 (tie: the first, 4), 0.3 -> 0.5, -2.6 -> -3.
+TEST(QuantQuantize, Mxfp4FollowsTheOcpScheme) {
+  std::vector<float> x(32, 0.0f);
+  x[0] = 5.0f;
+  x[1] = 0.3f;
+  x[17] = -2.6f;
+  x[18] = 1.25f;  // between 1 and 1.5: 1.5 is nearer? |1.25-1| = |1.25-1.5|: the first, 1
+  std::vector<uint8_t> blk(17);
+  type_traits(TensorType::MXFP4).from_float(x.data(), blk.data(), 32);
+  EXPECT_EQ(blk[0], 127);
+  const auto y = to_float(TensorType::MXFP4, blk, 32);
+  EXPECT_EQ(y[0], 4.0f);
+  EXPECT_EQ(y[1], 0.5f);
+  EXPECT_EQ(y[17], -3.0f);
+  EXPECT_EQ(y[18], 1.0f);
+  EXPECT_EQ(y[2], 0.0f);
 }
 
 // ================================================================== quantizers
@@ -667,6 +767,7 @@ const TensorType kAllTypes[] = {
     TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q4_0, TensorType::Q4_1,
     TensorType::Q5_0, TensorType::Q5_1, TensorType::Q8_0, TensorType::Q8_1, TensorType::Q2_K,
     TensorType::Q3_K, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::Q8_K,
+    TensorType::IQ4_NL, TensorType::IQ4_XS, TensorType::MXFP4, TensorType::TQ1_0, TensorType::TQ2_0,
 };
 
 std::vector<float> round_trip(TensorType t, const std::vector<float>& x) {
@@ -714,6 +815,16 @@ const Bound kBounds[] = {
     {TensorType::Q4_K, 0.09, 0.05},
     {TensorType::Q5_K, 0.05, 0.025},
     {TensorType::Q6_K, 0.022, 0.015},
+    // Non-uniform levels: the widest gap (24 of 127, at the ends) bounds the error; the
+    // measured values are 0.143 / 0.063 (IQ4_NL) and 0.137 / 0.060 (IQ4_XS).
+    {TensorType::IQ4_NL, 0.16, 0.075},
+    {TensorType::IQ4_XS, 0.16, 0.075},
+    // The OCP scale 2^(floor(log2 amax) - 2) puts amax between 4 and 8 scale units, and
+    // E2M1 stops at 6: a block's extreme can lose up to a quarter of amax (ggml does the same).
+    {TensorType::MXFP4, 0.25 + kHalfUlp, 0.16},
+    // Ternary: anything under amax / 2 becomes 0.
+    {TensorType::TQ1_0, 0.5 + kHalfUlp, 0.46},
+    {TensorType::TQ2_0, 0.5 + kHalfUlp, 0.46},
 };
 
 // A test row of 64 super-blocks with varied statistics: gaussian, uniform, one-sided,

@@ -187,6 +187,55 @@ TEST(Synth, DeepSeekShapesLoadAndRun) {
   std::filesystem::remove(path);
 }
 
+// An experts mix (llama-quantize's MXFP4_MOE shape): routed experts MXFP4, every other
+// matrix Q8_0; the fast and the reference kernels agree on it.
+TEST(Synth, ExpertsTypeMixesLikeMxfp4Moe) {
+  const Preset tiny_moe = {.name = "tiny-moe", .description = "test", .arch = "deepseek2", .n_embd = 64, .n_layer = 2,
+                           .n_head = 4, .n_ff = 96, .n_vocab = 512, .n_ctx = 256, .rms_eps = 1e-6f, .q_lora_rank = 32,
+                           .kv_lora_rank = 32, .qk_nope = 16, .qk_rope = 8, .v_head = 16, .n_expert = 4, .n_expert_used = 2,
+                           .n_shared = 1, .n_ff_expert = 64, .first_dense = 1, .n_group = 1, .topk_group = 1};
+  const std::string path = tmp("mxfp4moe.gguf");
+  SynthOptions o = options(TensorType::Q8_0, 2, path);
+  o.preset = &tiny_moe;
+  o.experts_type = TensorType::MXFP4;
+  synthesize(o);
+  auto f = GgufFile::open(path);
+  EXPECT_EQ(f->get_uint("general.file_type"), 38u);  // LLAMA_FTYPE_MOSTLY_MXFP4_MOE
+  for (const char* t : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+    EXPECT_EQ(f->find_tensor(std::string("blk.1.") + t + ".weight")->type, TensorType::MXFP4) << t;
+  EXPECT_EQ(f->find_tensor("blk.1.ffn_gate_shexp.weight")->type, TensorType::Q8_0);
+  EXPECT_EQ(f->find_tensor("blk.0.ffn_up.weight")->type, TensorType::Q8_0);
+  EXPECT_EQ(f->find_tensor("output.weight")->type, TensorType::Q8_0);
+  auto model = load_model(*f);
+  const int32_t ids[3] = {1, 403, 407};
+  std::vector<float> fast(512 * 3), exact(512 * 3);
+  KvCache c1 = model->new_cache(8), c2 = model->new_cache(8);
+  model->forward(c1, ids, 3, fast.data(), true);
+  {
+    const ScopedKernelMode reference(KernelMode::kReference);
+    model->forward(c2, ids, 3, exact.data(), true);
+  }
+  // Q8_0 activation rounding only (the README of the golden set: <= 0.4 of a row's std).
+  EXPECT_LE(test::max_rel_diff(fast, exact, 512, nullptr), 0.4);
+  std::filesystem::remove(path);
+
+  o.preset = &kTiny;  // no routed experts: refused
+  EXPECT_THROW(synthesize(o), Error);
+}
+
+// IQ4_XS and the TQ types need rows of 256: shorter ones fall back as llama.cpp's do.
+TEST(Synth, NewTypesFallBackOnShortRows) {
+  const std::string path = tmp("iq4xs.gguf");
+  SynthOptions o = options(TensorType::IQ4_XS, 2, path);
+  const SynthResult r = synthesize(o);
+  auto f = GgufFile::open(path);
+  EXPECT_EQ(f->get_uint("general.file_type"), 30u);
+  EXPECT_EQ(f->find_tensor("blk.0.ffn_down.weight")->type, TensorType::IQ4_NL);
+  EXPECT_NE(r.notes.find("iq4_xs -> iq4_nl"), std::string::npos) << r.notes;
+  expect_finite_logits(*load_model(*f));
+  std::filesystem::remove(path);
+}
+
 TEST(Synth, RejectsAVocabLargerThanThePreset) {
   SynthOptions o = options(TensorType::Q8_0, 1, tmp("big.gguf"));
   o.vocab_path = test::shared_dir() + "/tokenizers/vocab/ggml-vocab-gpt-2.gguf";  // 50257 > 600

@@ -463,6 +463,9 @@ struct DecQ8_0 {
   using Block = BlockQ8_0;
   static constexpr int kOffset = 0;
   static constexpr bool kMin = false, kSigned = true;
+  static HWY_INLINE void DecodeSigned(const Block& b, V8* w) {
+    for (size_t s = 0; s < kSub; ++s) w[s] = hn::LoadU(D8(), b.qs + s * kL8);
+  }
   static HWY_INLINE float Scale(const Block& b) { return F16ToF32(b.d); }
   static HWY_INLINE float Min(const Block&) { return 0.0f; }
 #if JEVONS_MM_X86
@@ -476,6 +479,15 @@ struct DecQ8_0 {
 };
 
 // ------------------------------------------------------------------ tiles
+
+#if JEVONS_MM_X86
+// The fp16 scales of two blocks as F16Pair does, or the decoder's own (MXFP4's E8M0).
+template <class Dec>
+HWY_INLINE __m256 ScalePairOf(const typename Dec::Block& b0, const typename Dec::Block& b1) {
+  if constexpr (requires { Dec::ScalePair(b0, b1); }) return Dec::ScalePair(b0, b1);
+  else return F16Pair(b0.d, b1.d);
+}
+#endif
 
 // Arguments of one tile: R rows starting at w, T tokens starting at act / y.
 template <class Act>
@@ -522,10 +534,9 @@ HWY_NOINLINE void TileQ32(const TileArgs<ActQ8>& a) {
       dw[r] = Dec::Scale(blk);
       mw[r] = Dec::Min(blk);
       if constexpr (Dec::kSigned) {
-        for (size_t s = 0; s < kSub; ++s) {
-          qs[r][s] = hn::LoadU(d8, blk.qs + s * kL8);
-          if constexpr (kVnni) q[r][s] = hn::Xor(hn::BitCast(du8, qs[r][s]), hn::Set(du8, 0x80));
-        }
+        Dec::DecodeSigned(blk, qs[r]);
+        if constexpr (kVnni)
+          for (size_t s = 0; s < kSub; ++s) q[r][s] = hn::Xor(hn::BitCast(du8, qs[r][s]), hn::Set(du8, 0x80));
       } else {
         Dec::Decode(blk, q[r]);
       }
@@ -615,7 +626,7 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
         lo[r] = _mm256_xor_si256(lo[r], _mm256_set1_epi8(char(0x80)));
         hi[r] = _mm256_xor_si256(hi[r], _mm256_set1_epi8(char(0x80)));
       }
-      dw2[r] = F16Pair(blk0.d, blk1.d);
+      dw2[r] = ScalePairOf<Dec>(blk0, blk1);
       if constexpr (Dec::kMin) mw2[r] = F16Pair(blk0.m, blk1.m);
     }
     const ActQ8Pair* xp = a.act + b / 2;
@@ -1687,6 +1698,10 @@ HWY_INLINE void TileX8Float(const TileArgs<typename Unit::Act>& a) {
 }
 #endif  // JEVONS_MM_X86
 
+// ------------------------------------------------------------------ table-level and ternary types
+
+#include "kernels/matmul_levels-inl.h"
+
 // ------------------------------------------------------------------ driver
 
 // Tokens [t, t_end) of rows r.. in tiles of T tokens, then T/2, ..., 4, 3, 2, 1: a few
@@ -1892,12 +1907,29 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
 #endif
     });
   };
+  // IQ4_XS, TQ1_0, TQ2_0 (matmul_levels-inl.h): no repacked layout.
+  auto levels256_path = [&](auto dec) -> bool {
+    using Dec = decltype(dec);
+    const int64_t nb = cols / 256;
+    ActQ8K* act = reinterpret_cast<ActQ8K*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8K)));
+    ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
+    const TileArgs<ActQ8K> base{w.data, w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows)};
+    ParallelRows<1, kQuantT, kActBlockBytesQ8K>(base, rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+      TileLevels256<Dec, R, T>(a);
+    });
+    return true;
+  };
   switch (w.type) {
     case TensorType::Q4_0: return q8_path(DecQ4_0{});
     case TensorType::Q4_1: return q8_path(DecQ4_1{});
     case TensorType::Q5_0: return q8_path(DecQ5_0{});
     case TensorType::Q5_1: return q8_path(DecQ5_1{});
     case TensorType::Q8_0: return q8_path(DecQ8_0{});
+    case TensorType::IQ4_NL: return q8_path(DecIQ4_NL{});
+    case TensorType::MXFP4: return q8_path(DecMXFP4{});
+    case TensorType::IQ4_XS: return levels256_path(DecIQ4_XS{});
+    case TensorType::TQ1_0: return levels256_path(DecTQ1_0{});
+    case TensorType::TQ2_0: return levels256_path(DecTQ2_0{});
     case TensorType::Q2_K: return q8k_path(BlockQ2_K{});
     case TensorType::Q3_K: return q8k_path(BlockQ3_K{});
     case TensorType::Q4_K: return q8k_path(BlockQ4_K{});
@@ -2359,6 +2391,7 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
     case TensorType::Q8_0: case TensorType::Q2_K: case TensorType::Q3_K: case TensorType::Q4_K: case TensorType::Q5_K:
     case TensorType::Q6_K: case TensorType::F32:
     case TensorType::F16: case TensorType::BF16:
+    case TensorType::IQ4_NL: case TensorType::MXFP4: case TensorType::IQ4_XS: case TensorType::TQ1_0: case TensorType::TQ2_0:
       return true;
     default:
       return false;

@@ -19,6 +19,11 @@
 //   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K
 //              activations quantized to Q8_K blocks (ggml's quantize_row_q8_K_ref:
 //              256 elements, f32 scale), integer dot products per sub-block.
+//   IQ4_NL, MXFP4
+//              as Q8_0 (ActQ8 activations), the nibbles mapped to their signed levels.
+//   IQ4_XS, TQ1_0, TQ2_0
+//              as the K-quants (ActQ8K activations), weights decoded to signed levels
+//              (matmul_levels-inl.h).
 //   others     the reference path.
 //
 // Repacked weights (Tensor::packed, x86 AVX2 / AVX-512, Q4_0, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16): 8 rows are

@@ -45,6 +45,11 @@ uint32_t file_type_id(TensorType t) {
     case TensorType::Q5_K: return 16;  // Q5_K_S
     case TensorType::Q6_K: return 18;
     case TensorType::BF16: return 32;
+    case TensorType::IQ4_NL: return 25;
+    case TensorType::IQ4_XS: return 30;
+    case TensorType::TQ1_0: return 36;
+    case TensorType::TQ2_0: return 37;
+    case TensorType::MXFP4: return 38;  // LLAMA_FTYPE_MOSTLY_MXFP4_MOE (llama.cpp has no pure MXFP4 ftype)
     default: fail("synth: type {} cannot be the weight type of a model file", type_name(t));
   }
 }
@@ -92,6 +97,8 @@ TensorType fallback_type(TensorType t) {
     case TensorType::Q4_K: return TensorType::Q5_0;
     case TensorType::Q5_K: return TensorType::Q5_1;
     case TensorType::Q6_K: return TensorType::Q8_0;
+    case TensorType::IQ4_XS: return TensorType::IQ4_NL;  // llama.cpp's choice too
+    case TensorType::TQ1_0: case TensorType::TQ2_0: return TensorType::Q4_0;
     default: return t;
   }
 }
@@ -103,9 +110,13 @@ bool use_more_bits(int layer, int n_layer) {
 SynthResult synthesize(const SynthOptions& o) {
   if (!o.preset) fail("synth: no preset given");
   const Preset& p = *o.preset;
-  const uint32_t ftype = o.q4_k_m ? 15 : file_type_id(o.type);  // 15: LLAMA_FTYPE_MOSTLY_Q4_K_M
+  const bool experts_mix = o.experts_type != TensorType::Q8_K;
+  if (experts_mix && p.n_expert == 0) fail("synth: preset {} has no routed experts for the experts' type", p.name);
+  // 15: LLAMA_FTYPE_MOSTLY_Q4_K_M; an experts mix is named after the experts' type (most of the bytes).
+  const uint32_t ftype = o.q4_k_m ? 15 : file_type_id(experts_mix ? o.experts_type : o.type);
   // The type a matrix is asked for (before the fallback for short rows).
   auto matrix_type = [&](const std::string& name) {
+    if (experts_mix && name.find("_exps.") != std::string::npos) return o.experts_type;
     if (!o.q4_k_m) return o.type;
     if (name == "output.weight" || (p.tied_embeddings && name == "token_embd.weight")) return TensorType::Q6_K;
     int layer = -1;

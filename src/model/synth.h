@@ -19,6 +19,10 @@ struct SynthOptions {
   // the layers llama.cpp's use_more_bits picks, Q4_K for every other matrix. Most
   // published GGUFs are this mix, not pure Q4_K.
   bool q4_k_m = false;
+  // MoE presets: the routed experts (ffn_{gate,up,down}_exps) in this type, every other
+  // matrix in `type`, as published low-bit MoE files are (llama-quantize's MXFP4_MOE:
+  // MXFP4 experts, Q8_0 elsewhere; DeepSeek-R1 at ~2 bits: i-quant experts). Q8_K = none.
+  TensorType experts_type = TensorType::Q8_K;
   // F32 and F16 matrices hold BF16 values (random values rounded to BF16), as an F16
   // file converted from a preset's BF16 release does (every preset's model was
   // released in BF16); false: random values of the type's full precision.

@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/float16.h"
+
 namespace jevons {
 
 inline constexpr int QK4_0 = 32;
@@ -23,6 +25,8 @@ inline constexpr int QK8_0 = 32;
 inline constexpr int QK8_1 = 32;
 inline constexpr int QK_K = 256;         // elements per K-quant super-block
 inline constexpr int K_SCALE_SIZE = 12;  // bytes of packed 6-bit scales in Q4_K/Q5_K
+inline constexpr int QK4_NL = 32;
+inline constexpr int QK_MXFP4 = 32;
 
 #pragma pack(push, 1)
 
@@ -188,6 +192,76 @@ struct BlockQ8_K {
   int16_t bsums[QK_K / 16];
 };
 
+// ---------------------------------------------------------------------------------
+// Non-uniform 4-bit types: a nibble indexes a fixed table of 16 signed levels instead
+// of being a linear code. The levels are part of the format (ggml's kvalues_iq4nl, and
+// the OCP Microscaling FP4 E2M1 values) and are defined with the unpacking helpers below.
+
+// IQ4_NL: 32 elements, 4.5 bits each.
+//   bytes 0-1  d      fp16 scale
+//   bytes 2-17 qs[16] nibbles, laid out as in Q4_0 (qs[j]: elements j and j+16)
+//   x[e] = fp16(d) * kIq4nlLevels[q[e]]
+struct BlockIQ4_NL {
+  uint16_t d;
+  uint8_t qs[QK4_NL / 2];
+};
+
+// IQ4_XS: 256 elements in 8 sub-blocks of 32, 4.25 bits each.
+//   bytes 0-1   d          fp16 super-scale
+//   bytes 2-3   scales_h   uint16: bits 2s..2s+1 are the top 2 bits of sub-block s's scale
+//   bytes 4-7   scales_l[4] low 4 bits of the scales: sub-block s in scales_l[s / 2],
+//                          low nibble if s is even
+//   bytes 8-135 qs[128]    16 bytes per sub-block s (qs[16 s + j]: elements 32 s + j in the
+//                          low nibble and 32 s + j + 16 in the high one)
+//   ls[s] = low4 | high2 << 4  (0..63);  x[e] = (fp16(d) * (ls[s] - 32)) * kIq4nlLevels[q[e]]
+struct BlockIQ4_XS {
+  uint16_t d;
+  uint16_t scales_h;
+  uint8_t scales_l[QK_K / 64];
+  uint8_t qs[QK_K / 2];
+};
+
+// MXFP4 (OCP Microscaling, as ggml stores it): 32 elements, 4.25 bits each.
+//   byte 0     e      E8M0 shared exponent: the scale is 2^(e - 127)
+//   bytes 1-16 qs[16] FP4 E2M1 codes (sign, 2 exponent bits, 1 mantissa bit), nibbles laid
+//                     out as in Q4_0
+//   x[e] = kMxfp4Levels[q[e]] * 2^(e - 128): the levels are the E2M1 values doubled (so
+//   they are integers, -12..12) and the scale halved to match, as ggml computes it.
+struct BlockMXFP4 {
+  uint8_t e;
+  uint8_t qs[QK_MXFP4 / 2];
+};
+
+// ---------------------------------------------------------------------------------
+// Ternary types (BitNet b1.58, TriLMs): every element is -1, 0 or +1 times one fp16
+// scale per 256 elements.
+
+// TQ2_0: 256 elements, 2.0625 bits each.
+//   bytes 0-63  qs[64] 2-bit codes t (0, 1, 2) in the crumb layout of Q2_K above
+//   bytes 64-65 d      fp16 scale
+//   x[e] = float(t[e] - 1) * fp16(d)
+struct BlockTQ2_0 {
+  uint8_t qs[QK_K / 4];
+  uint16_t d;
+};
+
+// TQ1_0: 256 elements, 1.6875 bits each: 5 trits per byte (3^5 = 243 <= 256).
+//   bytes 0-47  qs[48] base-3 digits, stored as a fixed-point fraction: a byte b holds the
+//                      digits t_0 t_1 t_2 t_3 t_4 (t_0 most significant) as
+//                      b = ceil(256 * (t_0 t_1 t_2 t_3 t_4)_3 / 243), so that digit n is
+//                      t_n = (uint8(b * 3^n) * 3) >> 8 (the multiplication wraps mod 256)
+//   bytes 48-51 qh[4]  4 trits per byte, the same way (t_0 .. t_3, the fifth digit 0)
+//   bytes 52-53 d      fp16 scale
+//   element order: qs[m] digit n  -> e = 32 n + m           for m < 32  (e 0..159)
+//                  qs[32 + m] digit n -> e = 160 + 16 n + m for m < 16  (e 160..239)
+//                  qh[j] digit n  -> e = 240 + 4 n + j                  (e 240..255)
+//   x[e] = float(t[e] - 1) * fp16(d)
+struct BlockTQ1_0 {
+  uint8_t qs[48];
+  uint8_t qh[4];
+  uint16_t d;
+};
+
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ4_0) == 18);
@@ -202,6 +276,11 @@ static_assert(sizeof(BlockQ4_K) == 144);
 static_assert(sizeof(BlockQ5_K) == 176);
 static_assert(sizeof(BlockQ6_K) == 210);
 static_assert(sizeof(BlockQ8_K) == 292);
+static_assert(sizeof(BlockIQ4_NL) == 18);
+static_assert(sizeof(BlockIQ4_XS) == 136);
+static_assert(sizeof(BlockMXFP4) == 17);
+static_assert(sizeof(BlockTQ2_0) == 66);
+static_assert(sizeof(BlockTQ1_0) == 54);
 
 // Field offsets that the layout comments above promise.
 static_assert(offsetof(BlockQ5_0, qs) == 6 && offsetof(BlockQ5_1, qs) == 8);
@@ -211,6 +290,7 @@ static_assert(offsetof(BlockQ4_K, qs) == 16);
 static_assert(offsetof(BlockQ5_K, qh) == 16 && offsetof(BlockQ5_K, qs) == 48);
 static_assert(offsetof(BlockQ6_K, scales) == 192 && offsetof(BlockQ6_K, d) == 208);
 static_assert(offsetof(BlockQ8_K, bsums) == 260);
+static_assert(offsetof(BlockIQ4_XS, qs) == 8 && offsetof(BlockTQ2_0, d) == 64 && offsetof(BlockTQ1_0, d) == 52);
 
 // ---------------------------------------------------------------------------------
 // Scale unpacking shared by the reference code and any kernel that wants it.
@@ -226,11 +306,62 @@ inline void unpack_scale_min_k4(const uint8_t* scales, int j, uint8_t& sc, uint8
   }
 }
 
+// The crumb layout (Q2_K / Q3_K qs, TQ2_0 qs): 2-bit value of element e (0..255), and
+// storing one (into zeroed bits).
+inline int crumb(const uint8_t* qs, int e) {
+  const int h = e / 128, r = e % 128;
+  return (qs[32 * h + r % 32] >> (2 * (r / 32))) & 3;
+}
+inline void put_crumb(uint8_t* qs, int e, int v) {
+  const int h = e / 128, r = e % 128;
+  qs[32 * h + r % 32] = uint8_t(qs[32 * h + r % 32] | (v << (2 * (r / 32))));
+}
+
 // Q3_K: signed scale (-32..31) of sub-block s (0..15) from the 12 packed bytes.
 inline int unpack_scale_q3_k(const uint8_t* scales, int s) {
   const int low4 = s < 8 ? (scales[s] & 0xF) : (scales[s - 8] >> 4);
   const int high2 = (scales[8 + s % 4] >> (2 * (s / 4))) & 3;
   return (low4 | (high2 << 4)) - 32;
+}
+
+// ---------------------------------------------------------------------------------
+// Level tables of the non-uniform 4-bit types.
+
+// IQ4_NL / IQ4_XS: 16 levels fitted once (by ggml's author) to the distribution of LLM
+// weights; they are the format's definition, as a codebook is.
+inline constexpr int8_t kIq4nlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                            1,    13,   25,  38,  53,  69,  89,  113};
+
+// FP4 E2M1 code c (bit 3 sign, bits 2-1 exponent with bias 1, bit 0 mantissa) times 2:
+// exponent 0 is subnormal (0 or 0.5), otherwise (1 + m / 2) * 2^(exp - 1).
+constexpr int8_t mxfp4_level(int c) {
+  const int exp = (c >> 1) & 3, man = c & 1;
+  const int twice = exp == 0 ? man : (2 + man) << (exp - 1);
+  return int8_t(c & 8 ? -twice : twice);
+}
+inline constexpr int8_t kMxfp4Levels[16] = {
+    mxfp4_level(0), mxfp4_level(1), mxfp4_level(2),  mxfp4_level(3),  mxfp4_level(4),  mxfp4_level(5),
+    mxfp4_level(6), mxfp4_level(7), mxfp4_level(8),  mxfp4_level(9),  mxfp4_level(10), mxfp4_level(11),
+    mxfp4_level(12), mxfp4_level(13), mxfp4_level(14), mxfp4_level(15)};
+static_assert(kMxfp4Levels[7] == 12 && kMxfp4Levels[5] == 6 && kMxfp4Levels[1] == 1 && kMxfp4Levels[9] == -1);
+
+// MXFP4's E8M0 exponent e -> 2^(e - 128) as a float, built from its bits (e = 0, 1 give
+// the subnormals 2^-128 and 2^-127). e = 255 is NaN in the OCP spec; ggml reads it as
+// 2^127, and so does this.
+inline float e8m0_to_float_half(uint8_t e) {
+  return bits_to_float(e < 2 ? uint32_t(0x00200000) << e : uint32_t(e - 1) << 23);
+}
+
+// IQ4_XS: the 6-bit scale (0..63, with an offset of 32) of sub-block s (0..7).
+inline int iq4_xs_scale(const BlockIQ4_XS& b, int s) {
+  return ((b.scales_l[s / 2] >> (4 * (s % 2))) & 0xF) | (((b.scales_h >> (2 * s)) & 3) << 4);
+}
+
+// TQ1_0: base-3 digit n (0..4) of a packed byte (0, 1 or 2).
+constexpr int tq1_trit(uint8_t b, int n) {
+  constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
+  const uint8_t shifted = uint8_t(b * kPow3[n]);  // wraps: drops the digits above n
+  return (int(shifted) * 3) >> 8;
 }
 
 }  // namespace jevons

@@ -36,12 +36,6 @@ inline uint32_t load_qh(const uint8_t* qh) {
   return uint32_t(qh[0]) | uint32_t(qh[1]) << 8 | uint32_t(qh[2]) << 16 | uint32_t(qh[3]) << 24;
 }
 
-// 2-bit value of element e (0..255) in the "crumb" layout of Q2_K/Q3_K qs[64].
-inline int crumb(const uint8_t* qs, int e) {
-  const int h = e / 128, r = e % 128;
-  return (qs[32 * h + r % 32] >> (2 * (r / 32))) & 3;
-}
-
 // Low 4 bits of element e (0..255) in Q4_K/Q5_K qs[128].
 inline int k4_nibble(const uint8_t* qs, int e) {
   const int g = e / 64, r = e % 64;

@@ -67,10 +67,7 @@ inline void store_qh(uint8_t* qh, uint32_t bits) {
 // Crumb layout (Q2_K / Q3_K qs[64]); L values 0..3; qs zeroed first.
 void pack_crumbs(const uint8_t* L, uint8_t* qs) {
   std::memset(qs, 0, QK_K / 4);
-  for (int e = 0; e < QK_K; ++e) {
-    const int h = e / 128, r = e % 128;
-    qs[32 * h + r % 32] |= uint8_t(L[e] << (2 * (r / 32)));
-  }
+  for (int e = 0; e < QK_K; ++e) put_crumb(qs, e, L[e]);
 }
 
 // Q4_K / Q5_K nibbles (qs[128]); L values 0..15.

@@ -42,6 +42,20 @@ void quantize_q5_k(const float* src, void* dst, int64_t n);
 void quantize_q6_k(const float* src, void* dst, int64_t n);
 void quantize_q8_k(const float* src, void* dst, int64_t n);
 
+// Table-level 4-bit types (table_quants.cc) and ternary types (ternary.cc): exact
+// dequantization; jevons' own scale search for IQ4_NL / IQ4_XS, the OCP scheme for MXFP4,
+// ggml's reference scheme for TQ1_0 / TQ2_0.
+void dequantize_iq4_nl(const void* src, float* dst, int64_t n);
+void dequantize_iq4_xs(const void* src, float* dst, int64_t n);
+void dequantize_mxfp4(const void* src, float* dst, int64_t n);
+void dequantize_tq1_0(const void* src, float* dst, int64_t n);
+void dequantize_tq2_0(const void* src, float* dst, int64_t n);
+void quantize_iq4_nl(const float* src, void* dst, int64_t n);
+void quantize_iq4_xs(const float* src, void* dst, int64_t n);
+void quantize_mxfp4(const float* src, void* dst, int64_t n);
+void quantize_tq1_0(const float* src, void* dst, int64_t n);
+void quantize_tq2_0(const float* src, void* dst, int64_t n);
+
 // FP8 E4M3 (fp8.cc): unscaled element conversion; block scales are applied by the caller.
 void dequantize_f8_e4m3(const void* src, float* dst, int64_t n);
 void quantize_f8_e4m3(const float* src, void* dst, int64_t n);

@@ -12,7 +12,7 @@ namespace {
 
 using namespace quant;
 
-constexpr std::array<TypeTraits, 16> kTraits = {{
+constexpr std::array<TypeTraits, 21> kTraits = {{
     {TensorType::F32, "f32", 1, sizeof(float), dequantize_f32, quantize_f32},
     {TensorType::F16, "f16", 1, sizeof(uint16_t), dequantize_f16, quantize_f16},
     {TensorType::BF16, "bf16", 1, sizeof(uint16_t), dequantize_bf16, quantize_bf16},
@@ -28,6 +28,11 @@ constexpr std::array<TypeTraits, 16> kTraits = {{
     {TensorType::Q5_K, "q5_K", QK_K, sizeof(BlockQ5_K), dequantize_q5_k, quantize_q5_k},
     {TensorType::Q6_K, "q6_K", QK_K, sizeof(BlockQ6_K), dequantize_q6_k, quantize_q6_k},
     {TensorType::Q8_K, "q8_K", QK_K, sizeof(BlockQ8_K), dequantize_q8_k, quantize_q8_k},
+    {TensorType::IQ4_NL, "iq4_nl", QK4_NL, sizeof(BlockIQ4_NL), dequantize_iq4_nl, quantize_iq4_nl},
+    {TensorType::IQ4_XS, "iq4_xs", QK_K, sizeof(BlockIQ4_XS), dequantize_iq4_xs, quantize_iq4_xs},
+    {TensorType::MXFP4, "mxfp4", QK_MXFP4, sizeof(BlockMXFP4), dequantize_mxfp4, quantize_mxfp4},
+    {TensorType::TQ1_0, "tq1_0", QK_K, sizeof(BlockTQ1_0), dequantize_tq1_0, quantize_tq1_0},
+    {TensorType::TQ2_0, "tq2_0", QK_K, sizeof(BlockTQ2_0), dequantize_tq2_0, quantize_tq2_0},
     {TensorType::F8_E4M3, "f8_e4m3", 1, 1, dequantize_f8_e4m3, quantize_f8_e4m3},
 }};
 

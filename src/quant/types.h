@@ -23,7 +23,12 @@ enum class TensorType : uint32_t {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  IQ4_NL = 20,
+  IQ4_XS = 23,
   BF16 = 30,
+  TQ1_0 = 34,
+  TQ2_0 = 35,
+  MXFP4 = 39,
   // Not a ggml type (never read from or written to GGUF): FP8 E4M3 as DeepSeek-V3/R1
   // ship it in safetensors, scaled per 128x128 block (Tensor::block_scale).
   F8_E4M3 = 1000,
