@@ -503,6 +503,9 @@ struct TileArgs {
   size_t prefetch = 0;    // software prefetch distance in bytes (ParallelRows sets it)
 };
 
+// The table-level and ternary types' decoders and tile.
+#include "kernels/matmul_levels-inl.h"
+
 // Legacy 32-element block types x ActQ8, in portable Highway code: the kernel of the
 // 128-bit targets (SSE4, NEON). x86 AVX2 / AVX-512 use TileQ32Pairs below.
 template <class Dec, size_t R, size_t T, bool kVnni>
@@ -690,15 +693,18 @@ HWY_INLINE __m256i FifthBit(__m256i qh) {
 template <class Dec, size_t R, size_t T, bool kVnni>
 HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
   static_assert(R == 1, "a repacked tile is one group of 8 rows");
-  constexpr bool kQ8 = Dec::kSigned, kQ5 = std::is_same_v<Dec, DecQ5_0>;
+  // kQ8: int8 codes; kLevels: IQ4_NL's nibbles, mapped to signed levels by a byte shuffle;
+  // kNib: Q4_0 / Q5_0's unsigned codes.
+  constexpr bool kQ8 = std::is_same_v<Dec, DecQ8_0>, kLevels = std::is_same_v<Dec, DecIQ4_NL>;
+  constexpr bool kNib = !Dec::kSigned, kQ5 = std::is_same_v<Dec, DecQ5_0>;
   constexpr size_t kChunks = kQ8 ? 8 : 4;  // 4-byte chunks of a row's codes per block
   constexpr size_t kBlockBytes = 8 * sizeof(typename Dec::Block);
   constexpr size_t kCodesAt = 2 * 8 + (kQ5 ? 32 : 0);  // after d[8] (and Q5_0's qh chunk)
-  constexpr bool kOffset = !kQ8 || kVnni;
+  constexpr bool kOffset = kNib || kVnni;
   // Decode with VNNI: Q4_0's high nibbles in place (16x, at most 240 as vpdpbusd's
   // unsigned operand), one op instead of two; their sum is scaled back exactly by a
   // shift once per block.
-  constexpr bool kHighInPlace = !kQ5 && kVnni && T == 1;
+  constexpr bool kHighInPlace = kNib && !kQ5 && kVnni && T == 1;
   __m256 acc[T];
   ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
   const __m256i ones = _mm256_set1_epi16(1);
@@ -715,14 +721,36 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
     ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
     ForEachIndex<kChunks>([&](auto j) HWY_ATTR {
       __m256i raw = _mm256_loadu_si256(qs + j);
-      if constexpr (!kQ8 && kVnni && T == 1) {
+      if constexpr (kNib && kVnni && T == 1) {
         // One load per chunk: GCC would fold it into both of the ops below (two loads),
         // and the load ports bound this loop (in cache, 1 thread, Zen 4: 38 -> 41 GB/s).
         V32 r{raw};
         Opaque(r);
         raw = r.raw;
       }
-      if constexpr (!kQ8) {
+      if constexpr (kLevels) {
+        // Signed levels: offset 128 with VNNI (removed exactly in int32 through offset_sum,
+        // one row per lane), else the sign trick; pairs of products need int32 sums.
+        const __m256i table = _mm256_load_si256(reinterpret_cast<const __m256i*>(LevelTable<kIq4nlLevels>::bytes));
+        __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(raw, m4));
+        __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+        if constexpr (kVnni) {
+          lo = _mm256_xor_si256(lo, _mm256_set1_epi8(char(0x80)));
+          hi = _mm256_xor_si256(hi, _mm256_set1_epi8(char(0x80)));
+        }
+        const __m256i mlo = _mm256_sign_epi8(lo, lo), mhi = _mm256_sign_epi8(hi, hi);
+        ForEachIndex<T>([&](auto t) HWY_ATTR {
+          const int8_t* xq = x[t * a.act_stride].qs;
+          const __m256i xlo = Broadcast4(xq + 4 * j), xhi = Broadcast4(xq + 16 + 4 * j);
+          if constexpr (kVnni) {
+            isum[t] = DotU8I8<true>(DotU8I8<true>(V32{isum[t]}, VU8{lo}, V8{xlo}), VU8{hi}, V8{xhi}).raw;
+          } else {
+            const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(mlo, _mm256_sign_epi8(xlo, lo)), ones);
+            const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(mhi, _mm256_sign_epi8(xhi, hi)), ones);
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(plo, phi));
+          }
+        });
+      } else if constexpr (kNib) {
         __m256i lo = _mm256_and_si256(raw, m4);
         __m256i hi = kHighInPlace ? _mm256_andnot_si256(m4, raw) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
         if constexpr (kQ5) {  // transposed qh: bit j of byte i for element 4j + i, bit 4 + j for 16 + 4j + i
@@ -768,12 +796,12 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
     ForEachIndex<T>([&](auto t) HWY_ATTR {
       const ActQ8& xt = x[t * a.act_stride];
       __m256i i = isum[t];
-      if constexpr (!kQ8 && !kVnni && T == 1) {
+      if constexpr (kNib && !kVnni && T == 1) {
         if constexpr (kQ5) i = _mm256_add_epi32(_mm256_madd_epi16(i, ones), _mm256_madd_epi16(isum_hi, ones));
         else i = _mm256_madd_epi16(_mm256_add_epi16(i, isum_hi), ones);  // exact: |sum| <= 30720
-      } else if constexpr (!kQ8 && !kVnni && !kQ5) {
+      } else if constexpr (kNib && !kVnni && !kQ5) {
         i = _mm256_madd_epi16(i, ones);
-      } else if constexpr (!kQ8 && kVnni && T == 1) {
+      } else if constexpr (kNib && kVnni && T == 1) {
         i = _mm256_add_epi32(i, kHighInPlace ? _mm256_srai_epi32(isum_hi, 4) : isum_hi);
       }
       if constexpr (kOffset) i = _mm256_add_epi32(i, _mm256_set1_epi32(xt.offset_sum));
@@ -1698,10 +1726,6 @@ HWY_INLINE void TileX8Float(const TileArgs<typename Unit::Act>& a) {
 }
 #endif  // JEVONS_MM_X86
 
-// ------------------------------------------------------------------ table-level and ternary types
-
-#include "kernels/matmul_levels-inl.h"
-
 // ------------------------------------------------------------------ driver
 
 // Tokens [t, t_end) of rows r.. in tiles of T tokens, then T/2, ..., 4, 3, 2, 1: a few
@@ -1801,7 +1825,8 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
 #if JEVONS_MM_X86
     constexpr int kOff = Dec::kSigned ? (kVnni ? 128 : 0) : Dec::kOffset;
     const int64_t np = (nb + 1) / 2;
-    constexpr bool kHasX8 = std::is_same_v<Dec, DecQ4_0> || std::is_same_v<Dec, DecQ5_0> || std::is_same_v<Dec, DecQ8_0>;
+    constexpr bool kHasX8 = std::is_same_v<Dec, DecQ4_0> || std::is_same_v<Dec, DecQ5_0> || std::is_same_v<Dec, DecQ8_0> ||
+                            std::is_same_v<Dec, DecIQ4_NL>;
     const int64_t x8_rows = kHasX8 && w.packed ? w.packed_rows : 0;  // the rest reads w.data
     const bool tail = x8_rows < rows;
     uint8_t* buf = kernels::scratch(size_t(n_tokens) * (size_t(np) * sizeof(ActQ8Pair) + size_t(nb) * sizeof(ActQ8)));
@@ -2401,7 +2426,7 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::Q2_K ||
+  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::IQ4_NL || t == TensorType::Q2_K ||
          t == TensorType::Q3_K || t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K ||
          t == TensorType::BF16 || t == TensorType::F16;
 #else

@@ -91,100 +91,132 @@ struct DecMXFP4 {
 };
 
 // ------------------------------------------------------------------ 256-element blocks
-// Decode(block, w, sc) writes the 256 signed weights and the 8 sub-block scales and
-// returns the block's float scale: x[e] = scale * sc[e / 32] * w[e].
+// Each decoder's Prep, made once per (row, block), gives chunk c (elements 32c..32c+31) as
+// kSub signed int8 vectors (Chunk), its integer sub-block scale (SubScale; kUnitScales:
+// always 1) and the block's float scale: x[e] = Scale * SubScale(e / 32) * w[e].
 
 struct DecIQ4_XS {
   using Block = BlockIQ4_XS;
   static constexpr bool kUnitScales = false;
-  static HWY_INLINE float Decode(const Block& b, int8_t* HWY_RESTRICT w, int32_t* HWY_RESTRICT sc) {
-    const D8 d8;
-    for (int c = 0; c < 8; ++c) {
-      V8 v[kSub];
-      LevelsOfNibbles32<kIq4nlLevels>(b.qs + 16 * c, v);
-      for (size_t s = 0; s < kSub; ++s) hn::Store(v[s], d8, w + 32 * c + s * kL8);
-      sc[c] = iq4_xs_scale(b, c) - 32;
-    }
-    return F16ToF32(b.d);
-  }
+  struct Prep {
+    const Block& b;
+    HWY_INLINE void Chunk(int c, V8* w) const { LevelsOfNibbles32<kIq4nlLevels>(b.qs + 16 * c, w); }
+    HWY_INLINE int SubScale(int c) const { return iq4_xs_scale(b, c) - 32; }
+    HWY_INLINE float Scale() const { return F16ToF32(b.d); }
+  };
 };
 
 struct DecTQ2_0 {
   using Block = BlockTQ2_0;
   static constexpr bool kUnitScales = true;
-  static HWY_INLINE float Decode(const Block& b, int8_t* HWY_RESTRICT w, int32_t*) {
-    const D8 d8;
-    const DU8 du8;
-    for (int c = 0; c < 8; ++c) {  // crumb layout: chunk c is bits 2 (c % 4) of bytes 32 (c / 4) ..
+  struct Prep {
+    const Block& b;
+    // Crumb layout: chunk c is bits 2 (c % 4) of the 32 bytes at 32 (c / 4).
+    HWY_INLINE void Chunk(int c, V8* w) const {
+      const D8 d8;
+      const DU8 du8;
       for (size_t s = 0; s < kSub; ++s) {
         const VU8 raw = hn::LoadU(du8, b.qs + 32 * (c / 4) + s * kL8);
         const VU8 t = hn::And(hn::ShiftRightSame(raw, 2 * (c % 4)), hn::Set(du8, 3));
-        hn::Store(hn::Sub(hn::BitCast(d8, t), hn::Set(d8, 1)), d8, w + 32 * c + s * kL8);
+        w[s] = hn::Sub(hn::BitCast(d8, t), hn::Set(d8, 1));
       }
     }
-    return F16ToF32(b.d);
-  }
+    HWY_INLINE int SubScale(int) const { return 1; }
+    HWY_INLINE float Scale() const { return F16ToF32(b.d); }
+  };
 };
 
-// Every byte's five base-3 digits minus 1 (TQ1_0: blocks.h's tq1_trit), looked up.
-struct Tq1Digits {
-  int8_t v[256][5];
-  constexpr Tq1Digits() : v{} {
-    for (int b = 0; b < 256; ++b)
-      for (int n = 0; n < 5; ++n) v[b][n] = int8_t(tq1_trit(uint8_t(b), n) - 1);
-  }
-};
-inline constexpr Tq1Digits kTq1Digits{};
+// TQ1_0 (blocks.h): digit n of a byte b is (uint8(b * 3^n) * 3) >> 8, computed for every
+// byte at once in 16-bit lanes (x86 has no 8-bit multiply), each byte with its own power.
+// Chunks 0..4 are digit c of qs[0..31]; chunks 5..7 mix qs[32..47] and qh, so their bytes
+// are staged once per block in the order of kTq1TailPowers.
+alignas(32) inline constexpr uint8_t kTq1TailPowers[96] = {
+    1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,   // chunk 5: qs[32..47] digits 0, 1
+    9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  9,  27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27,  // chunk 6: digits 2, 3
+    81, 81, 81, 81, 81, 81, 81, 81, 81, 81, 81, 81, 81, 81, 81, 81, 1,  1,  1,  1,  3,  3,  3,  3,  9,  9,  9,  9,  27, 27, 27, 27};  // chunk 7: digit 4, then qh digits 0..3
+
+HWY_INLINE V8 TritsMinusOne(VU8 bytes, VU8 powers) {
+  const DU8 du8;
+  const hn::Repartition<uint16_t, DU8> du16;
+  const auto v = hn::BitCast(du16, bytes), p = hn::BitCast(du16, powers);
+  const auto low = hn::Set(du16, 0xFF), three = hn::Set(du16, 3);
+  const auto lo = hn::And(hn::Mul(hn::And(v, low), hn::And(p, low)), low);         // (b * p) mod 256, even bytes
+  const auto hi = hn::And(hn::Mul(hn::ShiftRight<8>(v), hn::ShiftRight<8>(p)), low);  // odd bytes
+  const auto digits = hn::Or(hn::ShiftRight<8>(hn::Mul(lo, three)), hn::ShiftLeft<8>(hn::ShiftRight<8>(hn::Mul(hi, three))));
+  return hn::Sub(hn::BitCast(D8(), hn::BitCast(du8, digits)), hn::Set(D8(), 1));
+}
 
 struct DecTQ1_0 {
   using Block = BlockTQ1_0;
   static constexpr bool kUnitScales = true;
-  static HWY_INLINE float Decode(const Block& b, int8_t* HWY_RESTRICT w, int32_t*) {
-    for (int n = 0; n < 5; ++n) {
-      for (int m = 0; m < 32; ++m) w[32 * n + m] = kTq1Digits.v[b.qs[m]][n];
-      for (int m = 0; m < 16; ++m) w[160 + 16 * n + m] = kTq1Digits.v[b.qs[32 + m]][n];
+  struct Prep {
+    const Block& b;
+    alignas(32) uint8_t tail[96];
+    explicit Prep(const Block& blk) : b(blk) {
+      for (int k = 0; k < 5; ++k) std::memcpy(tail + 16 * k, blk.qs + 32, 16);
+      for (int k = 0; k < 4; ++k) std::memcpy(tail + 80 + 4 * k, blk.qh, 4);
     }
-    for (int n = 0; n < 4; ++n)
-      for (int j = 0; j < 4; ++j) w[240 + 4 * n + j] = kTq1Digits.v[b.qh[j]][n];
-    return F16ToF32(b.d);
-  }
+    HWY_INLINE void Chunk(int c, V8* w) const {
+      const DU8 du8;
+      for (size_t s = 0; s < kSub; ++s) {
+        if (c < 5) w[s] = TritsMinusOne(hn::LoadU(du8, b.qs + s * kL8), hn::Set(du8, uint8_t(kPow3[c])));
+        else w[s] = TritsMinusOne(hn::Load(du8, tail + 32 * (c - 5) + s * kL8), hn::Load(du8, kTq1TailPowers + 32 * (c - 5) + s * kL8));
+      }
+    }
+    HWY_INLINE int SubScale(int) const { return 1; }
+    HWY_INLINE float Scale() const { return F16ToF32(b.d); }
+    static constexpr int kPow3[5] = {1, 3, 9, 27, 81};
+  };
 };
 
+// acc + sc * (a . b) over one 32-element chunk of signed int8 (kUnit: sc == 1).
+template <bool kUnit>
+HWY_INLINE V32 DotChunkSigned(V32 acc, const V8* a, const V8* b, int sc) {
+  const D32 d32;
+#if JEVONS_MM_X86
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(a[0].raw, a[0].raw), _mm256_sign_epi8(b[0].raw, a[0].raw));
+  return V32{_mm256_add_epi32(acc.raw, _mm256_madd_epi16(p, _mm256_set1_epi16(int16_t(kUnit ? 1 : sc))))};
+#else
+  V32 p = hn::Zero(d32);
+  for (size_t s = 0; s < kSub; ++s) p = DotI8I8(p, a[s], b[s]);
+  return kUnit ? hn::Add(acc, p) : hn::Add(acc, hn::Mul(p, hn::Set(d32, sc)));
+#endif
+}
+
+// Chunk by chunk: one chunk of each row's weights decoded and held in registers while every
+// token of the tile multiplies it; per (row, token) an int32 sum over the block, then one
+// multiply by d_w * d_x.
 template <class Dec, size_t R, size_t T>
 HWY_NOINLINE void TileLevels256(const TileArgs<ActQ8K>& a) {
+  static_assert(R == 1, "one row per tile: its decoded chunk is shared by the tile's tokens");
   using Block = typename Dec::Block;
   const DF df;
   const D8 d8;
   const D32 d32;
-  VF acc[R][T];
-  for (size_t r = 0; r < R; ++r)
-    for (size_t t = 0; t < T; ++t) acc[r][t] = hn::Zero(df);
-  const Block* rows[R];
-  for (size_t r = 0; r < R; ++r) rows[r] = reinterpret_cast<const Block*>(a.w + r * a.w_stride);
-  alignas(64) int8_t w[R][QK_K];
-  int32_t sc[R][8];
-  float dw[R];
+  VF acc[T];
+  for (size_t t = 0; t < T; ++t) acc[t] = hn::Zero(df);
+  const Block* row = reinterpret_cast<const Block*>(a.w);
   for (size_t b = 0; b < a.nb; ++b) {
-    for (size_t r = 0; r < R; ++r) {
-      PrefetchAhead<sizeof(Block)>(&rows[r][b], a.prefetch);
-      dw[r] = Dec::Decode(rows[r][b], w[r], sc[r]);
-    }
-    for (size_t t = 0; t < T; ++t) {
-      const ActQ8K& x = a.act[t * a.act_stride + b];
-      const VF vdx = hn::Set(df, x.d);
-      for (size_t r = 0; r < R; ++r) {
-        V32 isum = hn::Zero(d32);
-        for (int c = 0; c < 8; ++c) {
-          V32 p = hn::Zero(d32);
-          for (size_t s = 0; s < kSub; ++s)
-            p = DotI8I8(p, hn::Load(d8, w[r] + 32 * c + s * kL8), hn::LoadU(d8, x.qs + 32 * c + s * kL8));
-          if constexpr (Dec::kUnitScales) isum = hn::Add(isum, p);
-          else isum = hn::Add(isum, hn::Mul(p, hn::Set(d32, sc[r][c])));
-        }
-        acc[r][t] = hn::MulAdd(hn::ConvertTo(df, isum), hn::Mul(hn::Set(df, dw[r]), vdx), acc[r][t]);
+    PrefetchAhead<sizeof(Block)>(&row[b], a.prefetch);
+    const typename Dec::Prep prep{row[b]};
+    V32 isum[T];
+    for (size_t t = 0; t < T; ++t) isum[t] = hn::Zero(d32);
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+      V8 w[kSub];
+      prep.Chunk(c, w);
+      const int sc = prep.SubScale(c);
+#pragma GCC unroll 8
+      for (size_t t = 0; t < T; ++t) {
+        const int8_t* xq = a.act[t * a.act_stride + b].qs + 32 * c;
+        V8 x[kSub];
+        for (size_t s = 0; s < kSub; ++s) x[s] = hn::LoadU(d8, xq + s * kL8);
+        isum[t] = DotChunkSigned<Dec::kUnitScales>(isum[t], w, x, sc);
       }
     }
+    const float dw = prep.Scale();
+    for (size_t t = 0; t < T; ++t)
+      acc[t] = hn::MulAdd(hn::ConvertTo(df, isum[t]), hn::Set(df, dw * a.act[t * a.act_stride + b].d), acc[t]);
   }
-  for (size_t t = 0; t < T; ++t)
-    for (size_t r = 0; r < R; ++r) a.y[t * a.y_stride + r] = ReduceSum(acc[r][t]);
+  for (size_t t = 0; t < T; ++t) a.y[t * a.y_stride] = ReduceSum(acc[t]);
 }

@@ -37,6 +37,22 @@ int nearest_level(const int8_t* levels, float v) {
   return best;
 }
 
+// IQ4 levels are sorted: the nearest one is the number of midpoints below v (v on a
+// midpoint takes the lower level, as nearest_level's first-on-ties does).
+struct Iq4Midpoints {
+  float m[15];
+  constexpr Iq4Midpoints() : m{} {
+    for (int i = 0; i < 15; ++i) m[i] = 0.5f * float(kIq4nlLevels[i] + kIq4nlLevels[i + 1]);
+  }
+};
+constexpr Iq4Midpoints kIq4Midpoints{};
+
+inline int nearest_iq4(float v) {
+  int idx = 0;
+  for (int i = 0; i < 15; ++i) idx += v > kIq4Midpoints.m[i];
+  return idx;
+}
+
 // Best scale d for x[0..n) over the IQ4_NL levels, and the codes for it: the extreme value
 // is tried against levels near -127 (its sign decides which end), and for each try the
 // least-squares d of the codes it picks; the try with the smallest squared error wins.
@@ -53,11 +69,11 @@ float fit_iq4(const float* x, int n, uint8_t* codes) {
   }
   float best_d = 0.0f, best_score = -1.0f;
   uint8_t trial[QK_K];
-  for (int t = -8; t <= 8; ++t) {
+  for (int t = -6; t <= 6; ++t) {
     const float inv = (float(kIq4nlLevels[0]) + float(t)) / max;  // maps max near level 0
     double sum_xl = 0.0, sum_ll = 0.0;
     for (int i = 0; i < n; ++i) {
-      trial[i] = uint8_t(nearest_level(kIq4nlLevels, x[i] * inv));
+      trial[i] = uint8_t(nearest_iq4(x[i] * inv));
       const double l = kIq4nlLevels[trial[i]];
       sum_xl += double(x[i]) * l;
       sum_ll += l * l;
@@ -94,7 +110,7 @@ void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
     const float dr = fp16_to_float(d);
     blocks[b].d = d;
     for (int e = 0; e < QK4_NL; ++e)
-      put_nibble(blocks[b].qs, e, dr != 0.0f ? nearest_level(kIq4nlLevels, src[e] / dr) : codes[e]);
+      put_nibble(blocks[b].qs, e, dr != 0.0f ? nearest_iq4(src[e] / dr) : codes[e]);
   }
 }
 
@@ -136,7 +152,7 @@ void quantize_iq4_xs(const float* src, void* dst, int64_t n) {
       // 3. The codes against the sub-block scale the decoder will see.
       const float dl = d * float(l);
       for (int e = 0; e < 32; ++e)
-        put_nibble(blk.qs + 16 * s, e, dl != 0.0f ? nearest_level(kIq4nlLevels, src[32 * s + e] / dl) : 8);
+        put_nibble(blk.qs + 16 * s, e, dl != 0.0f ? nearest_iq4(src[32 * s + e] / dl) : 8);
     }
   }
 }
