@@ -182,6 +182,8 @@ TEST(Cli, ServeExitsCleanlyOnSigterm) {
 // options are refused, -t beyond the hardware is warned about, parameters read as such.
 TEST(Cli, FirstHourMessages) {
   expect_error(jevons("frobnicate"), "unknown command 'frobnicate'");
+  expect_error(jevons("run --bogus"), "unknown option '--bogus'");  // not "--model is required"
+  expect_error(jevons("eval perplexity -f x.txt --chunkz 3"), "unknown option '--chunkz'");
   expect_error(jevons("run -m " + stories() + " -p hi -n 2 --top-p 2"), "--top-p");
   expect_error(jevons("run -m " + stories() + " -p hi -n 2 --top-k -5"), "--top-k");
   expect_error(jevons("run -m " + stories() + " -p hi -n 2 --min-p 1.5"), "--min-p");

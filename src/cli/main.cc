@@ -1,4 +1,5 @@
 // jevons: the command-line front end. Each subcommand lives in its own cmd_*.cc.
+#include <cctype>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -7,6 +8,39 @@
 
 #include "cli/common.h"
 #include "core/error.h"
+
+namespace {
+
+// The first option on the command line that the chosen (sub)command does not have, or "".
+// CLI11 checks required options before it reports unknown ones, so `run --bogus` would
+// say "--model is required"; the unknown option is the user's real mistake.
+std::string unknown_option(CLI::App& app, int argc, char** argv) {
+  CLI::App* cmd = &app;
+  int i = 1;
+  for (; i < argc; ++i) {  // descend through the subcommands named first
+    CLI::App* sub = nullptr;
+    for (CLI::App* s : cmd->get_subcommands([](CLI::App*) { return true; }))
+      if (s->get_name() == argv[i]) sub = s;
+    if (!sub) break;
+    cmd = sub;
+  }
+  if (cmd == &app) return "";
+  for (; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") break;  // positional arguments follow
+    if (a.size() < 2 || a[0] != '-' || std::isdigit(static_cast<unsigned char>(a[1])) || a[1] == '.') continue;  // a value
+    std::string name = a.substr(0, a.find('='));
+    const bool inline_value = name.size() < a.size() || (name.rfind("--", 0) != 0 && name.size() > 2);
+    if (name.rfind("--", 0) != 0) name = name.substr(0, 2);  // -t4 is -t with 4
+    if (name == "-h" || name == "--help") continue;
+    const CLI::Option* opt = cmd->get_option_no_throw(name);
+    if (!opt) return a;
+    if (opt->get_type_size() != 0 && !inline_value) ++i;  // its value may start with '-' ("-p -x")
+  }
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"jevons: an LLM inference engine that counts every joule.\n"
@@ -41,7 +75,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    std::fprintf(stderr, "error: %s\n(run with --help for the options)\n", e.what());
+    const std::string unknown = unknown_option(app, argc, argv);
+    if (!unknown.empty()) std::fprintf(stderr, "error: unknown option '%s'\n(run with --help for the options)\n", unknown.c_str());
+    else std::fprintf(stderr, "error: %s\n(run with --help for the options)\n", e.what());
     return 1;
   } catch (const jevons::Error& e) {
     std::fflush(stdout);
