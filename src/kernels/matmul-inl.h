@@ -697,14 +697,17 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
   // kNib: Q4_0 / Q5_0's unsigned codes.
   constexpr bool kQ8 = std::is_same_v<Dec, DecQ8_0>, kLevels = std::is_same_v<Dec, DecIQ4_NL>;
   constexpr bool kNib = !Dec::kSigned, kQ5 = std::is_same_v<Dec, DecQ5_0>;
+  // MXFP4: nibbles shuffled to offset codes 0..24 (matmul_levels-inl.h), one E8M0 byte of
+  // scale per row; codes above 15 need Q5_0's int32 sums (kWide) instead of int16 ones.
+  constexpr bool kMx = std::is_same_v<Dec, DecMXFP4>, kWide = kQ5 || kMx;
   constexpr size_t kChunks = kQ8 ? 8 : 4;  // 4-byte chunks of a row's codes per block
   constexpr size_t kBlockBytes = 8 * sizeof(typename Dec::Block);
-  constexpr size_t kCodesAt = 2 * 8 + (kQ5 ? 32 : 0);  // after d[8] (and Q5_0's qh chunk)
+  constexpr size_t kCodesAt = kMx ? 8 : 2 * 8 + (kQ5 ? 32 : 0);  // after d[8] or e[8] (and Q5_0's qh chunk)
   constexpr bool kOffset = kNib || kVnni;
   // Decode with VNNI: Q4_0's high nibbles in place (16x, at most 240 as vpdpbusd's
   // unsigned operand), one op instead of two; their sum is scaled back exactly by a
   // shift once per block.
-  constexpr bool kHighInPlace = kNib && !kQ5 && kVnni && T == 1;
+  constexpr bool kHighInPlace = kNib && !kWide && kVnni && T == 1;
   __m256 acc[T];
   ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
   const __m256i ones = _mm256_set1_epi16(1);
@@ -712,7 +715,9 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
   for (size_t b = 0; b < a.nb; ++b) {
     const uint8_t* g = a.w + b * kBlockBytes;
     PrefetchAhead<kBlockBytes>(g, a.prefetch);
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    __m256 dw;
+    if constexpr (kMx) dw = E8m0HalfX8(g);
+    else dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt);
     __m256i qh = _mm256_setzero_si256();
     if constexpr (kQ5) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + 2 * 8));
@@ -753,6 +758,11 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
       } else if constexpr (kNib) {
         __m256i lo = _mm256_and_si256(raw, m4);
         __m256i hi = kHighInPlace ? _mm256_andnot_si256(m4, raw) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if constexpr (kMx) {
+          const __m256i table = _mm256_load_si256(reinterpret_cast<const __m256i*>(LevelTable<kMxfp4Codes>::bytes));
+          lo = _mm256_shuffle_epi8(table, lo);
+          hi = _mm256_shuffle_epi8(table, hi);
+        }
         if constexpr (kQ5) {  // transposed qh: bit j of byte i for element 4j + i, bit 4 + j for 16 + 4j + i
           lo = _mm256_or_si256(lo, FifthBit<int(j)>(qh));
           hi = _mm256_or_si256(hi, FifthBit<int(4 + j)>(qh));
@@ -775,7 +785,7 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
             isum[t] = slo.raw, isum_hi = shi.raw;
           } else {
             const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
-            V32 sum{kQ5 ? _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones)) : _mm256_add_epi16(isum[t], p)};
+            V32 sum{kWide ? _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, ones)) : _mm256_add_epi16(isum[t], p)};
             Opaque(sum);  // else GCC regroups the block's sums into a tree and spills
             isum[t] = sum.raw;
           }
@@ -797,9 +807,9 @@ HWY_NOINLINE void TileX8(const TileArgs<ActQ8>& a) {
       const ActQ8& xt = x[t * a.act_stride];
       __m256i i = isum[t];
       if constexpr (kNib && !kVnni && T == 1) {
-        if constexpr (kQ5) i = _mm256_add_epi32(_mm256_madd_epi16(i, ones), _mm256_madd_epi16(isum_hi, ones));
+        if constexpr (kWide) i = _mm256_add_epi32(_mm256_madd_epi16(i, ones), _mm256_madd_epi16(isum_hi, ones));
         else i = _mm256_madd_epi16(_mm256_add_epi16(i, isum_hi), ones);  // exact: |sum| <= 30720
-      } else if constexpr (kNib && !kVnni && !kQ5) {
+      } else if constexpr (kNib && !kVnni && !kWide) {
         i = _mm256_madd_epi16(i, ones);
       } else if constexpr (kNib && kVnni && T == 1) {
         i = _mm256_add_epi32(i, kHighInPlace ? _mm256_srai_epi32(isum_hi, 4) : isum_hi);
@@ -1826,7 +1836,7 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     constexpr int kOff = Dec::kSigned ? (kVnni ? 128 : 0) : Dec::kOffset;
     const int64_t np = (nb + 1) / 2;
     constexpr bool kHasX8 = std::is_same_v<Dec, DecQ4_0> || std::is_same_v<Dec, DecQ5_0> || std::is_same_v<Dec, DecQ8_0> ||
-                            std::is_same_v<Dec, DecIQ4_NL>;
+                            std::is_same_v<Dec, DecIQ4_NL> || std::is_same_v<Dec, DecMXFP4>;
     const int64_t x8_rows = kHasX8 && w.packed ? w.packed_rows : 0;  // the rest reads w.data
     const bool tail = x8_rows < rows;
     uint8_t* buf = kernels::scratch(size_t(n_tokens) * (size_t(np) * sizeof(ActQ8Pair) + size_t(nb) * sizeof(ActQ8)));
@@ -2426,7 +2436,8 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
-  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::IQ4_NL || t == TensorType::Q2_K ||
+  return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::IQ4_NL ||
+         t == TensorType::MXFP4 || t == TensorType::Q2_K ||
          t == TensorType::Q3_K || t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K ||
          t == TensorType::BF16 || t == TensorType::F16;
 #else

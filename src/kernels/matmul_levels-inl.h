@@ -69,6 +69,17 @@ struct Mxfp4Codes {
 inline constexpr Mxfp4Codes kMxfp4CodesTable{};
 inline constexpr const int8_t* kMxfp4Codes = kMxfp4CodesTable.v;
 
+#if JEVONS_MM_X86
+// Eight E8M0 bytes (a repacked group's scales) -> 2^(e - 128) as floats, e8m0_to_float_half's
+// bits: (e - 1) << 23, or the subnormals 0x00200000 << e for e < 2.
+HWY_INLINE __m256 E8m0HalfX8(const uint8_t* e8) {
+  const __m256i e = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e8)));
+  const __m256i normal = _mm256_slli_epi32(_mm256_sub_epi32(e, _mm256_set1_epi32(1)), 23);
+  const __m256i subnormal = _mm256_sllv_epi32(_mm256_set1_epi32(0x00200000), e);
+  return _mm256_castsi256_ps(_mm256_blendv_epi8(normal, subnormal, _mm256_cmpgt_epi32(_mm256_set1_epi32(2), e)));
+}
+#endif
+
 struct DecMXFP4 {
   using Block = BlockMXFP4;
   static constexpr int kOffset = kMxfp4Offset;

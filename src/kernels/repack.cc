@@ -27,8 +27,9 @@ struct X8Shape {
   size_t block_bytes, halves, halves_at = 0;
   const uint8_t* order = nullptr;
   bool transposed_qh = false;  // Q5_0: its first chunk (qh) bit-transposed, see q5_0_qh_by_chunk
-  size_t chunk_bytes() const { return block_bytes - 2 * halves; }
-  size_t rest_at() const { return halves_at == 0 ? 2 * halves : 0; }
+  size_t field_bytes = 2;      // bytes of each scale field (MXFP4: its 1-byte E8M0 exponent)
+  size_t chunk_bytes() const { return block_bytes - field_bytes * halves; }
+  size_t rest_at() const { return halves_at == 0 ? field_bytes * halves : 0; }
   size_t source_chunk(size_t j) const { return order ? order[j] : j; }
 };
 
@@ -100,6 +101,7 @@ X8Shape x8_shape(TensorType type) {
   switch (type) {
     case TensorType::Q4_0: return {sizeof(BlockQ4_0), 1};
     case TensorType::IQ4_NL: return {sizeof(BlockIQ4_NL), 1};  // Q4_0's layout
+    case TensorType::MXFP4: return {sizeof(BlockMXFP4), 1, 0, nullptr, false, 1};  // e, then Q4_0's nibbles
     case TensorType::Q5_0: return {sizeof(BlockQ5_0), 1, 0, nullptr, true};
     case TensorType::Q8_0: return {sizeof(BlockQ8_0), 1};
     case TensorType::Q2_K: return {sizeof(BlockQ2_K), 2, offsetof(BlockQ2_K, d), kQ2KChunkOrder.data()};
@@ -112,7 +114,7 @@ X8Shape x8_shape(TensorType type) {
   }
 }
 
-static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockIQ4_NL, qs) == 2 && offsetof(BlockQ8_0, qs) == 2 && offsetof(BlockQ5_0, qh) == 2 &&
+static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockIQ4_NL, qs) == 2 && offsetof(BlockMXFP4, qs) == 1 && offsetof(BlockQ8_0, qs) == 2 && offsetof(BlockQ5_0, qh) == 2 &&
               offsetof(BlockQ5_0, qs) == 6 && offsetof(BlockQ4_K, dmin) == 2 &&
               offsetof(BlockQ4_K, scales) == 4 && sizeof(BlockQ4_K::scales) % 4 == 0 &&
               offsetof(BlockQ5_K, dmin) == 2 && offsetof(BlockQ5_K, scales) == 4 &&
@@ -125,7 +127,7 @@ static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockIQ4_NL, qs) == 2 && 
 }  // namespace
 
 bool has_x8_layout(TensorType type) {
-  return type == TensorType::Q4_0 || type == TensorType::IQ4_NL || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q2_K ||
+  return type == TensorType::Q4_0 || type == TensorType::IQ4_NL || type == TensorType::MXFP4 || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q2_K ||
          type == TensorType::Q3_K || type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K ||
          type == TensorType::BF16 || type == TensorType::F16;
 }
@@ -165,14 +167,14 @@ void repack_x8(const Tensor& t, uint8_t* out, int64_t g_begin, int64_t g_end, bo
     return;
   }
   const int64_t nb = t.row_bytes() / s.block_bytes;
-  const size_t chunks_at = 2 * s.halves * kRepackRows;
+  const size_t chunks_at = s.field_bytes * s.halves * kRepackRows;
   for (int64_t g = g_begin; g < g_end; ++g)
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* o = out + size_t(g * nb + b) * kRepackRows * s.block_bytes;
       for (int64_t r = 0; r < kRepackRows; ++r) {
         const uint8_t* blk = t.row(g * kRepackRows + r) + size_t(b) * s.block_bytes;
         for (size_t h = 0; h < s.halves; ++h)
-          std::memcpy(o + 2 * (h * kRepackRows + size_t(r)), blk + s.halves_at + 2 * h, 2);
+          std::memcpy(o + s.field_bytes * (h * kRepackRows + size_t(r)), blk + s.halves_at + s.field_bytes * h, s.field_bytes);
         for (size_t j = 0; j < s.chunk_bytes() / 4; ++j)
           std::memcpy(o + chunks_at + (j * kRepackRows + size_t(r)) * 4, blk + s.rest_at() + 4 * s.source_chunk(j), 4);
         if (s.transposed_qh) {
