@@ -244,7 +244,7 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   for_each_target([&] {
     for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K,
                             TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::BF16, TensorType::F16,
-                            TensorType::IQ4_NL, TensorType::MXFP4}) {
+                            TensorType::IQ4_NL, TensorType::MXFP4, TensorType::IQ4_XS}) {
       const int64_t block = type_traits(type).block_size;
       // Floats: fewer columns than the kernel's 4 chains, odd tails of them, and more than
       // one of the prefill tile's 256-column blocks.
@@ -261,7 +261,8 @@ TEST(Kernels, RepackedWeightsMatchReference) {
   kernels::set_vnni_override(1);
   if (std::string(kernel_target_name()).find("VNNI") != std::string::npos)
     for (TensorType type : {TensorType::Q4_0, TensorType::Q5_0, TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K,
-                            TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_NL, TensorType::MXFP4})
+                            TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_NL, TensorType::MXFP4,
+                            TensorType::IQ4_XS})
       for (int64_t n_tokens : {1, 3, 17}) check_matmul(type, 21, 3 * type_traits(type).block_size, n_tokens, &pool, 23, true);
   kernels::set_vnni_override(-1);
 }

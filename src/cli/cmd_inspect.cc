@@ -65,7 +65,7 @@ void inspect(const std::string& path, bool all_tensors, const F16Args& f16) {
                 c.kv_bytes_per_token(TensorType::F16), c.kv_bytes_per_token(TensorType::F32),
                 human_bytes(double(c.kv_bytes_per_token(TensorType::F16)) * default_context(c)).c_str(), default_context(c));
     if (model->repacked_bytes() > 0)
-      std::printf("repacked at load: %s (Q4_0/IQ4_NL/MXFP4/Q5_0/Q8_0/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/BF16/F16 matrices, 8 rows interleaved for the %s kernels; the file's pages of "
+      std::printf("repacked at load: %s (Q4_0/IQ4_NL/MXFP4/IQ4_XS/Q5_0/Q8_0/Q2_K/Q3_K/Q4_K/Q5_K/Q6_K/BF16/F16 matrices, 8 rows interleaved for the %s kernels; the file's pages of "
                   "those rows are released; JEVONS_REPACK=0 turns this off)\n",
                   human_bytes(double(model->repacked_bytes())).c_str(), kernel_target_name());
     else

@@ -380,6 +380,14 @@ HWY_INLINE void HighBitsPair(const uint8_t* qh0, const uint8_t* qh1, __m256i& hl
   hhi = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(h, idx_hi), bit), bit), sixteen);
 }
 
+// Four activation bytes at p in every 32-bit lane: what the repacked (x8) tiles multiply
+// each row's 4 code bytes with.
+HWY_INLINE __m256i Broadcast4(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
 // [f(a) x4 | f(b) x4] from two fp16 values.
 HWY_INLINE __m256 F16Pair(uint16_t a, uint16_t b) {
   const __m256 f = _mm256_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(a), b, 4));
@@ -674,12 +682,8 @@ HWY_NOINLINE void TileQ32Pairs(const TileArgs<ActQ8Pair>& a) {
 // 5th bits come from its transposed qh chunk (FifthBit). Q8_0 without VNNI: the sign
 // trick, widened per chunk. The code offset (Q4_0: 8; Q5_0: 16; Q8_0 with VNNI: 128) is
 // removed with the activation's offset_sum. Every tile shape sums a (row, token) block
-// by block in the same order (batch invariance).
-HWY_INLINE __m256i Broadcast4(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm256_set1_epi32(v);
-}
+// by block in the same order (batch invariance). (Broadcast4, above, feeds them the
+// activations.)
 
 // (qh >> bit & 1) << 4 in each byte: a 5th code bit (Q5_0, Q5_K) from bytes of bit flags.
 template <int bit>
@@ -1948,8 +1952,21 @@ bool MatmulImpl(const Tensor& w, const float* x, int64_t n_tokens, float* y, Thr
     const int64_t nb = cols / 256;
     ActQ8K* act = reinterpret_cast<ActQ8K*>(kernels::scratch(size_t(n_tokens * nb) * sizeof(ActQ8K)));
     ForTokens(n_tokens, pool, [&](int64_t t) { QuantizeRowQ8K(x + t * cols, cols, act + t * nb); });
-    const TileArgs<ActQ8K> base{w.data, w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows)};
-    ParallelRows<1, kQuantT, kActBlockBytesQ8K>(base, rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+    int64_t x8_rows = 0;  // IQ4_XS: rows read from w.packed; the rest read w.data
+#if JEVONS_MM_X86
+    if constexpr (std::is_same_v<Dec, DecIQ4_XS>) {
+      x8_rows = w.packed ? w.packed_rows : 0;
+      if (x8_rows) {
+        const TileArgs<ActQ8K> base{w.packed, 8 * w.row_bytes(), act, size_t(nb), size_t(nb), y, size_t(rows), 8};
+        ParallelRows<1, kX8T, kActBlockBytesQ8K>(base, x8_rows / 8, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
+          TileX8IQ4_XS<R, T, kVnni>(a);
+        });
+      }
+    }
+#endif
+    if (x8_rows == rows) return true;
+    const TileArgs<ActQ8K> base{w.row(x8_rows), w.row_bytes(), act, size_t(nb), size_t(nb), y + x8_rows, size_t(rows)};
+    ParallelRows<1, kQuantT, kActBlockBytesQ8K>(base, rows - x8_rows, n_tokens, pool, []<size_t R, size_t T>(const TileArgs<ActQ8K>& a) {
       TileLevels256<Dec, R, T>(a);
     });
     return true;
@@ -2437,7 +2454,7 @@ HWY_NOINLINE bool HasFastPath(TensorType t) {
 HWY_NOINLINE bool ReadsX8(TensorType t) {
 #if JEVONS_MM_X86
   return t == TensorType::Q4_0 || t == TensorType::Q5_0 || t == TensorType::Q8_0 || t == TensorType::IQ4_NL ||
-         t == TensorType::MXFP4 || t == TensorType::Q2_K ||
+         t == TensorType::MXFP4 || t == TensorType::IQ4_XS || t == TensorType::Q2_K ||
          t == TensorType::Q3_K || t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K ||
          t == TensorType::BF16 || t == TensorType::F16;
 #else

@@ -26,7 +26,7 @@
 //              (matmul_levels-inl.h).
 //   others     the reference path.
 //
-// Repacked weights (Tensor::packed, x86 AVX2 / AVX-512, Q4_0, IQ4_NL, MXFP4, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16): 8 rows are
+// Repacked weights (Tensor::packed, x86 AVX2 / AVX-512, Q4_0, IQ4_NL, MXFP4, IQ4_XS, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16): 8 rows are
 // interleaved so that one vector holds the same code bytes of 8 rows; a tile computes
 // 8 rows x a few tokens with broadcast activations and no horizontal sums. Same
 // arithmetic as above (the same quantized activations, exact integer dot products).

@@ -231,3 +231,72 @@ HWY_NOINLINE void TileLevels256(const TileArgs<ActQ8K>& a) {
   }
   for (size_t t = 0; t < T; ++t) a.y[t * a.y_stride] = ReduceSum(acc[t]);
 }
+
+#if JEVONS_MM_X86
+// Repacked IQ4_XS (x8 layout, kernels/repack.h: d[8] and scales_h[8] as its two 16-bit
+// fields, then chunk 0 = scales_l, chunks 1 + 4s .. 4 + 4s = sub-block s's 16 code bytes),
+// one row per 32-bit lane: each row's 6-bit sub-block scales come out of its lane with a
+// few shifts, the nibbles become levels by a byte shuffle, and the dot products need no
+// horizontal sums. With VNNI the levels are offset by 128 (vpdpbusd's unsigned operand)
+// and the offset removed per sub-block in int32 through the activations' 32-sums.
+template <size_t R, size_t T, bool kVnni>
+HWY_NOINLINE void TileX8IQ4_XS(const TileArgs<ActQ8K>& a) {
+  static_assert(R == 1, "a repacked tile is one group of 8 rows");
+  constexpr size_t kGroupBytes = 8 * sizeof(BlockIQ4_XS), kScalesLAt = 2 * 2 * 8, kCodesAt = kScalesLAt + 32;
+  __m256 acc[T];
+  ForEachIndex<T>([&](auto t) HWY_ATTR { acc[t] = _mm256_setzero_ps(); });
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256i table = _mm256_load_si256(reinterpret_cast<const __m256i*>(LevelTable<kIq4nlLevels>::bytes));
+  if constexpr (kVnni) table = _mm256_xor_si256(table, _mm256_set1_epi8(char(0x80)));
+  for (size_t b = 0; b < a.nb; ++b) {
+    const uint8_t* g = a.w + b * kGroupBytes;
+    PrefetchAhead<kGroupBytes>(g, a.prefetch);
+    const ActQ8K* x = a.act + b;
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+    const __m256i sh = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+    const __m256i sl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g + kScalesLAt));
+    const __m256i* qs = reinterpret_cast<const __m256i*>(g + kCodesAt);
+    __m256i isum[T];
+    ForEachIndex<T>([&](auto t) HWY_ATTR { isum[t] = _mm256_setzero_si256(); });
+    ForEachIndex<8>([&](auto s) HWY_ATTR {
+      // Sub-block s's scale in every lane: low 4 bits at bit 4s of scales_l, high 2 at bit 2s of scales_h.
+      const __m256i sc = _mm256_sub_epi32(
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(sl, 4 * int(s)), _mm256_set1_epi32(0xF)),
+                          _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(sh, 2 * int(s)), _mm256_set1_epi32(3)), 4)),
+          _mm256_set1_epi32(32));
+      __m256i ssum[T];
+      ForEachIndex<T>([&](auto t) HWY_ATTR { ssum[t] = _mm256_setzero_si256(); });
+      ForEachIndex<4>([&](auto c) HWY_ATTR {
+        const __m256i raw = _mm256_loadu_si256(qs + 4 * s + c);
+        const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(raw, m4));
+        const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4));
+        const __m256i mlo = _mm256_sign_epi8(lo, lo), mhi = _mm256_sign_epi8(hi, hi);
+        ForEachIndex<T>([&](auto t) HWY_ATTR {
+          const int8_t* xq = x[t * a.act_stride].qs + 32 * s + 4 * c;
+          const __m256i xlo = Broadcast4(xq), xhi = Broadcast4(xq + 16);
+          if constexpr (kVnni) {
+            ssum[t] = DotU8I8<true>(DotU8I8<true>(V32{ssum[t]}, VU8{lo}, V8{xlo}), VU8{hi}, V8{xhi}).raw;
+          } else {
+            const __m256i plo = _mm256_madd_epi16(_mm256_maddubs_epi16(mlo, _mm256_sign_epi8(xlo, lo)), ones);
+            const __m256i phi = _mm256_madd_epi16(_mm256_maddubs_epi16(mhi, _mm256_sign_epi8(xhi, hi)), ones);
+            V32 sum{_mm256_add_epi32(ssum[t], _mm256_add_epi32(plo, phi))};
+            Opaque(sum);  // a chain per token, as TileX8's
+            ssum[t] = sum.raw;
+          }
+        });
+      });
+      ForEachIndex<T>([&](auto t) HWY_ATTR {
+        __m256i v = ssum[t];
+        if constexpr (kVnni) v = _mm256_sub_epi32(v, _mm256_set1_epi32(128 * x[t * a.act_stride].bsums32[s]));
+        V32 sum{_mm256_add_epi32(isum[t], _mm256_mullo_epi32(v, sc))};
+        Opaque(sum);
+        isum[t] = sum.raw;
+      });
+    });
+    ForEachIndex<T>([&](auto t) HWY_ATTR {
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(dw, _mm256_set1_ps(x[t * a.act_stride].d)), acc[t]);
+    });
+  }
+  ForEachIndex<T>([&](auto t) HWY_ATTR { _mm256_storeu_ps(a.y + t * a.y_stride, acc[t]); });
+}
+#endif

@@ -102,6 +102,7 @@ X8Shape x8_shape(TensorType type) {
     case TensorType::Q4_0: return {sizeof(BlockQ4_0), 1};
     case TensorType::IQ4_NL: return {sizeof(BlockIQ4_NL), 1};  // Q4_0's layout
     case TensorType::MXFP4: return {sizeof(BlockMXFP4), 1, 0, nullptr, false, 1};  // e, then Q4_0's nibbles
+    case TensorType::IQ4_XS: return {sizeof(BlockIQ4_XS), 2};  // d and scales_h as its 16-bit fields
     case TensorType::Q5_0: return {sizeof(BlockQ5_0), 1, 0, nullptr, true};
     case TensorType::Q8_0: return {sizeof(BlockQ8_0), 1};
     case TensorType::Q2_K: return {sizeof(BlockQ2_K), 2, offsetof(BlockQ2_K, d), kQ2KChunkOrder.data()};
@@ -114,7 +115,7 @@ X8Shape x8_shape(TensorType type) {
   }
 }
 
-static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockIQ4_NL, qs) == 2 && offsetof(BlockMXFP4, qs) == 1 && offsetof(BlockQ8_0, qs) == 2 && offsetof(BlockQ5_0, qh) == 2 &&
+static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockIQ4_NL, qs) == 2 && offsetof(BlockMXFP4, qs) == 1 && offsetof(BlockIQ4_XS, scales_h) == 2 && offsetof(BlockQ8_0, qs) == 2 && offsetof(BlockQ5_0, qh) == 2 &&
               offsetof(BlockQ5_0, qs) == 6 && offsetof(BlockQ4_K, dmin) == 2 &&
               offsetof(BlockQ4_K, scales) == 4 && sizeof(BlockQ4_K::scales) % 4 == 0 &&
               offsetof(BlockQ5_K, dmin) == 2 && offsetof(BlockQ5_K, scales) == 4 &&
@@ -127,7 +128,7 @@ static_assert(offsetof(BlockQ4_0, qs) == 2 && offsetof(BlockIQ4_NL, qs) == 2 && 
 }  // namespace
 
 bool has_x8_layout(TensorType type) {
-  return type == TensorType::Q4_0 || type == TensorType::IQ4_NL || type == TensorType::MXFP4 || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q2_K ||
+  return type == TensorType::Q4_0 || type == TensorType::IQ4_NL || type == TensorType::MXFP4 || type == TensorType::IQ4_XS || type == TensorType::Q5_0 || type == TensorType::Q8_0 || type == TensorType::Q2_K ||
          type == TensorType::Q3_K || type == TensorType::Q4_K || type == TensorType::Q5_K || type == TensorType::Q6_K ||
          type == TensorType::BF16 || type == TensorType::F16;
 }

@@ -3,7 +3,8 @@
 // every other reader, and every kernel without a repacked path, uses it unchanged).
 //
 // The x8 layout (8 rows interleaved) of Q4_0 (and IQ4_NL, the same bytes; and MXFP4, whose
-// one-byte E8M0 scales take the place of the fp16 d: uint8_t e[8], then the chunks), Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16 and F16. For each group
+// one-byte E8M0 scales take the place of the fp16 d: uint8_t e[8], then the chunks), IQ4_XS
+// (d, then scales_h as its second 16-bit field; scales_l is chunk 0), Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16 and F16. For each group
 // of 8 consecutive rows g and each block b of a row, at byte (g * blocks_per_row + b) * 8 * sizeof(block):
 //   uint16_t h[H][8];           the block's H fp16 fields of rows 8g .. 8g+7 (Q4_0, Q5_0,
 //                               Q8_0, Q3_K, Q6_K: d; Q2_K, Q4_K, Q5_K: d, then dmin)
@@ -44,7 +45,7 @@ namespace jevons {
 
 inline constexpr int64_t kRepackRows = 8;
 
-// Types with an x8 layout (Q4_0, IQ4_NL, MXFP4, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16).
+// Types with an x8 layout (Q4_0, IQ4_NL, MXFP4, IQ4_XS, Q5_0, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16, F16).
 bool has_x8_layout(TensorType type);
 
 // Writes rows [0, t.rows / 8 * 8) of t in the x8 layout (that many rows x row_bytes).
