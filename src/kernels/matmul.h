@@ -20,7 +20,7 @@
 //              activations quantized to Q8_K blocks (ggml's quantize_row_q8_K_ref:
 //              256 elements, f32 scale), integer dot products per sub-block.
 //   IQ4_NL, MXFP4
-//              as Q8_0 (ActQ8 activations), the nibbles mapped to their signed levels.
+//              as Q8_0 / Q4_0 (ActQ8 activations), the nibbles mapped to their levels.
 //   IQ4_XS, TQ1_0, TQ2_0
 //              as the K-quants (ActQ8K activations), weights decoded to signed levels
 //              (matmul_levels-inl.h).

@@ -1,15 +1,16 @@
 // A fragment of matmul-inl.h, included once per target inside its HWY_NAMESPACE (no
-// guard of its own): the decoders and the tile of the table-level and ternary types
+// guard of its own): the decoders and tiles of the table-level and ternary types
 // (blocks.h). Their codes become int8 weights; the signed ones are multiplied with the
-// int8 activations by the sign trick (DotI8I8): levels |v| <= 127 keep every pair of
-// products within int16.
+// int8 activations by the sign trick (DotI8I8), or with VNNI offset by 128 and corrected
+// in int32: levels |v| <= 127 keep every pair of products within int16.
 //   IQ4_NL, MXFP4   32-blocks x ActQ8, the legacy types' kernels (one byte shuffle turns the
-//                   nibbles into levels): IQ4_NL as Q8_0 (signed), MXFP4 as Q4_0 (offset codes).
-//   IQ4_XS, TQ1_0, TQ2_0
-//                   256-blocks x ActQ8K (TileLevels256): each (row, block) decoded once
-//                   per tile into 256 int8 weights and eight integer sub-block scales, then
-//                   integer dot products per 32 elements, scaled, summed in int32, and
-//                   multiplied by d_w * d_x once per block, as ggml's vec_dot does.
+//                   nibbles into levels): IQ4_NL as Q8_0 (signed), MXFP4 as Q4_0 (offset
+//                   codes); repacked, both read TileX8 (matmul-inl.h).
+//   IQ4_XS          256-blocks x ActQ8K: repacked rows TileX8IQ4_XS, others TileLevels256.
+//   TQ1_0, TQ2_0    TileLevels256: each 32-element chunk of a row decoded once per tile into
+//                   signed levels in registers, integer dot products scaled per sub-block,
+//                   summed in int32 over the block, then multiplied by d_w * d_x once per
+//                   block, as ggml's vec_dot does.
 
 // The 16 levels twice, for byte shuffles within each 128-bit half.
 template <const int8_t* kLevels>
