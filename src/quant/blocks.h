@@ -306,6 +306,15 @@ inline void unpack_scale_min_k4(const uint8_t* scales, int j, uint8_t& sc, uint8
   }
 }
 
+// The nibble layout of 32-element blocks (Q4_0, Q4_1, Q5_x low bits, IQ4_NL, MXFP4 and
+// each IQ4_XS sub-block): qs[j] holds element j in its low nibble and j + 16 in its high
+// one. The value of element e (0..31), and storing one (q 0..15, into zeroed bits).
+inline int legacy_nibble(const uint8_t* qs, int e) { return e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4); }
+inline void put_legacy_nibble(uint8_t* qs, int e, int q) {
+  if (e < 16) qs[e] = uint8_t(qs[e] | q);
+  else qs[e - 16] = uint8_t(qs[e - 16] | (q << 4));
+}
+
 // The crumb layout (Q2_K / Q3_K qs, TQ2_0 qs): 2-bit value of element e (0..255), and
 // storing one (into zeroed bits).
 inline int crumb(const uint8_t* qs, int e) {

@@ -25,12 +25,6 @@ const Block* as_blocks(const void* src) {
   return static_cast<const Block*>(src);
 }
 
-// Unsigned 4-bit value of element e (0..31) of a legacy 32-element block: qs[j] holds
-// element j in its low nibble and element j + 16 in its high nibble.
-inline int legacy_nibble(const uint8_t* qs, int e) {
-  return e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4);
-}
-
 // The 32 fifth bits of Q5_0/Q5_1, as a little-endian uint32 (bit e is element e).
 inline uint32_t load_qh(const uint8_t* qh) {
   return uint32_t(qh[0]) | uint32_t(qh[1]) << 8 | uint32_t(qh[2]) << 16 | uint32_t(qh[3]) << 24;

@@ -53,13 +53,6 @@ inline void min_max(const float* x, int n, float& lo, float& hi) {
 
 // ---------------------------------------------------------------- packing helpers
 
-// Legacy nibbles: element e < 16 in the low nibble of qs[e], e >= 16 in the high nibble
-// of qs[e - 16]. q must be 0..15. qs must start zeroed.
-inline void put_legacy_nibble(uint8_t* qs, int e, int q) {
-  if (e < 16) qs[e] |= uint8_t(q);
-  else qs[e - 16] |= uint8_t(q << 4);
-}
-
 inline void store_qh(uint8_t* qh, uint32_t bits) {
   for (int i = 0; i < 4; ++i) qh[i] = uint8_t(bits >> (8 * i));
 }

@@ -15,14 +15,6 @@
 namespace jevons::quant {
 namespace {
 
-// Code of element e (0..31) in a 16-byte nibble array laid out as Q4_0's.
-inline int nibble(const uint8_t* qs, int e) { return e < 16 ? (qs[e] & 0xF) : (qs[e - 16] >> 4); }
-
-inline void put_nibble(uint8_t* qs, int e, int q) {
-  if (e < 16) qs[e] = uint8_t((qs[e] & 0xF0) | q);
-  else qs[e - 16] = uint8_t((qs[e - 16] & 0x0F) | (q << 4));
-}
-
 // Index of the level nearest to v (the first on ties).
 int nearest_level(const int8_t* levels, float v) {
   int best = 0;
@@ -53,28 +45,23 @@ inline int nearest_iq4(float v) {
   return idx;
 }
 
-// Best scale d for x[0..n) over the IQ4_NL levels, and the codes for it: the extreme value
-// is tried against levels near -127 (its sign decides which end), and for each try the
-// least-squares d of the codes it picks; the try with the smallest squared error wins.
-float fit_iq4(const float* x, int n, uint8_t* codes) {
+// Best scale d for x[0..n) over the IQ4_NL levels: the extreme value is tried against
+// levels near -127 (its sign decides which end), and for each try the least-squares d of
+// the codes it picks; the try with the smallest squared error wins. 0 for a zero block.
+float fit_iq4(const float* x, int n) {
   float amax = 0.0f, max = 0.0f;
   for (int i = 0; i < n; ++i)
     if (std::fabs(x[i]) > amax) {
       amax = std::fabs(x[i]);
       max = x[i];
     }
-  if (amax == 0.0f) {
-    for (int i = 0; i < n; ++i) codes[i] = 8;  // level 1, times d = 0
-    return 0.0f;
-  }
+  if (amax == 0.0f) return 0.0f;
   float best_d = 0.0f, best_score = -1.0f;
-  uint8_t trial[QK_K];
   for (int t = -6; t <= 6; ++t) {
     const float inv = (float(kIq4nlLevels[0]) + float(t)) / max;  // maps max near level 0
     double sum_xl = 0.0, sum_ll = 0.0;
     for (int i = 0; i < n; ++i) {
-      trial[i] = uint8_t(nearest_iq4(x[i] * inv));
-      const double l = kIq4nlLevels[trial[i]];
+      const double l = kIq4nlLevels[nearest_iq4(x[i] * inv)];
       sum_xl += double(x[i]) * l;
       sum_ll += l * l;
     }
@@ -83,7 +70,6 @@ float fit_iq4(const float* x, int n, uint8_t* codes) {
     if (score > best_score) {
       best_score = score;
       best_d = float(sum_xl / sum_ll);
-      std::memcpy(codes, trial, size_t(n));
     }
   }
   return best_d;
@@ -97,20 +83,19 @@ void dequantize_iq4_nl(const void* src, float* dst, int64_t n) {
   const auto* blocks = static_cast<const BlockIQ4_NL*>(src);
   for (int64_t b = 0; b < n / QK4_NL; ++b, dst += QK4_NL) {
     const float d = fp16_to_float(blocks[b].d);
-    for (int e = 0; e < QK4_NL; ++e) dst[e] = d * float(kIq4nlLevels[nibble(blocks[b].qs, e)]);
+    for (int e = 0; e < QK4_NL; ++e) dst[e] = d * float(kIq4nlLevels[legacy_nibble(blocks[b].qs, e)]);
   }
 }
 
 void quantize_iq4_nl(const float* src, void* dst, int64_t n) {
   auto* blocks = static_cast<BlockIQ4_NL*>(dst);
   for (int64_t b = 0; b < n / QK4_NL; ++b, src += QK4_NL) {
-    uint8_t codes[QK4_NL];
-    const uint16_t d = float_to_fp16(fit_iq4(src, QK4_NL, codes));
-    // Re-pick every code against the scale the decoder will see (d rounded to fp16).
-    const float dr = fp16_to_float(d);
-    blocks[b].d = d;
-    for (int e = 0; e < QK4_NL; ++e)
-      put_nibble(blocks[b].qs, e, dr != 0.0f ? nearest_iq4(src[e] / dr) : codes[e]);
+    blocks[b].d = float_to_fp16(fit_iq4(src, QK4_NL));
+    // The codes against the scale the decoder will see (d rounded to fp16); level 1 (code 8)
+    // when it is 0.
+    const float d = fp16_to_float(blocks[b].d);
+    std::memset(blocks[b].qs, 0, sizeof blocks[b].qs);
+    for (int e = 0; e < QK4_NL; ++e) put_legacy_nibble(blocks[b].qs, e, d != 0.0f ? nearest_iq4(src[e] / d) : 8);
   }
 }
 
@@ -123,7 +108,7 @@ void dequantize_iq4_xs(const void* src, float* dst, int64_t n) {
     const float d = fp16_to_float(blk.d);
     for (int s = 0; s < QK_K / 32; ++s, dst += 32) {
       const float dl = d * float(iq4_xs_scale(blk, s) - 32);
-      for (int e = 0; e < 32; ++e) dst[e] = dl * float(kIq4nlLevels[nibble(blk.qs + 16 * s, e)]);
+      for (int e = 0; e < 32; ++e) dst[e] = dl * float(kIq4nlLevels[legacy_nibble(blk.qs + 16 * s, e)]);
     }
   }
 }
@@ -136,9 +121,8 @@ void quantize_iq4_xs(const float* src, void* dst, int64_t n) {
     // 1. Each sub-block's own (signed) scale; 2. one fp16 super-scale d such that every
     // sub-block scale is d times an integer in -32..31 (the largest maps to -32).
     float scale[8], max_scale = 0.0f;
-    uint8_t codes[32];
     for (int s = 0; s < 8; ++s) {
-      scale[s] = fit_iq4(src + 32 * s, 32, codes);
+      scale[s] = fit_iq4(src + 32 * s, 32);
       if (std::fabs(scale[s]) > std::fabs(max_scale)) max_scale = scale[s];
     }
     blk.d = float_to_fp16(max_scale / -32.0f);
@@ -152,7 +136,7 @@ void quantize_iq4_xs(const float* src, void* dst, int64_t n) {
       // 3. The codes against the sub-block scale the decoder will see.
       const float dl = d * float(l);
       for (int e = 0; e < 32; ++e)
-        put_nibble(blk.qs + 16 * s, e, dl != 0.0f ? nearest_iq4(src[32 * s + e] / dl) : 8);
+        put_legacy_nibble(blk.qs + 16 * s, e, dl != 0.0f ? nearest_iq4(src[32 * s + e] / dl) : 8);
     }
   }
 }
@@ -163,7 +147,7 @@ void dequantize_mxfp4(const void* src, float* dst, int64_t n) {
   const auto* blocks = static_cast<const BlockMXFP4*>(src);
   for (int64_t b = 0; b < n / QK_MXFP4; ++b, dst += QK_MXFP4) {
     const float d = e8m0_to_float_half(blocks[b].e);
-    for (int e = 0; e < QK_MXFP4; ++e) dst[e] = float(kMxfp4Levels[nibble(blocks[b].qs, e)]) * d;
+    for (int e = 0; e < QK_MXFP4; ++e) dst[e] = float(kMxfp4Levels[legacy_nibble(blocks[b].qs, e)]) * d;
   }
 }
 
@@ -181,7 +165,7 @@ void quantize_mxfp4(const float* src, void* dst, int64_t n) {
     std::memset(blocks[b].qs, 0, sizeof blocks[b].qs);
     if (amax == 0.0f) continue;  // code 0 is +0 (and 1 / 2^-128 would overflow)
     const float inv = 1.0f / e8m0_to_float_half(uint8_t(exp));
-    for (int e = 0; e < QK_MXFP4; ++e) put_nibble(blocks[b].qs, e, nearest_level(kMxfp4Levels, src[e] * inv));
+    for (int e = 0; e < QK_MXFP4; ++e) put_legacy_nibble(blocks[b].qs, e, nearest_level(kMxfp4Levels, src[e] * inv));
   }
 }
 
